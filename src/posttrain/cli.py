@@ -249,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:
+        from posttrain.trainers.faults import EXIT_INTERRUPTED, Interrupted
+
+        if not isinstance(exc, Interrupted):
+            raise
+        print(f"posttrain: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("posttrain: interrupted", file=sys.stderr)
         return 130

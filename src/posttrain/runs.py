@@ -54,6 +54,9 @@ def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = Fal
         reason = go_offline_if_unreachable()
         if reason:
             print(f"posttrain: the Hugging Face hub is unreachable ({reason}); using the local cache only")
+    from posttrain.trainers.faults import STOP, Interrupted
+
+    STOP.install()  # a stop signal from here on checkpoints instead of killing (faults.py)
     device = Device.detect()
     run, checkpoint = common.prepare_run_dir(loaded, resume, overwrite)
     eval_dir = run.path / "eval"
@@ -72,7 +75,11 @@ def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = Fal
                 common.write_atomic(baseline_file, json.dumps(report["baseline"]) + "\n")
             print(f"posttrain: held-out accuracy before training: {_percent(report['baseline'])}")
 
-    metrics = trainer_for(loaded.spec.method)(loaded, run, checkpoint, device)
+    try:
+        metrics = trainer_for(loaded.spec.method)(loaded, run, checkpoint, device)
+    except Interrupted:
+        common.finish_tracking({})  # W&B resumes the same run id with --resume
+        raise
 
     if evaluating:
         report["trained"], samples = evaluate_model(loaded, str(run.final), device, datasets)

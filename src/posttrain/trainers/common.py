@@ -60,12 +60,11 @@ class RunDir:
         return (self.final / "config.json").is_file()
 
     def last_checkpoint(self) -> Path | None:
-        steps = [
-            (int(p.name.rpartition("-")[2]), p)
-            for p in self.checkpoints.glob("checkpoint-*")
-            if p.name.rpartition("-")[2].isdigit() and (p / "trainer_state.json").is_file()
-        ]
-        return max(steps)[1] if steps else None
+        """The newest checkpoint that every rank finished writing (see faults.py)."""
+        from posttrain.trainers.faults import checkpoints_by_step, is_complete
+
+        complete = [p for _, p in checkpoints_by_step(self.checkpoints) if is_complete(p)]
+        return complete[-1] if complete else None
 
 
 def prepare_run_dir(loaded: LoadedRecipe, resume: bool, overwrite: bool) -> tuple[RunDir, Path | None]:
@@ -99,6 +98,9 @@ def prepare_run_dir(loaded: LoadedRecipe, resume: bool, overwrite: bool) -> tupl
             probe.unlink()
         except OSError as exc:
             raise UserError(f"{where}: cannot write there: {exc.strerror or exc}") from None
+        from posttrain.trainers.faults import remove_incomplete
+
+        remove_incomplete(run.checkpoints)
     return run, checkpoint
 
 
@@ -162,6 +164,7 @@ def trainer_arguments_for(loaded: LoadedRecipe, device: Device, run: RunDir) -> 
     args = trainer_arguments(loaded, device)
     args["output_dir"] = str(run.checkpoints)
     args["run_name"] = loaded.run_name
+    args["save_total_limit"] = None  # posttrain rotates, after a checkpoint is complete (faults.py)
     return args
 
 
@@ -393,10 +396,28 @@ def data_seed(args: dict) -> int:
 
 
 def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None) -> dict:
-    """Train (from the checkpoint, if resuming) and save the final model."""
+    """Train (from the checkpoint, if resuming) and save the final model. A stop signal during
+    training saves a checkpoint and raises faults.Interrupted instead (see faults.py)."""
+    from posttrain.trainers import faults
+
+    faults.STOP.install()
+    if is_main_process():
+        checkpoint_size, final_size = faults.checkpoint_bytes(trainer.model)
+        faults.check_free_space(run.checkpoints, checkpoint_size + final_size, "one checkpoint plus the final model")
+    guard = faults.fault_callback(run.checkpoints, loaded.spec.trainer.get("save_total_limit"))
+    trainer.add_callback(guard)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if guard.stopped_at is not None:
+        name = signal_name(faults.STOP.signum)
+        raise faults.Interrupted(name, guard.stopped_at, run.checkpoints / f"checkpoint-{guard.stopped_at}")
     save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None)
     return result.metrics
+
+
+def signal_name(signum: int | None) -> str:
+    import signal
+
+    return signal.Signals(signum).name if signum else "a stop request"
 
 
 # ----------------------------------------------------------------------------- saving

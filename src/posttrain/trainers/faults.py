@@ -1,0 +1,155 @@
+"""Surviving the cluster: stop signals, complete checkpoints, and a disk-space preflight.
+
+- SIGTERM or SIGUSR1 (SLURM's warning before the time limit, a preemption, `kill`): training
+  stops at the end of the current step on every rank (the ranks agree through one all-reduce),
+  a checkpoint is saved, and the process exits with EXIT_INTERRUPTED (75, "try again"); the run
+  continues with `posttrain run RECIPE --resume`.
+- A checkpoint counts only once every rank has finished writing it: rank 0 then writes
+  `posttrain-complete.json` into it. Resume loads the newest complete checkpoint and deletes
+  incomplete ones (a `kill -9` in the middle of a save), so a half-written checkpoint is never
+  loaded. `save_total_limit` is applied by posttrain after the marker is written, so the last
+  complete checkpoint is never rotated away before its successor is complete.
+- Before training starts, the free space where checkpoints go must hold one checkpoint plus
+  the final model (estimated from the parameter count); otherwise the run stops with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from posttrain.errors import UserError
+
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: interrupted on purpose; resume to continue
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+COMPLETE = "posttrain-complete.json"
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint."""
+
+    def __init__(self, signame: str, step: int, checkpoint: Path):
+        super().__init__(f"received {signame}; saved {checkpoint} at step {step}; "
+                         "continue with `posttrain run RECIPE --resume`")
+        self.signame, self.step, self.checkpoint = signame, step, checkpoint
+
+
+class _StopRequest:
+    signum: int | None = None
+
+    def install(self) -> None:
+        """Catch the stop signals (main thread only; elsewhere the defaults stay)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            print(f"posttrain: received {signal.Signals(signum).name}; saving a checkpoint at the end "
+                  "of this step", file=sys.stderr, flush=True)
+        self.signum = signum
+
+
+STOP = _StopRequest()
+
+
+def _all_agree(flag: bool) -> bool:
+    """True on every rank when it is True on any (one all-reduce; no-op in one process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / COMPLETE).is_file()
+
+
+def mark_complete(checkpoint: Path, step: int) -> None:
+    tmp = checkpoint / f".{COMPLETE}.tmp"
+    tmp.write_text(json.dumps({"step": step}) + "\n")
+    os.replace(tmp, checkpoint / COMPLETE)
+
+
+def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
+    found = [(int(p.name.rpartition("-")[2]), p) for p in directory.glob("checkpoint-*")
+             if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
+    return sorted(found)
+
+
+def remove_incomplete(directory: Path) -> list[Path]:
+    """Delete checkpoints that never got their completion marker (rank 0 only)."""
+    removed = [p for _, p in checkpoints_by_step(directory) if not is_complete(p)]
+    for path in removed:
+        print(f"posttrain: removing incomplete checkpoint {path} (interrupted while it was written)")
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def rotate(directory: Path, limit: int | None) -> None:
+    """Keep the newest `limit` complete checkpoints."""
+    if not limit:
+        return
+    complete = [p for _, p in checkpoints_by_step(directory) if is_complete(p)]
+    for path in complete[:-limit]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def fault_callback(checkpoints: Path, save_total_limit: int | None):
+    """A TrainerCallback: stop and checkpoint on a signal; mark checkpoints complete; rotate."""
+    from transformers import TrainerCallback
+
+    class Faults(TrainerCallback):
+        stopped_at: int | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _all_agree(STOP.signum is not None):
+                control.should_save = True
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            _barrier()  # every rank's shards, optimizer and RNG states are on disk
+            if state.is_world_process_zero:
+                mark_complete(checkpoints / f"checkpoint-{state.global_step}", state.global_step)
+                rotate(checkpoints, save_total_limit)
+            return control
+
+    return Faults()
+
+
+def checkpoint_bytes(model) -> tuple[int, int]:
+    """(bytes of one checkpoint, bytes of the final model) for `model`: weights in their dtype
+    plus, for trainable parameters, Adam's two fp32 moments."""
+    def numel(p):  # ZeRO-3 keeps only a shard on each rank; ds_numel is the full size
+        return getattr(p, "ds_numel", p.numel())
+
+    weights = sum(numel(p) * p.element_size() for p in model.parameters())
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    return weights + 8 * trainable, weights
+
+
+def check_free_space(directory: Path, needed: int, what: str) -> None:
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise UserError(f"{directory}: {free / 2**30:.2f} GiB free, but {what} needs about "
+                        f"{needed / 2**30:.2f} GiB; free some space or set run.dir elsewhere")
