@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     launch = commands.add_parser("launch", help="render (and run) the command for the recipe's launch block")
     launch.add_argument("recipe")
     launch.add_argument("overrides", nargs="*", metavar="key.path=value")
-    launch.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    launch.add_argument("--dry-run", action="store_true", help="print the command (or write the job script), "
+                        "do not run (or submit) it")
+    launch.add_argument("--slurm", action="store_true", help="write an sbatch job script for the launch block "
+                        "and submit it with sbatch")
 
     plan = commands.add_parser("plan", help="per-GPU memory under each ZeRO stage, and a recommendation")
     plan.add_argument("recipe")
@@ -107,6 +110,9 @@ def _show(args) -> int:
 
 
 def _run(args) -> int:
+    from posttrain.trainers.faults import STOP
+
+    STOP.install()  # before the slow imports: a stop signal at start-up still ends in a checkpoint
     from posttrain.recipe import Pipeline, load_recipe
     from posttrain.runs import run_pipeline, run_recipe
 
@@ -130,7 +136,11 @@ def _launch(args) -> int:
     stage = loaded.stages[0][1] if isinstance(loaded, Pipeline) else loaded
     launch = stage.spec.launch
     device = Device.detect()
+    if args.slurm:  # the compute nodes' device, not this login node's
+        device = Device(cuda=launch.slurm.gpus, bf16=launch.slurm.gpus)
     device = Device(device.cuda, device.bf16, world_size=launch.nodes * launch.gpus_per_node)
+    if args.slurm:
+        return _launch_slurm(args, loaded, stage, trainer_arguments(stage, device))
     argv = render_command(stage, args.recipe, args.overrides, trainer_arguments(stage, device))
     print(shlex.join(argv))
     if args.dry_run:
@@ -139,6 +149,44 @@ def _launch(args) -> int:
         raise UserError("a multi-node launch needs MASTER_ADDR and NODE_RANK in the environment on every "
                         "node (a SLURM job script sets them); or use --dry-run to print the command")
     return subprocess.run([os.path.expandvars(a) for a in argv]).returncode
+
+
+def _launch_slurm(args, loaded, stage, trainer_args) -> int:
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from posttrain.launch.slurm import render_sbatch
+    from posttrain.recipe import Pipeline
+
+    if isinstance(loaded, Pipeline):
+        from posttrain.runs import place_stages
+
+        run_dir = place_stages(loaded)
+    else:
+        run_dir = Path(stage.spec.run.dir) / stage.run_name
+    spec = stage.spec.launch.slurm
+    script = Path(spec.script) if spec.script else run_dir / "slurm" / "job.sbatch"
+    text = render_sbatch(stage, args.recipe, args.overrides, trainer_args, run_dir, sys.executable)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not create the log's directory
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(text)
+    except OSError as exc:
+        raise UserError(f"{script}: cannot write the job script: {exc.strerror or exc}") from None
+    print(f"posttrain: wrote {script}")
+    if args.dry_run:
+        print(text)
+        return 0
+    if shutil.which("sbatch") is None:
+        raise UserError(f"sbatch is not installed here; submit {script} on a SLURM login node")
+    done = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+    if done.returncode:
+        raise UserError(f"sbatch rejected {script}: {done.stderr.strip()}")
+    job = re.split(r"[;\s]", done.stdout.strip())[0]
+    print(f"posttrain: submitted job {job}; log: {run_dir.resolve()}/slurm-{job}.out")
+    return 0
 
 
 def _plan(args) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from posttrain.config_fields import FieldSpec, dataclass_fields, value_matches
 from posttrain.errors import RecipeError
@@ -147,6 +147,52 @@ class TrackingSpec(_Block):
     wandb: WandbSpec | None = None
 
 
+class SlurmSpec(_Block):
+    """The job script `posttrain launch --slurm` writes (see docs/launching.md)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # sbatch --time: minutes (30), "HH:MM:SS", "D-HH:MM:SS"
+    job_name: str | None = None  # default: the run's name
+    gpus: bool = True  # request --gpus-per-node (false on CPU partitions)
+    cpus_per_task: int | None = Field(None, gt=0)
+    signal_seconds: int = Field(300, ge=30)  # SIGUSR1 this long before the time limit: checkpoint, requeue
+    requeue: bool = True  # on that signal, requeue the job; it resumes from the checkpoint
+    directives: list[str] = []  # more #SBATCH lines, e.g. "--exclusive", "--mem=0", "--constraint=h100"
+    setup: list[str] = []  # shell lines before training, e.g. "module load cuda/12.4"
+    env: dict[str, str | int] = {}  # exported variables, e.g. NCCL_SOCKET_IFNAME: ib0, NCCL_DEBUG: WARN
+    script: str | None = None  # where to write it (default: RUN_DIR/slurm/job.sbatch)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _minutes(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _signal_before_the_limit(self):
+        if self.time is not None:
+            limit = slurm_time_seconds(self.time)
+            if self.signal_seconds >= limit:
+                raise ValueError(f"signal_seconds ({self.signal_seconds}) must be shorter than the time "
+                                 f"limit ({self.time} = {limit} s)")
+        return self
+
+
+def slurm_time_seconds(text: str) -> int:
+    """sbatch --time in seconds: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match:
+        raise ValueError(f"time {text!r} is not a SLURM time (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)")
+    days, a, b, c = match.groups()
+    a, b, c = int(a), int(b or 0), int(c or 0)
+    if days is not None:  # D-H[:M[:S]]
+        return int(days) * 86400 + a * 3600 + b * 60 + c
+    if c or match.group(4) is not None:  # H:M:S
+        return a * 3600 + b * 60 + c
+    return a * 60 + b  # M or M:S
+
+
 class LaunchSpec(_Block):
     """How `posttrain launch` starts the run (see docs/launching.md)."""
 
@@ -157,6 +203,7 @@ class LaunchSpec(_Block):
     offload: bool = False  # ZeRO-3: parameters and optimizer states on CPU
     fsdp: bool = False  # FSDP2 instead of DeepSpeed
     port: int = Field(29500, gt=0, lt=65536)
+    slurm: SlurmSpec = SlurmSpec()
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -265,9 +312,26 @@ MANAGED_KEYS = {
 
 class _RecipeLoader(yaml.SafeLoader):
     """SafeLoader that also reads `5e-4` as a float: YAML 1.1 (PyYAML) wants `5.0e-4`, and a
-    learning rate silently read as a string is the classic recipe bug."""
+    learning rate silently read as a string is the classic recipe bug. Nor are `24:00:00` or
+    `1:30` base-60 numbers (YAML 1.1): they stay strings, as in YAML 1.2 (a SLURM time limit)."""
 
 
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBER_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
 _RecipeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),

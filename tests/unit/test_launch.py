@@ -1,6 +1,8 @@
 """Launch rendering: pure functions from a recipe to argv, tested without launching."""
 
+import re
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -93,3 +95,77 @@ def test_launch_dry_run_prints_the_command(write_recipe, capsys):
     assert main(["launch", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"{sys.executable} -m torch.distributed.run --nnodes 1 --nproc_per_node 2 --standalone" in out
+
+
+# ----------------------------------------------------------------------------- SLURM
+
+
+def slurm_script(write_recipe, tmp_path, launch: str, overrides=("batch.global=512",)):
+    from posttrain.cli import main
+
+    path = write_recipe(BASE + f"launch: {launch}\nrun: {{dir: {tmp_path / 'runs'}}}\n")
+    script = tmp_path / "job.sbatch"
+    assert main(["launch", str(path), *overrides, f"launch.slurm.script={script}", "--slurm", "--dry-run"]) == 0
+    return path, script.read_text()
+
+
+def test_slurm_script_carries_the_recipes_directives_and_settings(write_recipe, tmp_path):
+    launch = ("{nodes: 4, gpus_per_node: 8, zero: 3, port: 29611, slurm: {partition: gpu, account: proj, qos: high, "
+              "time: '2-00:00:00', signal_seconds: 600, cpus_per_task: 96, directives: ['--exclusive', '--mem=0'], "
+              "setup: ['module load cuda/12.4'], env: {NCCL_SOCKET_IFNAME: ib0, NCCL_IB_DISABLE: 0}}}")
+    path, text = slurm_script(write_recipe, tmp_path, launch, ["trainer.max_steps=5", "batch.global=64"])
+    directives = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("#SBATCH")]
+    for expected in ("--nodes=4", "--ntasks-per-node=1", "--gpus-per-node=8", "--cpus-per-task=96",
+                     "--partition=gpu", "--account=proj", "--qos=high", "--time=2-00:00:00",
+                     "--signal=B:USR1@600", "--requeue", "--exclusive", "--mem=0"):
+        assert expected in directives, expected
+    assert "module load cuda/12.4" in text
+    assert "export NCCL_SOCKET_IFNAME=ib0" in text and "export NCCL_IB_DISABLE=0" in text
+    assert "export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=540" in text  # the signal's lead, less a minute
+    assert 'scontrol show node "$head_node"' in text  # the head's address from SLURM, not assumed
+    task = next(line for line in text.splitlines() if line.startswith("exec "))
+    # ZeRO-3 on 4 nodes: accelerate with the node's rank, rendezvous on the head, bf16 on GPUs
+    assert "accelerate.commands.launch" in task and "--machine_rank \"${NODE_RANK}\"" in task
+    assert "--main_process_ip \"${MASTER_ADDR}\"" in task and "--mixed_precision bf16" in task
+    assert f"posttrain run {path} trainer.max_steps=5 batch.global=64" in task and task.endswith(" --resume")
+
+
+def test_slurm_script_for_torchrun_uses_the_job_id_as_rendezvous_id(write_recipe, tmp_path):
+    _, text = slurm_script(write_recipe, tmp_path, "{nodes: 2, gpus_per_node: 4, slurm: {gpus: false}}")
+    task = next(line for line in text.splitlines() if line.startswith("exec "))
+    assert "--rdzv_endpoint \"${MASTER_ADDR}:29500\" --rdzv_id \"${SLURM_JOB_ID}\"" in task
+    assert "--gpus-per-node" not in text  # a CPU partition
+
+
+@pytest.mark.parametrize("launch", [
+    "{nodes: 2, gpus_per_node: 8, slurm: {partition: gpu, time: '12:00:00'}}",
+    "{nodes: 4, gpus_per_node: 8, zero: 3, offload: true, slurm: {setup: ['source .venv/bin/activate']}}",
+    "{slurm: {requeue: false, gpus: false}}",
+])
+def test_slurm_scripts_pass_bash_n_and_shellcheck(write_recipe, tmp_path, launch):
+    import subprocess
+
+    slurm_script(write_recipe, tmp_path, launch)
+    script = tmp_path / "job.sbatch"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    done = subprocess.run([str(shellcheck), "--severity=style", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("time,message", [
+    ("1", "signal_seconds (300) must be shorter than the time limit (1 = 60 s)"),
+    ("'soon'", "is not a SLURM time"),
+])
+def test_slurm_time_limits_are_checked(write_recipe, time, message):
+    path = write_recipe(BASE + f"launch: {{slurm: {{time: {time}}}}}\n")
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(path)
+
+
+def test_slurm_times_read_as_sbatch_reads_them():
+    from posttrain.recipe import slurm_time_seconds
+
+    assert slurm_time_seconds("30") == 1800 and slurm_time_seconds("30:15") == 1815
+    assert slurm_time_seconds("12:00:00") == 43200 and slurm_time_seconds("2-00:00:00") == 172800
+    assert slurm_time_seconds("1-2") == 93600 and slurm_time_seconds("1-2:30") == 95400

@@ -1,0 +1,112 @@
+"""The sbatch script for a recipe: `posttrain launch RECIPE --slurm [--dry-run]`.
+
+One task per node; each starts the recipe's launch command (torchrun with c10d rendezvous, or
+accelerate) on its node. The head node's address comes from SLURM (`scontrol show node`), since
+node names need not resolve. `#SBATCH --signal=B:USR1@N` warns the script N seconds before the
+time limit: it sends SIGTERM to the training processes, which finish their step, save a checkpoint
+and exit (posttrain.trainers.faults); then the script requeues the job, and the requeued job
+resumes from that checkpoint (the script always passes --resume). A SIGTERM from SLURM itself
+(scancel, preemption) reaches the training processes directly: they checkpoint too, and the job
+is not requeued by the script (a preemption with PreemptMode=REQUEUE requeues it).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from posttrain.launch.render import render_command
+
+RENDEZVOUS_VARS = ("${MASTER_ADDR}", "${NODE_RANK}", "${RDZV_ID:-posttrain}")
+
+
+def _word(token: str) -> str:
+    """Shell-quote a token; ones holding ${VAR} stay expandable (they are plain words otherwise)."""
+    if "${" in token:
+        return f'"{token}"'
+    return shlex.quote(token)
+
+
+def task_command(loaded, recipe: str, overrides: list[str], trainer_args: dict, python: str) -> list[str]:
+    argv = render_command(loaded, recipe, overrides, trainer_args, python=python)
+    argv = [a.replace("${RDZV_ID:-posttrain}", "${SLURM_JOB_ID}") for a in argv]
+    return [*argv, "--resume"]
+
+
+def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict, run_dir: Path,
+                  python: str, workdir: str | None = None) -> str:
+    launch = loaded.spec.launch
+    slurm = launch.slurm
+    workdir = workdir or os.getcwd()
+    shutdown = max(30, slurm.signal_seconds - 60)
+    directives = [
+        f"--job-name={slurm.job_name or loaded.run_name}",
+        f"--nodes={launch.nodes}",
+        "--ntasks-per-node=1",
+        *([f"--gpus-per-node={launch.gpus_per_node}"] if slurm.gpus else []),
+        *([f"--cpus-per-task={slurm.cpus_per_task}"] if slurm.cpus_per_task else []),
+        *([f"--partition={slurm.partition}"] if slurm.partition else []),
+        *([f"--account={slurm.account}"] if slurm.account else []),
+        *([f"--qos={slurm.qos}"] if slurm.qos else []),
+        *([f"--time={slurm.time}"] if slurm.time else []),
+        f"--signal=B:USR1@{slurm.signal_seconds}",
+        "--requeue" if slurm.requeue else "--no-requeue",
+        "--open-mode=append",
+        f"--output={run_dir.resolve()}/slurm-%j.out",
+        f"--chdir={workdir}",
+        *slurm.directives,
+    ]
+    lines = ["#!/bin/bash",
+             f"# posttrain job for {recipe} (written by `posttrain launch --slurm`; edit freely).",
+             f"# Submit: sbatch {{this file}}    Log: {run_dir.resolve()}/slurm-<jobid>.out"]
+    lines += [f"#SBATCH {d}" for d in directives]
+    lines += ["", "set -uo pipefail", ""]
+    if slurm.setup:
+        lines += ["# Set-up from the recipe's launch.slurm.setup (files it sources exist on the cluster only)",
+                  "# shellcheck disable=SC1090,SC1091", *slurm.setup, ""]
+    env = {"NCCL_DEBUG": "WARN", **{k: str(v) for k, v in slurm.env.items()}}
+    lines += ["# NCCL and other settings (launch.slurm.env)"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines += [
+        "",
+        "# The head node's address as SLURM knows it: node names need not resolve.",
+        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'MASTER_ADDR=$(scontrol show node "$head_node" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
+        f"MASTER_PORT={launch.port}",
+        "export MASTER_ADDR MASTER_PORT",
+        "# After a stop signal the launcher gives the training processes this long to checkpoint.",
+        f"export TORCH_ELASTIC_SHUTDOWN_TIMEOUT={shutdown}",
+        'echo "posttrain: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $SLURM_JOB_NODELIST; '
+        'head $head_node at $MASTER_ADDR:$MASTER_PORT"',
+        "",
+        "# SLURM's warning before the time limit: the training processes checkpoint and exit.",
+        "stop_requested=0",
+        "trap 'stop_requested=1; echo \"posttrain: the time limit is near; asking the training processes "
+        "to checkpoint\"; scancel --signal=TERM \"$SLURM_JOB_ID\"' USR1",
+        "",
+        "# Each node's task: NODE_RANK from SLURM, then the recipe's launch command. --resume",
+        "# continues from the last complete checkpoint (a requeued or restarted job).",
+        "read -r -d '' task <<'TASK' || true",
+        "export NODE_RANK=$SLURM_NODEID",
+        "exec " + " ".join(_word(a) for a in task_command(loaded, recipe, overrides, trainer_args, python)),
+        "TASK",
+        'srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c "$task" &',
+        "step=$!",
+        'status=0; wait "$step" || status=$?',
+        'while kill -0 "$step" 2>/dev/null; do status=0; wait "$step" || status=$?; done',
+        "",
+    ]
+    if slurm.requeue:
+        lines += [
+            'if [ "$stop_requested" = 1 ]; then',
+            "    trap - USR1",
+            '    echo "posttrain: requeueing job $SLURM_JOB_ID; it resumes from its last checkpoint"',
+            '    scontrol requeue "$SLURM_JOB_ID"',
+            "    exit 0",
+            "fi",
+        ]
+    else:
+        lines += ['[ "$stop_requested" = 1 ] && echo "posttrain: stopped at the time limit; resubmit this script to resume"']
+    lines += ['exit "$status"', ""]
+    return "\n".join(lines)
