@@ -4,6 +4,8 @@
     posttrain show RECIPE [key=value ...]    print the resolved recipe
     posttrain run RECIPE [key=value ...] [--resume | --overwrite]
     posttrain launch RECIPE [key=value ...] [--dry-run]
+    posttrain launch RECIPE --slurm [--dry-run]
+    posttrain consolidate CHECKPOINT OUTPUT
     posttrain plan RECIPE [key=value ...] [--seq-len N] [--gpu-memory GIB]
     posttrain eval RECIPE [key=value ...] [--model DIR] [--output DIR]
     posttrain data generate TASK --n N [--split train|heldout] [--seed S] [-o FILE]
@@ -46,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
                         "do not run (or submit) it")
     launch.add_argument("--slurm", action="store_true", help="write an sbatch job script for the launch block "
                         "and submit it with sbatch")
+
+    consolidate = commands.add_parser("consolidate", help="a DeepSpeed ZeRO checkpoint into a normal model directory")
+    consolidate.add_argument("checkpoint", help="checkpoints/checkpoint-N of a ZeRO run")
+    consolidate.add_argument("output", help="model directory to write")
 
     plan = commands.add_parser("plan", help="per-GPU memory under each ZeRO stage, and a recommendation")
     plan.add_argument("recipe")
@@ -286,7 +292,18 @@ def _data(args) -> int:
     return 0
 
 
+def _consolidate(args) -> int:
+    from pathlib import Path
+
+    from posttrain.launch.consolidate import consolidate
+
+    out = consolidate(Path(args.checkpoint), Path(args.output))
+    print(f"posttrain: wrote {out}")
+    return 0
+
+
 COMMANDS = {"validate": _validate, "show": _show, "run": _run, "launch": _launch, "plan": _plan,
+            "consolidate": _consolidate,
             "eval": _eval, "data": _data}
 
 

@@ -1,10 +1,22 @@
-"""Real data parallelism on CPU: 2 processes over gloo, started by `posttrain launch`.
+"""Real data parallelism on CPU: 2 processes over gloo, started by `posttrain launch`, under DDP
+(torchrun), DeepSpeed ZeRO-2 and ZeRO-3 (accelerate with the shipped configs), for SFT, DPO and
+GRPO.
 
-2 ranks with per-device batch b train exactly like 1 rank with 2b (same data, same losses, same
-weights within float tolerance), and only rank 0 writes the run directory.
+- SFT and DPO: 2 ranks with per-device batch b train like 1 rank with 2b: the same loss at
+  every step (relative 1e-4) and the same final weights: per tensor, the two runs' weights differ
+  by under 1 % of how far training moved them (measured: up to 0.13 %, from float summation
+  order, which Adam's normalised steps amplify where gradients are near zero). DPO's reference model is
+  loaded by TRL itself, which under ZeRO-3 needs the process group first (common.init_distributed).
+- GRPO: each rank samples its own completions, so 2 ranks do not draw the same samples as 1 rank
+  and losses are not comparable; the runs must train (every parameter changes), log rewards, and
+  reach the same weights on both ranks (one final model is written, by rank 0).
+- Only rank 0 writes the run directory and W&B.
+- A ZeRO-3 checkpoint consolidates into a normal Hugging Face model (tied embeddings included).
 """
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -12,39 +24,155 @@ from posttrain.cli import main
 
 pytestmark = pytest.mark.distributed
 
+TINY = "{hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128}"
+DATA = {
+    "sft": "- {task: arithmetic, n: 64}",
+    "dpo": "- {task: arithmetic_pairs, n: 64}",
+    "rlvr": "- {task: arithmetic, n: 64}",
+}
+TRAINER = {
+    "sft": "{max_steps: 3, learning_rate: 1.0e-3, logging_steps: 1, save_steps: 3, seed: 0}",
+    "dpo": "{max_steps: 3, learning_rate: 1.0e-3, logging_steps: 1, save_steps: 3, seed: 0, max_length: 128}",
+    "rlvr": ("{max_steps: 2, learning_rate: 1.0e-3, logging_steps: 1, save_steps: 2, seed: 0, num_generations: 4, "
+             "max_completion_length: 8, beta: 0.04}"),
+}
 RECIPE = """\
-method: sft
-model:
-  name_or_path: tiny
-  tiny: {{hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128}}
+method: {method}
+model: {{name_or_path: tiny, tiny: {tiny}}}
 data:
   train:
-    - {{task: arithmetic, n: 64}}
-batch: {{per_device: {per_device}, global: 8}}
-trainer: {{max_steps: 3, learning_rate: 1.0e-3, logging_steps: 1, save_steps: 3, seed: 0}}
-launch: {{gpus_per_node: {processes}}}
+    {data}
+{rewards}batch: {{per_device: {per_device}, global: 8}}
+trainer: {trainer}
+tracking: {{wandb: {{project: posttrain-tests, mode: offline}}}}
+launch: {launch}
 run: {{name: {name}, dir: {dir}}}
+"""
+LAUNCH = {"single": "{}", "ddp": "{gpus_per_node: 2}", "zero2": "{gpus_per_node: 2, zero: 2}",
+          "zero3": "{gpus_per_node: 2, zero: 3}"}
+
+
+def launch(tmp: Path, method: str, mode: str) -> Path:
+    name = f"{method}-{mode}"
+    run = tmp / name
+    if (run / "final" / "config.json").is_file():
+        return run
+    processes = 1 if mode == "single" else 2
+    recipe = tmp / f"{name}.yaml"
+    recipe.write_text(RECIPE.format(
+        method=method, tiny=TINY, data=DATA[method], trainer=TRAINER[method], launch=LAUNCH[mode], name=name,
+        dir=tmp, per_device=8 // processes,
+        rewards=("rewards: [{name: numeric}, {name: 'distributed_rewards:digit_share', weight: 0.5}]\n"
+                 if method == "rlvr" else "")))
+    assert main(["launch", str(recipe)]) == 0
+    return run
+
+
+REWARD_MODULE = """\
+def digit_share(completions, **columns):
+    # differs between samples even for an untrained model, so GRPO's advantages are not all 0
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    return [sum(ch.isdigit() for ch in t) / max(1, len(t)) for t in texts]
 """
 
 
-def losses(run):
-    return {m["step"]: m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-            if "loss" in m}
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    import os
+    import sys
+
+    tmp = tmp_path_factory.mktemp("distributed")
+    (tmp / "distributed_rewards.py").write_text(REWARD_MODULE)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp), saved]))  # the launched ranks
+    sys.path.insert(0, str(tmp))  # validation in this process
+    yield tmp
+    sys.path.remove(str(tmp))
+    if saved is None:
+        os.environ.pop("PYTHONPATH")
+    else:
+        os.environ["PYTHONPATH"] = saved
 
 
-def test_two_ranks_train_like_one_rank_with_twice_the_batch(tmp_path):
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in metrics(run) if "loss" in m}
+
+
+def weights(path: Path) -> dict:
     from safetensors.torch import load_file
 
-    for name, processes, per_device in (("ddp", 2, 4), ("single", 1, 8)):
-        recipe = tmp_path / f"{name}.yaml"
-        recipe.write_text(RECIPE.format(per_device=per_device, processes=processes, name=name, dir=tmp_path))
-        assert main(["launch", str(recipe)]) == 0
-    ddp, single = tmp_path / "ddp", tmp_path / "single"
-    resolved = (ddp / "recipe.resolved.yaml").read_text()
-    assert "world_size: 2" in resolved and "gradient_accumulation_steps: 1" in resolved
-    assert sorted(losses(ddp)) == [1, 2, 3]  # one line per step: only rank 0 logs
-    for step, loss in losses(single).items():
-        assert losses(ddp)[step] == pytest.approx(loss, rel=1e-4), step
-    a, b = load_file(str(ddp / "final" / "model.safetensors")), load_file(str(single / "final" / "model.safetensors"))
+    return load_file(str(path / "model.safetensors"))
+
+
+def start_weights() -> dict:
+    from posttrain.recipe import TinyModelSpec
+    from posttrain.tiny import tiny_model_path
+
+    return weights(tiny_model_path(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)))
+
+
+def same_training(a: dict, b: dict, tolerance: float = 1e-2) -> None:
+    start = start_weights()
+    assert sorted(a) == sorted(b)
     for key in a:
-        assert (a[key] - b[key]).abs().max() < 1e-4, key
+        moved = (a[key] - start[key]).norm()
+        assert moved > 0, key
+        assert (a[key] - b[key]).norm() / moved < tolerance, key
+
+
+def rank_zero_only_wrote(run: Path, world: int, steps: int) -> None:
+    resolved = (run / "recipe.resolved.yaml").read_text()
+    assert f"world_size: {world}" in resolved
+    assert sorted(losses(run)) == list(range(1, steps + 1))  # one line per step: only rank 0 logs
+    assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # one W&B run, rank 0's
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+@pytest.mark.parametrize("mode", ["ddp", "zero2", "zero3"])
+def test_two_ranks_train_like_one_rank_with_twice_the_batch(runs, method, mode):
+    single = launch(runs, method, "single")
+    run = launch(runs, method, mode)
+    rank_zero_only_wrote(run, 2, 3)
+    assert "gradient_accumulation_steps: 1" in (run / "recipe.resolved.yaml").read_text()
+    expected = losses(single)
+    for step, loss in losses(run).items():
+        assert loss == pytest.approx(expected[step], rel=1e-4), (step, loss, expected[step])
+    if method == "dpo":
+        assert all("rewards/margins" in m for m in metrics(run) if "loss" in m)
+    same_training(weights(single / "final"), weights(run / "final"))
+
+
+@pytest.mark.parametrize("mode", ["ddp", "zero2", "zero3"])
+def test_grpo_trains_on_two_ranks(runs, mode):
+    run = launch(runs, "rlvr", mode)
+    rank_zero_only_wrote(run, 2, 2)
+    for m in metrics(run):
+        if "loss" in m:
+            assert math.isfinite(m["loss"]) and "rewards/numeric/mean" in m and "frac_reward_zero_std" in m
+            assert "kl" in m  # beta > 0: the reference model ran (TRL loads it itself under ZeRO-3)
+    start, end = start_weights(), weights(run / "final")
+    assert [k for k in start if (start[k] == end[k]).all()] == []  # every parameter trained
+
+
+def test_a_zero3_checkpoint_consolidates_into_a_normal_model(runs, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    run = launch(runs, "sft", "zero3")
+    checkpoint = run / "checkpoints" / "checkpoint-3"
+    assert list(checkpoint.glob("global_step3/*optim_states.pt"))  # DeepSpeed's sharded states
+    out = tmp_path / "consolidated"
+    assert main(["consolidate", str(checkpoint), str(out)]) == 0
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.tie_word_embeddings
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
+    consolidated = weights(out)
+    gathered = weights(run / "final")  # the 16-bit gather at save time (fp32 on CPU)
+    assert sorted(consolidated) == sorted(gathered)
+    for key in gathered:
+        assert torch.equal(consolidated[key], gathered[key]), key
+    same_training(weights(launch(runs, "sft", "single") / "final"), consolidated)

@@ -177,6 +177,21 @@ def build_config(loaded: LoadedRecipe, config_class, args: dict):
                         f"settings: {exc}") from None
 
 
+def init_distributed(device: Device) -> None:
+    """Under DeepSpeed (accelerate launch with a ZeRO config), start the process group before any
+    model is loaded: TRL loads reference models itself, and inside ZeRO-3's `zero.Init` an
+    uninitialised group looks like world size 1, so every rank would hold a different shard
+    layout (the failure ENV notes). Harmless when already initialised."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("true", "1"):
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if device.cuda else "gloo")
+
+
 def checkpoint_step(checkpoint: Path | None) -> int:
     return int(checkpoint.name.rpartition("-")[2]) if checkpoint else 0
 
@@ -423,16 +438,52 @@ def signal_name(signum: int | None) -> str:
 # ----------------------------------------------------------------------------- saving
 
 
+def zero_stage(trainer) -> int:
+    """The DeepSpeed ZeRO stage the trainer runs under (0: no DeepSpeed)."""
+    if not getattr(trainer, "is_deepspeed_enabled", False):
+        return 0
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    return int(plugin.zero_stage) if plugin else 0
+
+
+def tied_duplicates(model) -> list[str]:
+    """Names of parameters that are another parameter (tied output embeddings): a state dict
+    given to save_pretrained keeps them, and a normal checkpoint stores each tensor once."""
+    seen, duplicates = set(), []
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            duplicates.append(name)
+        seen.add(id(param))
+    return duplicates
+
+
 def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
     """Save the trained model into final/ atomically: written to final.tmp/, then renamed.
 
     A LoRA run saves its adapter under adapter/ and the merged model under final/, so final/
     always loads with AutoModelForCausalLM.from_pretrained.
     """
+    staging = run.path / "final.tmp"
+    if zero_stage(trainer) == 3 and not merge_lora:
+        # Each rank holds a shard of every parameter: all ranks join the gather (the shipped
+        # configs set stage3_gather_16bit_weights_on_model_save), rank 0 writes.
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        if trainer.is_world_process_zero():
+            model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
+            for name in tied_duplicates(model):
+                state.pop(name, None)
+            shutil.rmtree(staging, ignore_errors=True)
+            model.save_pretrained(staging, state_dict=state)
+            tokenizer.save_pretrained(staging)
+            shutil.rmtree(run.final, ignore_errors=True)
+            staging.rename(run.final)
+        from posttrain.trainers.faults import barrier
+
+        barrier()
+        return
     if not trainer.is_world_process_zero():
         return
     model = trainer.model
-    staging = run.path / "final.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     if merge_lora:
         adapter = run.path / "adapter"

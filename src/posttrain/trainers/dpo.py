@@ -56,6 +56,8 @@ def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
     from trl import DPOConfig, DPOTrainer
 
     args = common.trainer_arguments_for(loaded, device, run)
+    common.init_distributed(device)
+    config = common.build_config(loaded, DPOConfig, args)  # first: under ZeRO-3 the model loads sharded
     model, tokenizer = common.load_model_and_tokenizer(loaded, device)
 
     records, sources = build_mixture(loaded.spec.data.train, "preference", common.data_seed(args))
@@ -68,9 +70,7 @@ def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
     fingerprints = common.source_records(sources)
     fingerprints["dropped_pairs"] = dict(dropped)
     resolved = common.write_run_records(run, loaded, device, fingerprints)
-
-    args["report_to"] = common.start_tracking(loaded, run, resolved)
-    config = common.build_config(loaded, DPOConfig, args)
+    config.report_to = common.start_tracking(loaded, run, resolved)  # read when the trainer is built
     return DPOTrainer(
         model=model,
         args=config,

@@ -72,7 +72,7 @@ def _all_agree(flag: bool) -> bool:
     return bool(value.item())
 
 
-def _barrier() -> None:
+def barrier() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -128,7 +128,7 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None):
             return control
 
         def on_save(self, args, state, control, **kwargs):
-            _barrier()  # every rank's shards, optimizer and RNG states are on disk
+            barrier()  # every rank's shards, optimizer and RNG states are on disk
             if state.is_world_process_zero:
                 mark_complete(checkpoints / f"checkpoint-{state.global_step}", state.global_step)
                 rotate(checkpoints, save_total_limit)

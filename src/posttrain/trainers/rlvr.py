@@ -32,11 +32,11 @@ def build_rlvr_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, dev
     train, fingerprints = rlvr_data(loaded, common.data_seed(args))
     resolved = common.write_run_records(run, loaded, device, fingerprints)
 
-    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
-
     rewards = [build_reward(r.name, r.options, r.on_error) for r in loaded.spec.rewards]
     args["report_to"] = common.start_tracking(loaded, run, resolved)
-    config = common.build_config(loaded, GRPOConfig, args)
+    common.init_distributed(device)
+    config = common.build_config(loaded, GRPOConfig, args)  # first: under ZeRO-3 the model loads sharded
+    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
     return GRPOTrainer(
         model=model,
         reward_funcs=rewards,

@@ -44,10 +44,10 @@ def build_sft_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
     train, evaluation, fingerprints = sft_data(loaded, common.data_seed(args))
     resolved = common.write_run_records(run, loaded, device, fingerprints)
 
-    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
-
     args["report_to"] = common.start_tracking(loaded, run, resolved)
-    config = common.build_config(loaded, SFTConfig, args)
+    common.init_distributed(device)
+    config = common.build_config(loaded, SFTConfig, args)  # first: under ZeRO-3 the model loads sharded
+    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
     return SFTTrainer(
         model=model,
         args=config,

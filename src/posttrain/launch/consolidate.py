@@ -1,0 +1,49 @@
+"""`posttrain consolidate CHECKPOINT OUTPUT`: a DeepSpeed ZeRO checkpoint (any stage; the shards
+under global_stepN/) into a normal Hugging Face model directory, on CPU.
+
+DeepSpeed's `zero_to_fp32 --safe_serialization` fails on tied embeddings (ENV): here the fp32
+state dict is loaded into the model built from the checkpoint's config, tied weights are tied
+again, and `save_pretrained` writes safetensors (one copy of a tied tensor). The tokenizer and
+generation config are copied. Written atomically.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from posttrain.errors import UserError
+
+
+def consolidate(checkpoint: Path, output: Path) -> Path:
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not (checkpoint / "config.json").is_file():
+        raise UserError(f"{checkpoint}: no config.json; pass a checkpoint directory (checkpoints/checkpoint-N)")
+    if not any(checkpoint.glob("global_step*/*model_states.pt")):
+        raise UserError(f"{checkpoint}: no DeepSpeed shards (global_stepN/*model_states.pt); "
+                        "a checkpoint without DeepSpeed already holds a normal model")
+    state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
+    config = AutoConfig.from_pretrained(checkpoint)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise UserError(f"{checkpoint}: the shards do not match the model: missing {sorted(set(missing) - tied)}, "
+                        f"unexpected {sorted(unexpected)}")
+    model.tie_weights()
+    staging = output.with_name(output.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    try:
+        AutoTokenizer.from_pretrained(checkpoint).save_pretrained(staging)
+    except (OSError, ValueError):
+        print(f"posttrain: no tokenizer in {checkpoint}; the model is written without one")
+    if (checkpoint / "generation_config.json").is_file():
+        shutil.copy(checkpoint / "generation_config.json", staging / "generation_config.json")
+    shutil.rmtree(output, ignore_errors=True)
+    staging.rename(output)
+    return output
