@@ -174,7 +174,7 @@ def _launch_slurm(args, loaded, stage, trainer_args) -> int:
         run_dir = Path(stage.spec.run.dir) / stage.run_name
     spec = stage.spec.launch.slurm
     script = Path(spec.script) if spec.script else run_dir / "slurm" / "job.sbatch"
-    text = render_sbatch(stage, args.recipe, args.overrides, trainer_args, run_dir, sys.executable)
+    text = render_sbatch(stage, args.recipe, args.overrides, trainer_args, run_dir.resolve(), sys.executable)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not create the log's directory
         script.parent.mkdir(parents=True, exist_ok=True)

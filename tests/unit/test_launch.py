@@ -169,3 +169,35 @@ def test_slurm_times_read_as_sbatch_reads_them():
     assert slurm_time_seconds("30") == 1800 and slurm_time_seconds("30:15") == 1815
     assert slurm_time_seconds("12:00:00") == 43200 and slurm_time_seconds("2-00:00:00") == 172800
     assert slurm_time_seconds("1-2") == 93600 and slurm_time_seconds("1-2:30") == 95400
+
+
+# Editable examples shipped under examples/slurm/, rendered from the real recipes; regenerate
+# with POSTTRAIN_REGENERATE=1 python -m pytest tests/unit/test_launch.py
+SLURM_EXAMPLES = {
+    "tulu3-sft-8x8.sbatch": ("recipes/tulu3/sft.yaml", []),
+    "tulu3-dpo-zero3-2x8.sbatch": ("recipes/tulu3/dpo.yaml", ["launch.zero=3"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLURM_EXAMPLES))
+def test_shipped_slurm_examples_are_what_launch_renders(name):
+    import os
+    import subprocess
+
+    from posttrain.launch.slurm import render_sbatch
+
+    repo = Path(__file__).resolve().parents[2]
+    recipe, overrides = SLURM_EXAMPLES[name]
+    loaded = load_recipe(repo / recipe, overrides)
+    launch = loaded.spec.launch
+    args = trainer_arguments(loaded, Device(cuda=True, bf16=True, world_size=launch.nodes * launch.gpus_per_node))
+    text = render_sbatch(loaded, recipe, overrides, args, Path("/path/to/checkout/runs") / loaded.run_name,
+                         python="python", workdir="/path/to/checkout")
+    text = text.replace(str(CONFIG_DIR), "/path/to/checkout/src/posttrain/launch/configs")  # this clone's path
+    example = repo / "examples" / "slurm" / name
+    if os.environ.get("POSTTRAIN_REGENERATE"):
+        example.parent.mkdir(parents=True, exist_ok=True)
+        example.write_text(text)
+    assert example.read_text() == text, f"{example} is stale; regenerate it (see the comment above)"
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    assert subprocess.run([str(shellcheck), str(example)], capture_output=True).returncode == 0

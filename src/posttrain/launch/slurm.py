@@ -53,13 +53,13 @@ def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict,
         f"--signal=B:USR1@{slurm.signal_seconds}",
         "--requeue" if slurm.requeue else "--no-requeue",
         "--open-mode=append",
-        f"--output={run_dir.resolve()}/slurm-%j.out",
+        f"--output={run_dir}/slurm-%j.out",
         f"--chdir={workdir}",
         *slurm.directives,
     ]
     lines = ["#!/bin/bash",
              f"# posttrain job for {recipe} (written by `posttrain launch --slurm`; edit freely).",
-             f"# Submit: sbatch {{this file}}    Log: {run_dir.resolve()}/slurm-<jobid>.out"]
+             f"# Submit: sbatch {{this file}}    Log: {run_dir}/slurm-<jobid>.out"]
     lines += [f"#SBATCH {d}" for d in directives]
     lines += ["", "set -uo pipefail", ""]
     if slurm.setup:
