@@ -85,7 +85,7 @@ def plain_trl_trainer(workdir: Path, n: int, steps: int, loss: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--n", type=int, default=800)
     parser.add_argument("--loss", default="sigmoid", help="TRL loss type, e.g. sigmoid or sigmoid_norm")
