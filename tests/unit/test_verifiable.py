@@ -77,3 +77,14 @@ def test_a_record_that_does_not_fit_its_format_names_file_and_line(tmp_path):
     path = write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "q", "answer": "a\n#### 1"}, {"question": "q2"}])
     with pytest.raises(DataError, match=r"gsm8k.jsonl:2: not a gsm8k record: missing column 'answer'"):
         load_source(DataSource(path=path, format="gsm8k"), "task")
+
+
+def test_gsm8k_and_math_solutions_train_sft_as_worked_answers(tmp_path):
+    math = write_jsonl(tmp_path / "math.jsonl", [
+        {"problem": "Half of one?", "solution": r"It is $\boxed{\frac{1}{2}}$."}])
+    gsm8k = write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "1 + 1?", "answer": "1 + 1 = 2\n#### 2"}])
+    (m,) = load_source(DataSource(path=math, format="math"), "sft").records
+    assert m["prompt"] == [{"role": "user", "content": "Half of one?"}]
+    assert m["completion"] == [{"role": "assistant", "content": r"It is $\boxed{\frac{1}{2}}$."}]
+    (g,) = load_source(DataSource(path=gsm8k, format="gsm8k"), "sft").records
+    assert g["completion"][0]["content"] == "1 + 1 = 2\n#### 2"

@@ -15,6 +15,10 @@ def _user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
 def from_gsm8k(record: dict) -> dict:
     """GSM8K: `question`, `answer` ending in '#### 72'."""
     answer = record["answer"]
@@ -22,7 +26,7 @@ def from_gsm8k(record: dict) -> dict:
         raise ValueError("GSM8K answer has no '#### <number>' line")
     final = answer.rsplit("####", 1)[1].strip().replace(",", "")
     return {"prompt": _user(record["question"]), "ground_truth": final, "verifier": "numeric",
-            "solution": answer}
+            "solution": answer, "completion": _assistant(answer)}
 
 
 def from_math(record: dict) -> dict:
@@ -31,8 +35,10 @@ def from_math(record: dict) -> dict:
     if answer is None:
         raise ValueError("MATH solution has no \\boxed{} answer")
     extra = {k: record[k] for k in ("level", "type", "subject") if k in record}
+    solution = record.get("solution", "")
+    worked = {"completion": _assistant(solution)} if solution else {}  # SFT on worked solutions
     return {"prompt": _user(record["problem"]), "ground_truth": answer, "verifier": "math",
-            "solution": record.get("solution", ""), **extra}
+            "solution": solution, **worked, **extra}
 
 
 TULU_VERIFIERS = {"gsm8k": "numeric", "math": "math", "ifeval": "ifeval"}
