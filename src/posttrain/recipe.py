@@ -71,6 +71,21 @@ class TracesSpec(_Block):
     seed: int = 0
 
 
+class OnPolicySpec(_Block):
+    """DPO pairs sampled from the model being trained (docs/data.md): `samples` answers per task
+    prompt, scored by `reward`; correct answers are paired with incorrect ones."""
+
+    samples: int = Field(8, ge=2)  # answers per prompt (O1 Journey: 20)
+    pairs: int = Field(2, ge=1)  # at most this many pairs per prompt (O1 Journey: 5)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, gt=0)
+    reward: str = "verifier"  # a reward of 1 (>= threshold) is correct
+    threshold: float = 1.0
+    batch_size: int = Field(32, gt=0)  # prompts per generate call
+    seed: int = 0
+
+
 class DataSource(_Block):
     """One dataset: a local file (`path`), a hub dataset (`hub`) or a generated task (`task`)."""
 
@@ -87,6 +102,7 @@ class DataSource(_Block):
     format: Literal["gsm8k", "math", "tulu3_rlvr"] | None = None  # map onto the task format
     system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
     traces: TracesSpec | None = None  # the records are reasoning trees: build these traces
+    on_policy: OnPolicySpec | None = None  # DPO: task records -> pairs sampled from the policy
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -683,6 +699,14 @@ def validate(loaded_raw: dict, origins: dict[KeyPath, Origin], source: Path) -> 
         )
     if spec.method == "dpo":
         _check_dpo_losses(loaded)
+    for i, source in enumerate(spec.data.train):
+        if source.on_policy is not None:
+            if spec.method != "dpo":
+                raise loaded.error(("data", "train", i, "on_policy"), "on-policy pairs are for method: dpo")
+            if source.traces is not None:
+                raise loaded.error(("data", "train", i, "on_policy"), "a source is task records (on_policy) "
+                                   "or reasoning trees (traces), not both")
+            _check_reward_name(loaded, ("data", "train", i, "on_policy", "reward"), source.on_policy.reward)
     accumulation = gradient_accumulation(loaded, loaded.world_size)
     if spec.method == "rlvr":
         _check_generation_groups(loaded, accumulation)

@@ -86,3 +86,44 @@ def test_dpo_on_message_pairs(tmp_path):
     recipe.write_text(RECIPE.format(data=data, extra="", name="messages", dir=tmp_path / "runs"))
     assert main(["run", str(recipe)]) == 0
     assert (tmp_path / "runs" / "messages" / "final" / "config.json").is_file()
+
+
+def test_on_policy_pairs_are_sampled_from_the_starting_model_and_trained_on(tmp_path, monkeypatch, capsys):
+    """Pairs sampled from the tiny model itself, scored by a reward that splits its answers."""
+    from safetensors.torch import load_file
+
+    from posttrain.recipe import TinyModelSpec
+    from posttrain.tiny import tiny_model_path
+
+    (tmp_path / "split_reward.py").write_text(
+        "def first_digit_odd(completions, **columns):\n"
+        "    texts = [c if isinstance(c, str) else c[-1]['content'] for c in completions]\n"
+        "    firsts = [next((ch for ch in t if ch.isdigit()), None) for t in texts]\n"
+        "    return [1.0 if d is not None and int(d) % 2 else 0.0 for d in firsts]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / "onpolicy.yaml"
+    recipe.write_text(RECIPE.format(
+        data="x", extra="", name="onpolicy", dir=tmp_path / "runs").replace(
+        "    - path: x\n",
+        "    - task: arithmetic\n      n: 16\n      on_policy: {samples: 4, pairs: 2, max_new_tokens: 16, "
+        "reward: 'split_reward:first_digit_odd'}\n"))
+    assert main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "on-policy pairs from task:arithmetic:train:" in out
+    run = tmp_path / "runs" / "onpolicy"
+    stats = json.loads((run / "env.json").read_text())["data"]["on_policy"]["task:arithmetic:train"]
+    assert stats["prompts"] == 16 and stats["pairs"] > 0
+    assert stats["pairs"] <= 2 * stats["prompts with pairs"]
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged if "loss" in m] == [1, 2]
+    start = load_file(str(tiny_model_path(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4,
+                                                        intermediate_size=128)) / "model.safetensors"))
+    end = load_file(str(run / "final" / "model.safetensors"))
+    assert any(not (start[k] == end[k]).all() for k in start)
+
+
+def test_on_policy_sources_belong_to_dpo(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("method: sft\ndata:\n  train:\n    - {task: arithmetic, on_policy: {samples: 4}}\n")
+    assert main(["run", str(recipe)]) == 2
+    assert "data.train.0.on_policy: on-policy pairs are for method: dpo" in capsys.readouterr().err

@@ -162,6 +162,8 @@ def load_source(source, kind: str) -> LoadedSource:
         records = [_with_system_prompt(r, source.system_prompt) for r in records]
     if not records:
         raise DataError(f"{source.label}: no records")
+    if getattr(source, "on_policy", None) is not None:
+        kind = "task"  # prompts to sample pairs for; the DPO trainer turns them into pairs
     for record, location in zip(records, where):
         problem = record_problem(record, kind)
         if problem:
@@ -187,9 +189,11 @@ def _keep_columns(records: list[dict], kind: str) -> list[dict]:
     return [{c: r[c] for c in format_columns(r, kind)} for r in records]
 
 
-def build_mixture(sources, kind: str, seed: int, decontaminate=None) -> tuple[list[dict], list[LoadedSource]]:
+def build_mixture(sources, kind: str, seed: int, decontaminate=None,
+                  pair_sampler=None) -> tuple[list[dict], list[LoadedSource]]:
     """Load, weight, mix and shuffle sources. `decontaminate` is (EvalIndex, threshold, drop):
-    records overlapping an evaluation set are counted per source, and dropped if asked."""
+    records overlapping an evaluation set are counted per source, and dropped if asked.
+    `pair_sampler(source, records)` turns an on-policy source's task records into pairs."""
     from posttrain.data.decontaminate import contaminated
 
     rng = random.Random(seed)
@@ -206,6 +210,13 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None) -> tuple[li
                 if not item.records:
                     raise DataError(f"{item.label}: every record overlaps an evaluation set")
         chosen = apply_weight(item.records, source.weight, rng)
+        if getattr(source, "on_policy", None) is not None:
+            if pair_sampler is None:
+                raise DataError(f"{item.label}: on-policy pairs are sampled by the DPO trainer only")
+            chosen = pair_sampler(source, chosen)
+            if not chosen:
+                raise DataError(f"{item.label}: on-policy sampling gave no pair (every prompt's answers were "
+                                "all correct or all wrong); sample more answers or use other prompts")
         item.used = len(chosen)
         mixed.extend(_keep_columns(chosen, kind))
         loaded.append(item)

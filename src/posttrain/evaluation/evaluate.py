@@ -42,7 +42,7 @@ def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, ba
     return answers
 
 
-def _score(reward_name: str, records: list[dict], answers: list[list[str]]) -> list[list[float]]:
+def score_answers(reward_name: str, records: list[dict], answers: list[list[str]]) -> list[list[float]]:
     reward = build_reward(reward_name)
     flat = [a for group in answers for a in group]
     columns = {k: [r.get(k) for r, group in zip(records, answers) for _ in group]
@@ -59,8 +59,8 @@ def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec) -
     answers = generate_answers(model, tokenizer, [r["prompt"] for r in records],
                                max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, n=spec.n,
                                temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed)
-    scores = _score(spec.reward, records, answers)
-    selectors = _score(spec.select_reward, records, answers) if spec.select_reward else [None] * len(records)
+    scores = score_answers(spec.reward, records, answers)
+    selectors = score_answers(spec.select_reward, records, answers) if spec.select_reward else [None] * len(records)
     groups = [{"correct": [s >= 1.0 for s in sc], "keys": [answer_key(a) for a in an], "selector": sel,
                "scores": sc} for sc, an, sel in zip(scores, answers, selectors)]
     ks = sorted(set(spec.k) | {1})

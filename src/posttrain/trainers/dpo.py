@@ -4,7 +4,9 @@ exo_pair, apo_*, ...; lists combine them with `loss_weights`), LoRA or full fine
 
     posttrain run recipes/tulu3/dpo.yaml
 
-Pairs come from files or hub datasets: {"prompt", "chosen", "rejected"} as strings or messages.
+Pairs come from files or hub datasets: {"prompt", "chosen", "rejected"} as strings or messages;
+from reasoning trees (`traces: {kind: pairs}`); or on-policy (`on_policy:` on a task source):
+answers sampled from the starting model, verified, correct paired with incorrect.
 Unusable pairs (chosen == rejected, an empty side, longer than max_length) are dropped before
 training and counted in the log and in env.json.
 """
@@ -60,7 +62,25 @@ def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
     config = common.build_config(loaded, DPOConfig, args)  # first: under ZeRO-3 the model loads sharded
     model, tokenizer = common.load_model_and_tokenizer(loaded, device)
 
-    records, sources = build_mixture(loaded.spec.data.train, "preference", common.data_seed(args))
+    sampled: dict = {}
+
+    def pair_sampler(source, tasks):
+        """On-policy pairs from the model as it is before training (every rank samples in
+        lockstep, which ZeRO-3 needs; rank 0's pairs are used everywhere)."""
+        from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
+
+        pairs, stats = sample_pairs(model, tokenizer, tasks, source.on_policy)
+        pairs, stats = agree_across_ranks((pairs, stats))
+        sampled[source.label] = dict(stats)
+        print(f"posttrain: on-policy pairs from {source.label}: {stats['pairs']} pairs from "
+              f"{stats['prompts']} prompts x {source.on_policy.samples} samples ("
+              f"{stats['all answers correct']} all correct, {stats['no correct answer']} none correct)")
+        return pairs
+
+    if device.cuda and not any(hasattr(p, "ds_id") for p in model.parameters()):
+        model.to("cuda")  # sampling on the GPU; ZeRO-3 shards stay where DeepSpeed put them
+    records, sources = build_mixture(loaded.spec.data.train, "preference", common.data_seed(args),
+                                     pair_sampler=pair_sampler)
     records, dropped = usable_pairs(records, tokenizer, args.get("max_length", 1024))
     if dropped:
         print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
@@ -69,6 +89,8 @@ def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
         raise loaded.error(("data", "train"), "no usable preference pairs left")
     fingerprints = common.source_records(sources)
     fingerprints["dropped_pairs"] = dict(dropped)
+    if sampled:
+        fingerprints["on_policy"] = sampled
     resolved = common.write_run_records(run, loaded, device, fingerprints)
     config.report_to = common.start_tracking(loaded, run, resolved)  # read when the trainer is built
     return DPOTrainer(
