@@ -9,6 +9,7 @@
     posttrain plan RECIPE [key=value ...] [--seq-len N] [--gpu-memory GIB]
     posttrain eval RECIPE [key=value ...] [--model DIR] [--output DIR]
     posttrain data generate TASK --n N [--split train|heldout] [--seed S] [-o FILE]
+    posttrain data build-trees RECIPE [key=value ...] -o FILE [--model DIR] [--width W] [--depth D] [--beam K]
     posttrain data decontaminate RECIPE [key=value ...] [--n N] [--threshold T] [--write DIR]
 """
 
@@ -74,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     decon.add_argument("--n", type=int, help="words per n-gram (default: the recipe's, else 8)")
     decon.add_argument("--threshold", type=float, help="share of an eval record's n-grams (default 0.5)")
     decon.add_argument("--write", metavar="DIR", help="write each source's clean records to DIR/*.jsonl")
+    trees = data_commands.add_parser(
+        "build-trees", help="reasoning trees sampled from a model for the recipe's task records (docs/trees.md)")
+    trees.add_argument("recipe")
+    trees.add_argument("overrides", nargs="*", metavar="key.path=value")
+    trees.add_argument("-o", "--output", required=True, help="JSONL file of trees to write")
+    trees.add_argument("--model", help="model directory (default: the recipe's model)")
+    trees.add_argument("--width", type=int, default=4, help="candidate next steps sampled per node (default 4)")
+    trees.add_argument("--depth", type=int, default=8, help="at most this many steps (default 8)")
+    trees.add_argument("--beam", type=int, default=2, help="nodes per question kept for expansion (default 2)")
+    trees.add_argument("--temperature", type=float, default=1.0)
+    trees.add_argument("--step-tokens", type=int, default=32, help="tokens sampled per step (default 32)")
+    trees.add_argument("--reward", default="verifier", help="rates final answers (default: the record's verifier)")
+    trees.add_argument("--judge", help="step checker: 'arithmetic' or a dotted path module:function")
+    trees.add_argument("--seed", type=int, default=0)
     gen = data_commands.add_parser("generate", help="write generated task records as JSONL")
     gen.add_argument("task")
     gen.add_argument("--n", type=int, required=True)
@@ -274,11 +289,44 @@ def _decontaminate(args) -> int:
     return 0
 
 
+def _build_trees(args) -> int:
+    from pathlib import Path
+
+    from posttrain.data.build_trees import build_trees
+    from posttrain.data.loading import load_source
+    from posttrain.recipe import Device, Pipeline, load_recipe
+    from posttrain.trainers.common import load_model_and_tokenizer, write_atomic
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    if isinstance(loaded, Pipeline):
+        raise UserError(f"{args.recipe}: a pipeline; name a recipe whose data.train holds the task records")
+    records = [r for source in loaded.spec.data.train for r in load_source(source, "task").records]
+    device = Device.detect()
+    model, tokenizer = load_model_and_tokenizer(loaded, device, path=args.model, preflight=False)
+    if device.cuda:
+        model = model.to("cuda")
+    try:
+        trees, stats = build_trees(model, tokenizer, records, width=args.width, depth=args.depth, beam=args.beam,
+                                   temperature=args.temperature, step_tokens=args.step_tokens, reward=args.reward,
+                                   judge=args.judge, seed=args.seed)
+    except LookupError as exc:
+        raise UserError(f"--judge/--reward: {exc}") from None
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output, "".join(json.dumps(t) + "\n" for t in trees))
+    print(f"posttrain: {stats['trees']} trees from {stats['questions']} questions "
+          f"({stats['dropped: no correct path']} without a correct path dropped); {stats['steps']} steps, "
+          f"{stats['incorrect steps']} incorrect; wrote {output}")
+    return 0
+
+
 def _data(args) -> int:
     from posttrain.data.tasks import TASKS, generate
 
     if args.data_command == "decontaminate":
         return _decontaminate(args)
+    if args.data_command == "build-trees":
+        return _build_trees(args)
 
     if args.task not in TASKS:
         raise UserError(f"unknown task {args.task!r} (tasks: {', '.join(TASKS)})")

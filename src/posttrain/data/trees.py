@@ -140,7 +140,14 @@ class TraceOptions:
 
 def shortcut_trace(tree: Tree, rng: random.Random, options: TraceOptions = TraceOptions()) -> str:
     path = rng.choice(correct_paths(tree))
-    return "\n".join([*(s.text for s in path), options.answer_line.format(answer=tree.answer)])
+    return "\n".join([*(s.text for s in path), *_answer_line(path, tree, options)])
+
+
+def _answer_line(path: list[Step], tree: Tree, options: TraceOptions) -> list[str]:
+    """The closing answer line, unless the path's last step already is that line (trees
+    sampled from a model may end a path with the model's own `Answer: ...` step)."""
+    line = options.answer_line.format(answer=tree.answer)
+    return [] if path[-1].text.strip() == line.strip() else [line]
 
 
 def _wrong_branch(step: Step, depth: int) -> list[Step]:
@@ -165,7 +172,7 @@ def journey_trace(tree: Tree, rng: random.Random, options: TraceOptions = TraceO
             lines.append(options.backtrack.format(critique=critique, step=detour.text))
             taken += 1
         lines.append(step.text)
-    lines.append(options.answer_line.format(answer=tree.answer))
+    lines += _answer_line(path, tree, options)
     return "\n".join(lines), taken
 
 

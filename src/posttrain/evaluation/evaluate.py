@@ -15,11 +15,15 @@ from posttrain.rewards import build_reward
 
 
 def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int,
-                     n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[list[str]]:
-    """n completions per chat prompt: greedy when temperature is 0, else sampled (seeded)."""
+                     n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                     prefixes: list[str] | None = None) -> list[list[str]]:
+    """n completions per chat prompt: greedy when temperature is 0, else sampled (seeded).
+    `prefixes` continue a partly written assistant answer (one per prompt)."""
     import torch
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    if prefixes is not None:
+        texts = [t + prefix for t, prefix in zip(texts, prefixes)]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
     answers: list[list[str]] = [[] for _ in texts]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}

@@ -1,0 +1,215 @@
+"""Reasoning trees sampled from a causal LM: `posttrain data build-trees`.
+
+For each task record the model writes a solution one step (one line) at a time. From every
+node of the frontier it samples `width` candidate next steps (continuing the partly written
+answer); `beam` nodes per question stay in the frontier; expansion stops at `depth` steps or
+when a step declares the final answer (a line the answer extractor reads, e.g. `Answer: 42` or
+`\\boxed{42}`; when the model writes it on the line after a step, it belongs to that step).
+
+Ratings:
+- a step with a final answer: the task's verifier (the record's `verifier`, or a named reward)
+  decides; a wrong answer's critique says which answer was expected;
+- a step checker, where the task allows one (`arithmetic`: each step is compared with the worked
+  solution's step, and the critique names the slip), or a judge function named by dotted path,
+  `judge(record, previous_steps, step) -> (rating, critique) | None` (None: cannot tell);
+- otherwise final-answer correctness propagates up: a step is correct when some continuation
+  below it reaches the right answer, else incorrect ("no continuation from here reached ...").
+
+Trees without a correct path to the gold answer cannot give traces: they are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from posttrain.rewards.answers import extract_final_answer
+
+_EQUATION = re.compile(r"^\s*(-?\d+)\s*([-+*x×/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+
+
+@dataclass
+class Node:
+    id: str
+    parent: str | None
+    text: str
+    depth: int
+    rating: str | None = None
+    critique: str | None = None
+    answer: str | None = None
+
+
+def _answer_of(line: str) -> str | None:
+    return extract_final_answer(line) if line.strip() else None
+
+
+def split_step(generated: str) -> tuple[str, str | None]:
+    """(step text, final answer declared with it or None) from one sampled continuation."""
+    lines = [line for line in generated.split("\n")]
+    first = lines[0].strip()
+    if _answer_of(first) is not None:
+        return first, _answer_of(first)
+    if len(lines) > 1 and _answer_of(lines[1]) is not None:
+        return first, _answer_of(lines[1])
+    return first, None
+
+
+def arithmetic_judge(record: dict, previous: list[str], step: str):
+    """Step checker for the generated arithmetic task: the step must be the worked solution's
+    next step (the path so far being right); the critique says what is wrong with it."""
+    completion = record.get("completion")
+    if not completion or _answer_of(step) is not None:
+        return None  # no worked solution to compare with; a final answer is the verifier's
+    gold = [line for line in completion[-1]["content"].split("\n") if not line.startswith("Answer")]
+    k = len(previous)
+    if previous != gold[:k]:
+        return "incorrect", "it continues from an earlier wrong step."
+    if k >= len(gold):
+        return "incorrect", "the solution is already complete; only the answer is left."
+    if step.strip() == gold[k]:
+        return "correct", None
+    got, want = _EQUATION.match(step), _EQUATION.match(gold[k])
+    if got and want:
+        a, op, b, c = got.groups()
+        wa, wop, wb, wc = want.groups()
+        if (a, op, b) == (wa, wop, wb):
+            return "incorrect", f"{a} {op} {b} is {wc}, not {c}."
+        if op != wop:
+            return "incorrect", f"the operation here is {wop}, not {op}: it should be {gold[k]}."
+        return "incorrect", f"the numbers are misread: it should be {gold[k]}."
+    return "incorrect", f"the next step should be {gold[k]}."
+
+
+JUDGES = {"arithmetic": arithmetic_judge}
+
+
+def _resolve_judge(judge):
+    if judge is None or callable(judge):
+        return judge
+    if judge in JUDGES:
+        return JUDGES[judge]
+    from posttrain.rewards import resolve_reward  # the same dotted-path rules as rewards
+
+    return resolve_reward(judge)
+
+
+def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth: int = 8, beam: int = 2,
+                temperature: float = 1.0, step_tokens: int = 32, batch_size: int = 64, reward: str = "verifier",
+                judge=None, seed: int = 0) -> tuple[list[dict], Counter]:
+    from posttrain.evaluation.evaluate import generate_answers, score_answers
+
+    judge = _resolve_judge(judge)
+    rng = random.Random(f"build_trees/{seed}")
+    nodes: list[dict[str, Node]] = [{} for _ in records]
+    frontier: list[list[Node | None]] = [[None] for _ in records]  # None: the empty answer
+    stats = Counter(questions=len(records))
+
+    def path(i: int, node: Node | None) -> list[str]:
+        steps = []
+        while node is not None:
+            steps.append(node.text)
+            node = nodes[i][node.parent] if node.parent else None
+        return steps[::-1]
+
+    for level in range(depth):
+        jobs = [(i, node) for i, front in enumerate(frontier) for node in front]
+        if not jobs:
+            break
+        prefixes = ["".join(step + "\n" for step in path(i, node)) for i, node in jobs]
+        samples = generate_answers(model, tokenizer, [records[i]["prompt"] for i, _ in jobs],
+                                   max_new_tokens=step_tokens, batch_size=batch_size, n=width,
+                                   temperature=temperature, seed=seed + level, prefixes=prefixes)
+        created: list[tuple[int, Node]] = []
+        for (i, parent), group in zip(jobs, samples):
+            seen = set()
+            for generated in group:
+                text, answer = split_step(generated)
+                if not text or text in seen:
+                    continue
+                seen.add(text)
+                node = Node(id=f"s{len(nodes[i])}", parent=parent.id if parent else None, text=text,
+                            depth=level + 1, answer=answer)
+                nodes[i][node.id] = node
+                created.append((i, node))
+        answered = [(i, n) for i, n in created if n.answer is not None]
+        if answered:
+            scores = score_answers(reward, [records[i] for i, _ in answered], [[f"Answer: {n.answer}"]
+                                                                              for _, n in answered])
+            for (i, node), (score,) in zip(answered, scores):
+                if score < 1.0:
+                    node.rating = "incorrect"
+                    node.critique = f"the final answer {node.answer} is wrong; it is {records[i]['ground_truth']}."
+        for i, node in created:
+            verdict = judge(records[i], path(i, nodes[i][node.parent]) if node.parent else [], node.text) \
+                if judge is not None else None
+            if verdict is not None and node.rating is None:
+                node.rating, node.critique = verdict
+        frontier = [[] for _ in records]
+        for i, node in created:
+            if node.answer is None:  # answered steps end their branch
+                frontier[i].append(node)
+        for i, front in enumerate(frontier):  # steps rated correct first; wrong branches if room
+            good = [n for n in front if n.rating == "correct"]
+            rest = [n for n in front if n.rating != "correct"]
+            rng.shuffle(good)
+            rng.shuffle(rest)
+            frontier[i] = (good + rest)[:beam]
+
+    trees = []
+    stats["sampled steps"] = sum(len(tree_nodes) for tree_nodes in nodes)
+    for record, tree_nodes in zip(records, nodes):
+        _propagate(tree_nodes, record["ground_truth"])
+        tree = {"question": _question(record), "answer": str(record["ground_truth"]),
+                "steps": [{"id": n.id, "parent": n.parent, "text": n.text, "rating": n.rating,
+                           **({"critique": n.critique} if n.critique else {}),
+                           **({"answer": n.answer} if n.answer is not None else {})}
+                          for n in tree_nodes.values()]}
+        if _has_correct_path(tree_nodes):
+            trees.append(tree)
+        else:
+            stats["dropped: no correct path"] += 1
+    stats["trees"] = len(trees)
+    stats["steps"] = sum(len(t["steps"]) for t in trees)
+    stats["incorrect steps"] = sum(s["rating"] == "incorrect" for t in trees for s in t["steps"])
+    return trees, stats
+
+
+def _question(record: dict) -> str:
+    prompt = record["prompt"]
+    return prompt if isinstance(prompt, str) else next(m["content"] for m in prompt if m["role"] == "user")
+
+
+def _propagate(nodes: dict[str, Node], gold) -> None:
+    """Unrated steps: correct when a correct answer lies below them, else incorrect."""
+    children: dict[str | None, list[Node]] = {}
+    for node in nodes.values():
+        children.setdefault(node.parent, []).append(node)
+
+    def reaches(node: Node) -> bool:
+        below = [reaches(child) for child in children.get(node.id, [])]  # rate every descendant
+        if node.answer is not None:
+            ok = node.rating != "incorrect"
+        else:
+            ok = any(below) and node.rating != "incorrect"
+        if node.rating is None:
+            node.rating = "correct" if ok else "incorrect"
+            if not ok:
+                node.critique = f"no continuation from this step reached the answer {gold}."
+        return ok
+
+    for root in children.get(None, []):
+        reaches(root)
+
+
+def _has_correct_path(nodes: dict[str, Node]) -> bool:
+    for node in nodes.values():
+        if node.answer is None or node.rating != "correct":
+            continue
+        walk = node
+        while walk is not None and walk.rating == "correct":
+            walk = nodes[walk.parent] if walk.parent else None
+        if walk is None:
+            return True
+    return False
