@@ -62,3 +62,25 @@ def test_grpo_trains_logs_rewards_and_changes_parameters(tmp_path):
     end = load_file(str(run / "final" / "model.safetensors"))
     changed = [k for k in start if not (start[k] == end[k]).all()]
     assert changed == list(start)
+
+
+def test_a_loss_of_exactly_zero_is_explained(tmp_path, capsys):
+    """The untrained model never answers right: every group's rewards agree, advantages are 0."""
+    recipe = tmp_path / "zero.yaml"
+    text = RECIPE.replace(f'  - {{name: "{__name__}:digit_share", weight: 0.5}}\n', "")
+    recipe.write_text(text + f"run: {{name: zero, dir: {tmp_path / 'runs'}}}\n")
+    assert main(["run", str(recipe)]) == 0
+    logged = [json.loads(line) for line in (tmp_path / "runs" / "zero" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["loss"] for m in logged if "loss" in m] == [0.0, 0.0]
+    out = capsys.readouterr().out
+    assert "step 1: loss is exactly 0 because every prompt's group of completions got the same reward" in out
+    assert "beta is 0, so there is no KL term" in out
+
+
+def test_zero_loss_reasons():
+    from posttrain.trainers.rlvr import zero_loss_reason
+
+    assert zero_loss_reason({"loss": 0.1, "frac_reward_zero_std": 1.0}, 0.0) is None
+    assert zero_loss_reason({"loss": 0.0, "frac_reward_zero_std": 0.5, "kl": 0.0}, 0.04) == (
+        "the policy still equals the reference model (KL 0)")
+    assert zero_loss_reason({"loss": 0.0, "frac_reward_zero_std": 0.5, "kl": 0.01}, 0.04) is None

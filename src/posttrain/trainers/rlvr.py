@@ -24,6 +24,37 @@ def rlvr_data(loaded: LoadedRecipe, seed: int):
     return to_dataset(records), fingerprints
 
 
+def zero_loss_reason(logs: dict, beta: float) -> str | None:
+    """Why a logged GRPO loss is exactly 0, or None when it is not (or the cause is unknown)."""
+    if logs.get("loss") != 0.0:
+        return None
+    reasons = []
+    if logs.get("frac_reward_zero_std") == 1.0:
+        reasons.append("every prompt's group of completions got the same reward (frac_reward_zero_std 1.0), "
+                       "so every advantage is 0: there is nothing to prefer. Easier or harder prompts, more "
+                       "generations, or a graded reward give the groups a spread")
+    if beta == 0:
+        reasons.append("beta is 0, so there is no KL term")
+    elif logs.get("kl") == 0.0:
+        reasons.append("the policy still equals the reference model (KL 0)")
+    if not reasons:
+        return None
+    return "; ".join(reasons)
+
+
+def explain_zero_loss(beta: float):
+    """A TrainerCallback printing why a step's loss is exactly 0 (rank 0)."""
+    from transformers import TrainerCallback
+
+    class ZeroLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            reason = zero_loss_reason(logs or {}, beta)
+            if reason and state.is_world_process_zero:
+                print(f"posttrain: step {state.global_step}: loss is exactly 0 because {reason}.")
+
+    return ZeroLoss()
+
+
 def build_rlvr_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device):
     from trl import GRPOConfig, GRPOTrainer
 
@@ -44,7 +75,8 @@ def build_rlvr_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, dev
         train_dataset=train,
         processing_class=tokenizer,
         peft_config=common.lora_config(loaded),
-        callbacks=[common.metrics_callback(run, common.checkpoint_step(checkpoint))],
+        callbacks=[common.metrics_callback(run, common.checkpoint_step(checkpoint)),
+                   explain_zero_loss(config.beta)],
     )
 
 
