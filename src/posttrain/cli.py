@@ -112,6 +112,8 @@ def _validate(args) -> int:
             if isinstance(loaded, Pipeline):
                 stages = ", ".join(f"{name} ({stage.spec.method})" for name, stage in loaded.stages)
                 print(f"ok: {path} (pipeline {loaded.name}: {stages})")
+            elif not hasattr(loaded, "spec"):
+                print(f"ok: {path} (experiment {loaded.data['experiment']}, run {loaded.name})")
             else:
                 print(f"ok: {path} ({loaded.spec.method}, run {loaded.run_name})")
     return EXIT_USER_ERROR if failed else 0
@@ -125,6 +127,8 @@ def _show(args) -> int:
     if isinstance(loaded, Pipeline):
         stages = {name: resolved_dict(stage, device) for name, stage in loaded.stages}
         print(to_yaml({"pipeline": loaded.name, "stages": stages}), end="")
+    elif not hasattr(loaded, "spec"):  # an experiment: its recipe as written, phase 1 resolved
+        print(to_yaml({**loaded.data, "phase1 (resolved)": resolved_dict(loaded.phase1, device)}), end="")
     else:
         print(to_yaml(resolved_dict(loaded, device)), end="")
     return 0
@@ -138,7 +142,15 @@ def _run(args) -> int:
     from posttrain.runs import run_pipeline, run_recipe
 
     loaded = load_recipe(args.recipe, args.overrides)
-    if isinstance(loaded, Pipeline):
+    if not isinstance(loaded, Pipeline) and not hasattr(loaded, "spec"):
+        from posttrain.experiments.journey import run_experiment
+
+        if args.overwrite and loaded.root.exists():
+            import shutil
+
+            shutil.rmtree(loaded.root)
+        run_experiment(loaded)  # finished runs are reused, interrupted ones resume
+    elif isinstance(loaded, Pipeline):
         run_pipeline(loaded, overwrite=args.overwrite)  # finished stages skip, interrupted ones resume
     else:
         run_recipe(loaded, resume=args.resume, overwrite=args.overwrite)

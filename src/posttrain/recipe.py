@@ -854,6 +854,10 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         apply_override(data, origins, override)
     if "stages" in data:
         return _load_pipeline(data, origins, source.resolve())
+    if "experiment" in data:
+        from posttrain.experiments.journey import load_experiment
+
+        return load_experiment(data, origins, source.resolve())
     return validate(data, origins, source.resolve())
 
 

@@ -47,9 +47,7 @@ def test_answers_propagate_up_to_unrated_steps():
 def test_sampling_from_the_tiny_model_respects_width_depth_and_beam_and_is_seeded():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import pytest
-
-from posttrain.data.build_trees import build_trees
+    from posttrain.data.build_trees import build_trees
     from posttrain.recipe import TinyModelSpec
     from posttrain.tiny import tiny_model_path
 
@@ -66,3 +64,16 @@ from posttrain.data.build_trees import build_trees
     assert stats["questions"] == 4 and stats["trees"] == 0 and stats["dropped: no correct path"] == 4
     most = len(records) * (width + (depth - 1) * beam * width)
     assert 0 < stats["sampled steps"] <= most
+
+
+def test_the_worked_solution_can_be_grafted_in_as_a_correct_path():
+    from posttrain.data.build_trees import _add_gold_path
+
+    nodes = {n.id: n for n in [Node("s0", None, "66 - 20 = 46", 1),           # the model's own, identical
+                               Node("s1", None, "66 - 20 = 56", 1, rating="incorrect", critique="slip"),
+                               Node("s2", "s0", "46 + 90 = 137", 2, answer="137", rating="incorrect")]}
+X
+    _propagate(nodes, "136")
+    assert nodes["s0"].rating == "correct" and _has_correct_path(nodes)
+    gold = [n for n in nodes.values() if n.text == "46 + 90 = 136"]
+    assert len(gold) == 1 and gold[0].parent == "s0" and gold[0].answer == "136"

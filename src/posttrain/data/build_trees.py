@@ -97,7 +97,7 @@ def _resolve_judge(judge):
 
 def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth: int = 8, beam: int = 2,
                 temperature: float = 1.0, step_tokens: int = 32, batch_size: int = 64, reward: str = "verifier",
-                judge=None, seed: int = 0) -> tuple[list[dict], Counter]:
+                judge=None, include_gold: bool = False, seed: int = 0) -> tuple[list[dict], Counter]:
     from posttrain.evaluation.evaluate import generate_answers, score_answers
 
     judge = _resolve_judge(judge)
@@ -160,6 +160,8 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
     trees = []
     stats["sampled steps"] = sum(len(tree_nodes) for tree_nodes in nodes)
     for record, tree_nodes in zip(records, nodes):
+        if include_gold:
+            stats["gold steps added"] += _add_gold_path(tree_nodes, record)
         _propagate(tree_nodes, record["ground_truth"])
         tree = {"question": _question(record), "answer": str(record["ground_truth"]),
                 "steps": [{"id": n.id, "parent": n.parent, "text": n.text, "rating": n.rating,
@@ -174,6 +176,38 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
     stats["steps"] = sum(len(t["steps"]) for t in trees)
     stats["incorrect steps"] = sum(s["rating"] == "incorrect" for t in trees for s in t["steps"])
     return trees, stats
+
+
+def _add_gold_path(nodes: dict[str, Node], record: dict) -> int:
+    """Graft the record's worked solution into the tree as a correct path (reusing the model's
+    identical steps), so every question keeps a correct path; returns the steps added."""
+    completion = record.get("completion")
+    if not completion:
+        return 0
+    text = completion[-1]["content"] if isinstance(completion, list) else completion
+    steps = [line.strip() for line in text.split("\n") if line.strip() and _answer_of(line) is None]
+    parent, added = None, 0
+    for depth, step in enumerate(steps, start=1):
+        same = next((n for n in nodes.values() if n.parent == parent and n.text == step), None)
+        if same is None:
+            same = Node(id=f"g{depth}", parent=parent, text=step, depth=depth)
+            while same.id in nodes:
+                same.id += "'"
+            nodes[same.id] = same
+            added += 1
+        same.rating, same.critique = "correct", None
+        parent = same.id
+    if parent is not None:
+        last = nodes[parent]
+        children = [n for n in nodes.values() if n.parent == parent]
+        if children:  # the model went on past the solution: close the gold path with its own leaf
+            leaf = Node(id=f"g{len(steps) + 1}", parent=parent, text=f"Answer: {record['ground_truth']}",
+                        depth=len(steps) + 1, rating="correct", answer=str(record["ground_truth"]))
+            nodes[leaf.id] = leaf
+            added += 1
+        else:
+            last.answer = str(record["ground_truth"])
+    return added
 
 
 def _question(record: dict) -> str:

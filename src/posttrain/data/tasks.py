@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 
 HELDOUT_BUCKETS = 5  # one problem in 20 (by hash) belongs to the held-out split
 HASH_BUCKETS = 100
@@ -38,6 +39,24 @@ def _arithmetic_problem(rng: random.Random, min_operands: int, max_operands: int
         terms += [op, str(operand)]
         total = new_total
     return f"Compute {' '.join(terms)}.", steps, total
+
+
+_QUESTION = re.compile(r"^Compute (\d+(?: [-+] \d+)+)\.$")
+
+
+def arithmetic_solution(question: str) -> str | None:
+    """The worked solution of an arithmetic task question ("Compute 66 - 20 + 90."), as the
+    generator writes it; None for any other text."""
+    match = _QUESTION.match(question.strip())
+    if not match:
+        return None
+    tokens = match.group(1).split(" ")
+    total, steps = int(tokens[0]), []
+    for op, operand in zip(tokens[1::2], tokens[2::2]):
+        new_total = total + int(operand) if op == "+" else total - int(operand)
+        steps.append(f"{total} {op} {operand} = {new_total}")
+        total = new_total
+    return "\n".join([*steps, f"Answer: {total}"])
 
 
 def _distinct(n: int, split: str, rng: random.Random, make) -> list[dict]:

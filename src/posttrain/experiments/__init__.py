@@ -1,0 +1,1 @@
+"""Experiments that run several recipes and compare them."""
