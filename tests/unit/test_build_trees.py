@@ -72,7 +72,7 @@ def test_the_worked_solution_can_be_grafted_in_as_a_correct_path():
     nodes = {n.id: n for n in [Node("s0", None, "66 - 20 = 46", 1),           # the model's own, identical
                                Node("s1", None, "66 - 20 = 56", 1, rating="incorrect", critique="slip"),
                                Node("s2", "s0", "46 + 90 = 137", 2, answer="137", rating="incorrect")]}
-X
+    assert _add_gold_path(nodes, RECORD) == 1  # only "46 + 90 = 136": the model's "66 - 20 = 46" is reused
     _propagate(nodes, "136")
     assert nodes["s0"].rating == "correct" and _has_correct_path(nodes)
     gold = [n for n in nodes.values() if n.text == "46 + 90 = 136"]
