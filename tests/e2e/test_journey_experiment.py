@@ -33,7 +33,7 @@ def test_journey_vs_shortcut_runs_every_phase_and_writes_the_comparison(tmp_path
             assert (run / "final" / "config.json").is_file() and (run / "eval" / "report.json").is_file()
             resolved = (run / "recipe.resolved.yaml").read_text()
             assert f"kind: {kind}" in resolved and f"seed: {seed}" in resolved and "max_steps: 2" in resolved
-            assert str(root / "phase1" / "final") in resolved  # phase 2 starts from phase 1's model
+            assert str((root / "phase1" / "final").resolve()) in resolved  # phase 2 starts from phase 1
     summary = json.loads((root / "comparison.json").read_text())
     assert [r["model"] for r in summary["rows"]] == [
         "phase 1 (worked solutions)", "phase 2 on shortcut traces", "phase 2 on journey traces"]

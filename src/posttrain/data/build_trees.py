@@ -144,8 +144,12 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
         for i, node in created:
             verdict = judge(records[i], path(i, nodes[i][node.parent]) if node.parent else [], node.text) \
                 if judge is not None else None
-            if verdict is not None and node.rating is None:
+            if verdict is None:
+                continue
+            if node.rating is None:
                 node.rating, node.critique = verdict
+            elif verdict[0] == "incorrect":  # a wrong answer: the checker's critique is the more specific
+                node.critique = verdict[1]
         frontier = [[] for _ in records]
         for i, node in created:
             if node.answer is None:  # answered steps end their branch

@@ -119,13 +119,13 @@ def _phase2_dict(data: dict, root: Path, kind: str, seed: int, trees: Path | Non
     traces = {**data["phase2"].get("traces", {}), "kind": kind, "seed": seed}
     if kind == "shortcut":
         traces = {"kind": "shortcut", "seed": seed}
-    source = ({"path": str(trees)} if trees else {"task": "arithmetic_trees", "n": 4}) | {"traces": traces}
+    source = ({"path": str(Path(trees).resolve())} if trees else {"task": "arithmetic_trees", "n": 4}) | {"traces": traces}
     recipe = phase_recipe(data, "phase2", {"data": {"train": [source]},
                                            "run": {"name": f"{kind}-seed{seed}", "dir": str(root)}})
     recipe["trainer"] = {**recipe.get("trainer", {}), "seed": seed}
     if model is not None:
         recipe["model"] = {k: v for k, v in recipe["model"].items() if k not in ("tiny", "chat_template")}
-        recipe["model"]["name_or_path"] = str(model)
+        recipe["model"]["name_or_path"] = str(Path(model).resolve())
     if "eval" in recipe:
         recipe["eval"] = {**recipe["eval"], "baseline": False}
     return recipe
@@ -174,6 +174,7 @@ def run_experiment(exp: JourneyExperiment) -> list[dict]:
                      "seeds": len(runs), "tokens": statistics.mean(r["tokens"] or 0 for r in runs),
                      "with_reflection": statistics.mean(r["with_reflection"] for r in runs),
                      "reflection_after_wrong_step": _mean_or_none([r["reflection_after_wrong_step"] for r in runs]),
+                     "wrong_steps": _mean_or_none([r["wrong_steps"] for r in runs]),
                      "per_seed": runs})
     summary = {"rows": rows, "trees": tree_stats, "wall_seconds": time.monotonic() - started,
                "held_out": phase1_eval["samples"]}
@@ -243,7 +244,7 @@ def reflection_stats(samples_file: Path, reflection_template: str) -> dict:
     from posttrain.data.tasks import arithmetic_solution
 
     marker = reflection_template.split("{")[0].strip().split(",")[0].split(" ")[0] or "Wait"
-    answers = with_reflection = reflections = after_wrong = 0
+    answers = with_reflection = reflections = after_wrong = steps_seen = steps_wrong = 0
     for line in samples_file.read_text().splitlines() if samples_file.is_file() else []:
         sample = json.loads(line)
         prompt = sample["prompt"][-1]["content"] if isinstance(sample["prompt"], list) else sample["prompt"]
@@ -254,6 +255,13 @@ def reflection_stats(samples_file: Path, reflection_template: str) -> dict:
             hits = [i for i, x in enumerate(lines) if x.startswith(marker)]
             if hits:
                 with_reflection += 1
+            if gold is not None:  # the base rate: how often any step of an answer is wrong
+                record = {"completion": [{"role": "assistant", "content": gold}]}
+                written = [x for x in lines if _is_step(x, marker)]
+                for j, step in enumerate(written):
+                    verdict = arithmetic_judge(record, _kept_path(written[:j], gold), step)
+                    steps_seen += 1
+                    steps_wrong += verdict is not None and verdict[0] == "incorrect"
             for i in hits:
                 if i == 0 or gold is None:
                     continue
@@ -263,7 +271,13 @@ def reflection_stats(samples_file: Path, reflection_template: str) -> dict:
                 verdict = arithmetic_judge(record, _kept_path(steps, gold), lines[i - 1])
                 after_wrong += verdict is not None and verdict[0] == "incorrect"
     return {"with_reflection": with_reflection / answers if answers else 0.0,
-            "reflection_after_wrong_step": after_wrong / reflections if reflections else None}
+            "reflection_after_wrong_step": after_wrong / reflections if reflections else None,
+            "wrong_steps": steps_wrong / steps_seen if steps_seen else None}
+
+
+def _is_step(line: str, marker: str) -> bool:
+    return not (line.startswith(marker) or "go back" in line.lower() or "redo" in line.lower()
+                or line.startswith("Answer"))
 
 
 def _kept_path(steps: list[str], gold: str) -> list[str]:
@@ -284,16 +298,20 @@ def comparison_markdown(summary: dict) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
     lines = ["| model | held-out accuracy (mean +- std) | seeds | tokens trained | answers with a reflection "
-             "| reflections after a wrong step |", "|---|---|---|---|---|---|"]
+             "| reflections after a wrong step | wrong steps, all answers |", "|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         lines.append(f"| {row['model']} | {100 * row['accuracy_mean']:.1f} +- {100 * row['accuracy_std']:.1f} | "
                      f"{row['seeds']} | {row['tokens'] or 0:,.0f} | {pct(row.get('with_reflection'))} | "
-                     f"{pct(row.get('reflection_after_wrong_step'))} |")
+                     f"{pct(row.get('reflection_after_wrong_step'))} | {pct(row.get('wrong_steps'))} |")
     trees = summary["trees"]
     lines += ["", f"Held-out problems: {summary['held_out']}. Trees: {trees.get('trees')} from "
               f"{trees.get('questions')} questions ({trees.get('incorrect steps')} of {trees.get('steps')} steps "
               f"incorrect), built in {trees.get('seconds')} s. Wall time: {summary['wall_seconds'] / 60:.1f} min.",
-              "Tokens trained: phase 1's own run; for phase 2, the phase-2 run alone (mean over seeds)."]
+              "Tokens trained: phase 1's own run; for phase 2, the phase-2 run alone (mean over seeds).",
+              "A reflection is a line starting like the reflection template; it counts as after a wrong "
+              "step when the step before it differs from the worked solution's (given the correct steps "
+              "written so far). The last column is the base rate: the share of all written steps that "
+              "are wrong, in every answer."]
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,25 @@ def sft_data(loaded: LoadedRecipe, seed: int):
         cut = max(1, round(len(train) * spec.eval_fraction))
         train, eval_records = train[cut:], train[:cut]
     fingerprints = common.source_records(sources, contamination=spec.decontaminate is not None)
+    fingerprints.update(_traced(spec.train, sources))
     return to_dataset(train), eval_records and to_dataset(eval_records), fingerprints
+
+
+def _traced(specs, sources) -> dict:
+    """Trace sources' completions, kept aside (not recorded) so their tokens can be counted
+    once the tokenizer is loaded."""
+    traced = [(spec.traces.kind, item.label, [r["completion"][-1]["content"] for r in item.records])
+              for spec, item in zip(specs, sources) if spec.traces is not None and spec.traces.kind != "pairs"]
+    return {"_traces": traced} if traced else {}
+
+
+def report_trace_tokens(fingerprints: dict, tokenizer) -> None:
+    """Print how many tokens each trace source's completions hold (shortcut vs journey)."""
+    for kind, label, texts in fingerprints.pop("_traces", []):
+        tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids)
+        fingerprints[label]["trace_tokens"] = tokens
+        print(f"posttrain: {label}: {len(texts)} {kind} traces, {tokens:,} completion tokens "
+              f"({tokens / max(1, len(texts)):.1f} per trace)")
 
 
 def decontamination(loaded: LoadedRecipe):
@@ -42,12 +60,12 @@ def build_sft_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
 
     args = common.trainer_arguments_for(loaded, device, run)
     train, evaluation, fingerprints = sft_data(loaded, common.data_seed(args))
-    resolved = common.write_run_records(run, loaded, device, fingerprints)
-
-    args["report_to"] = common.start_tracking(loaded, run, resolved)
     common.init_distributed(device)
     config = common.build_config(loaded, SFTConfig, args)  # first: under ZeRO-3 the model loads sharded
     model, tokenizer = common.load_model_and_tokenizer(loaded, device)
+    report_trace_tokens(fingerprints, tokenizer)
+    resolved = common.write_run_records(run, loaded, device, fingerprints)
+    config.report_to = common.start_tracking(loaded, run, resolved)  # read when the trainer is built
     return SFTTrainer(
         model=model,
         args=config,

@@ -1,0 +1,22 @@
+"""The experiment's reflection statistics, on answers written by hand."""
+
+import json
+
+from posttrain.experiments.journey import reflection_stats
+
+
+def test_reflections_are_counted_and_checked_against_the_worked_solution(tmp_path):
+    samples = tmp_path / "samples.jsonl"
+    prompt = [{"role": "user", "content": "Compute 66 - 20 + 90."}]  # 66 - 20 = 46, 46 + 90 = 136
+    answers = [
+        "66 - 20 = 56\nWait, 66 - 20 is 46, not 56.\nLet me redo that step.\n66 - 20 = 46\n46 + 90 = 136\nAnswer: 136",
+        "66 - 20 = 46\nWait, 66 - 20 is 45, not 46.\nLet me redo that step.\n66 - 20 = 45\n45 + 90 = 135\nAnswer: 135",
+        "66 - 20 = 46\n46 + 90 = 136\nAnswer: 136",
+        "66 - 20 = 46\n46 + 90 = 146\nAnswer: 146",
+    ]
+    samples.write_text(json.dumps({"prompt": prompt, "answers": answers, "scores": [1, 0, 1, 0]}) + "\n")
+    stats = reflection_stats(samples, "Wait, {critique}")
+    assert stats["with_reflection"] == 0.5  # the first two answers reflect
+    assert stats["reflection_after_wrong_step"] == 0.5  # the first after a real slip, the second after a right step
+    # steps written: 3 + 3 + 2 + 2 = 10; wrong: "66 - 20 = 56", "66 - 20 = 45", "45 + 90 = 135", "46 + 90 = 146"
+    assert stats["wrong_steps"] == 0.4
