@@ -105,3 +105,24 @@ def test_traces_in_a_recipe_source_and_bad_trees_named(tmp_path):
     bad.write_text('{"question": "q", "answer": "1", "steps": [{"id": "a", "parent": null, "text": "x", "rating": "maybe"}]}\n')
     with pytest.raises(DataError, match=rf"{bad}:1: not a valid reasoning tree: step a: rating is 'maybe'"):
         load_source(DataSource(path=str(bad), traces=TracesSpec(kind="shortcut")), "sft")
+
+
+def test_countdown_trees_have_a_verified_correct_path_and_critiqued_mistakes():
+    from posttrain.data.tasks import countdown, countdown_trees
+    from posttrain.rewards import REWARDS
+
+    trees = countdown_trees(40, seed=3, wrong_per_step=2, wrong_depth=2)
+    assert trees == countdown_trees(40, seed=3, wrong_per_step=2, wrong_depth=2)  # seeded
+    records = countdown(40, seed=3)
+    shortcut, _ = build_traces(trees, "shortcut", seed=0)
+    scores = REWARDS["verifier"]([t["completion"][0]["content"] for t in shortcut],
+                                 verifier=[r["verifier"] for r in records],
+                                 ground_truth=[r["ground_truth"] for r in records])
+    assert scores == [1.0] * 40  # every shortcut trace ends in an expression that reaches the target
+    for tree in trees:
+        parse_tree(tree)
+        wrong = [s for s in tree["steps"] if s["rating"] == "incorrect"]
+        assert wrong and all(s.get("critique") for s in wrong)
+        for s in wrong:  # each mistake states a false equation, leaves the target's path, or misreads
+            assert any(k in s["critique"] for k in (", not ", "leads away from", "not one of the numbers",
+                                                     "continues from a wrong value"))

@@ -192,8 +192,20 @@ def arithmetic_trees(n: int, split: str = "train", seed: int = 0, wrong_per_step
             for r in arithmetic(n, split=split, seed=seed, **options)]
 
 
+def countdown_trees(n: int, split: str = "train", seed: int = 0, wrong_per_step: int = 1,
+                    wrong_depth: int = 2, **options) -> list[dict]:
+    """Reasoning trees for countdown puzzles: the solution computed step by step as the correct
+    path, with wrong steps beside it (a slip, an operation leading away from the target, a number
+    not in the list) and critiques."""
+    from posttrain.data.trees import countdown_tree
+
+    rng = random.Random(f"countdown_trees/{seed}/{split}")
+    return [countdown_tree(r, rng, wrong_per_step, wrong_depth)
+            for r in countdown(n, split=split, seed=seed, **options)]
+
+
 TASKS = {"arithmetic": arithmetic, "countdown": countdown, "arithmetic_pairs": arithmetic_pairs,
-         "arithmetic_trees": arithmetic_trees}
+         "arithmetic_trees": arithmetic_trees, "countdown_trees": countdown_trees}
 
 
 def generate(task: str, n: int, split: str = "train", seed: int = 0, **options) -> list[dict]:

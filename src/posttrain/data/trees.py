@@ -264,3 +264,75 @@ def arithmetic_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, w
                       **({"answer": record["ground_truth"]} if last else {})})
         parent = sid
     return {"question": record["prompt"][0]["content"], "answer": record["ground_truth"], "steps": steps}
+
+
+def _countdown_apply(a: int, op: str, b: int) -> int | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b if a - b > 0 else None
+    if op == "*":
+        return a * b
+    return a // b if b and a % b == 0 else None
+
+
+def _countdown_mistakes(rng: random.Random, a: int, op: str, b: int, right: int, numbers: list[int],
+                        target: int) -> list[tuple[str, int, str]]:
+    """Realistic mistakes for the countdown step `a op b = right`: a slip, an operation that
+    leads away from the target, a number that is not in the list."""
+    options = []
+    slip = right + rng.choice([-2, -1, 1, 2])
+    if slip > 0:
+        options.append((f"{a} {op} {b} = {slip}", slip, f"{a} {op} {b} is {right}, not {slip}."))
+    others = [o for o in "+-*" if o != op and _countdown_apply(a, o, b) not in (None, right)]
+    if others:
+        other = rng.choice(others)
+        value = _countdown_apply(a, other, b)
+        options.append((f"{a} {other} {b} = {value}", value,
+                        f"{a} {other} {b} leads away from {target}; this step needs {a} {op} {b} = {right}."))
+    misread = next((m for m in (b + 1, b - 1, b + 2) if m > 0 and m not in numbers), None)
+    if misread is not None and _countdown_apply(a, op, misread) is not None:
+        value = _countdown_apply(a, op, misread)
+        options.append((f"{a} {op} {misread} = {value}", value,
+                        f"{misread} is not one of the numbers {numbers}; the number here is {b}."))
+    return options
+
+
+def countdown_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, wrong_depth: int = 2) -> dict:
+    """A tree for a generated countdown record: its solution expression computed step by step
+    as the correct path (the last step carries the expression as the answer), and at each step
+    `wrong_per_step` incorrect siblings, each continued `wrong_depth - 1` steps."""
+    import json
+    import re
+
+    info = json.loads(record["ground_truth"])
+    numbers, target = info["numbers"], info["target"]
+    expression = record["completion"][0]["content"].removeprefix("Answer:").strip()
+    tokens = re.findall(r"\d+|[-+*/]", expression)
+    value, parsed = int(tokens[0]), []
+    for op, b in zip(tokens[1::2], tokens[2::2]):
+        new = _countdown_apply(value, op, int(b))
+        parsed.append((value, op, int(b), new))
+        value = new
+    steps, counter, parent = [], iter(range(10_000)), None
+    for i, (a, op, b, right) in enumerate(parsed):
+        last = i == len(parsed) - 1
+        mistakes = _countdown_mistakes(rng, a, op, b, right, numbers, target)
+        for text, wrong, critique in rng.sample(mistakes, k=min(wrong_per_step, len(mistakes))):
+            wid = f"w{next(counter)}"
+            steps.append({"id": wid, "parent": parent, "text": text, "rating": "incorrect", "critique": critique,
+                          **({"answer": str(wrong)} if last else {})})
+            below, carry = wid, wrong
+            for _, op2, b2, _ in parsed[i + 1 : i + wrong_depth]:
+                carry_next = _countdown_apply(carry, op2, b2)
+                if carry_next is None:
+                    break
+                cid = f"w{next(counter)}"
+                steps.append({"id": cid, "parent": below, "text": f"{carry} {op2} {b2} = {carry_next}",
+                              "rating": "incorrect", "critique": "it continues from a wrong value."})
+                below, carry = cid, carry_next
+        sid = f"s{i}"
+        steps.append({"id": sid, "parent": parent, "text": f"{a} {op} {b} = {right}", "rating": "correct",
+                      **({"answer": expression} if last else {})})
+        parent = sid
+    return {"question": record["prompt"][0]["content"], "answer": expression, "steps": steps}
