@@ -42,6 +42,7 @@ trainer:
 
 
 @pytest.mark.parametrize("name,extra", [
+    ("sigmoid", "  loss_type: [sigmoid]\n"),                                              # DPO
     ("sigmoid-norm", "  loss_type: [sigmoid_norm]\n  beta: 5.0\n"),                      # Tulu 3
     ("sigmoid-sft", "  loss_type: [sigmoid, sft]\n  loss_weights: [1.0, 0.5]\n"),          # RPO
     ("lora", "  loss_type: [ipo]\npeft: {r: 4, lora_alpha: 8, target_modules: all-linear}\n"),
@@ -69,6 +70,7 @@ def test_dpo_variants_train_and_drop_unusable_pairs(tmp_path, capsys, name, extr
     logged = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in logged if "loss" in m]
     assert [m["step"] for m in steps] == [1, 2] and all(math.isfinite(m["loss"]) for m in steps)
+    assert all(math.isfinite(m["rewards/margins"]) for m in steps)  # chosen minus rejected reward
     start = load_file(str(tiny_model_path(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4,
                                                         intermediate_size=128)) / "model.safetensors"))
     end = load_file(str(run / "final" / "model.safetensors"))
