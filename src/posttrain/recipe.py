@@ -291,6 +291,16 @@ class Recipe(_Block):
     run: RunSpec = RunSpec()
     eval: EvalSpec | None = None
     rewards: list[RewardSpec] = []
+    dynamic_sampling: "DynamicSamplingSpec | None" = None
+
+
+class DynamicSamplingSpec(_Block):
+    """rlvr: DAPO's dynamic sampling (posttrain/trainers/dynamic.py)."""
+
+    max_retries: int = Field(4, ge=1)  # extra generation rounds per batch to replace zero-variance groups
+
+
+Recipe.model_rebuild()
 
 
 TRAINER_CONFIGS = {  # method -> TRL config dataclass, as (module, class)
@@ -710,6 +720,15 @@ def validate(loaded_raw: dict, origins: dict[KeyPath, Origin], source: Path) -> 
     accumulation = gradient_accumulation(loaded, loaded.world_size)
     if spec.method == "rlvr":
         _check_generation_groups(loaded, accumulation)
+    if spec.dynamic_sampling is not None:
+        if spec.method != "rlvr":
+            raise loaded.error(("dynamic_sampling",), "dynamic sampling is for method: rlvr")
+        steps = trainer.get("steps_per_generation") or accumulation
+        generations = trainer.get("num_generations", 8)
+        if (spec.batch.per_device * steps) % generations:
+            raise loaded.error(("dynamic_sampling",), f"each process's generation batch (batch.per_device "
+                               f"{spec.batch.per_device} x steps_per_generation {steps}) must hold whole groups "
+                               f"of num_generations ({generations}) to drop and replace them")
     if spec.data.decontaminate and not (spec.data.eval or spec.eval):
         raise loaded.error(("data", "decontaminate"),
                            "there is no evaluation set to check against; add data.eval or an eval block")

@@ -74,13 +74,53 @@ def test_a_loss_of_exactly_zero_is_explained(tmp_path, capsys):
     assert [m["loss"] for m in logged if "loss" in m] == [0.0, 0.0]
     out = capsys.readouterr().out
     assert "step 1: loss is exactly 0 because every prompt's group of completions got the same reward" in out
-    assert "beta is 0, so there is no KL term" in out
+    assert "beta is 0, so there is no KL term either" in out
 
 
 def test_zero_loss_reasons():
     from posttrain.trainers.rlvr import zero_loss_reason
 
     assert zero_loss_reason({"loss": 0.1, "frac_reward_zero_std": 1.0}, 0.0) is None
-    assert zero_loss_reason({"loss": 0.0, "frac_reward_zero_std": 0.5, "kl": 0.0}, 0.04) == (
+    assert zero_loss_reason({"loss": 0.0, "frac_reward_zero_std": 1.0, "kl": 0.0}, 0.04).endswith(
         "the policy still equals the reference model (KL 0)")
-    assert zero_loss_reason({"loss": 0.0, "frac_reward_zero_std": 0.5, "kl": 0.01}, 0.04) is None
+    assert "This is normal for GRPO" in zero_loss_reason({"loss": 0.0, "frac_reward_zero_std": 0.5}, 0.0)
+
+
+def constant_for_even_first_numbers(completions, prompts, **columns):
+    """Constant (zero variance) for prompts whose first number is even; graded otherwise."""
+    import re
+
+    out = []
+    for completion, prompt in zip(completions, prompts):
+        question = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+        first = int(re.search(r"\d+", question).group())
+        text = completion_text(completion)
+        out.append(0.5 if first % 2 == 0 else sum(ch.isdigit() for ch in text) / max(1, len(text)))
+    return out
+
+
+def test_dynamic_sampling_replaces_groups_whose_rewards_all_agree(tmp_path):
+    recipe = tmp_path / "dapo.yaml"
+    text = RECIPE.replace("  - {name: numeric, weight: 1.0}\n", "").replace(
+        f'  - {{name: "{__name__}:digit_share", weight: 0.5}}\n',
+        f'  - {{name: "{__name__}:constant_for_even_first_numbers"}}\n')
+    recipe.write_text(text + f"dynamic_sampling: {{max_retries: 4}}\nrun: {{name: dapo, dir: {tmp_path / 'runs'}}}\n")
+    assert main(["run", str(recipe)]) == 0
+    logged = [json.loads(line) for line in (tmp_path / "runs" / "dapo" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in logged if "loss" in m]
+    assert [m["step"] for m in steps] == [1, 2]
+    before = [m["dynamic_sampling/zero_std_groups_before"] for m in steps]
+    after = [m["dynamic_sampling/zero_std_groups_after"] for m in steps]
+    assert max(before) > 0  # some prompts had an even first number: their groups carried no signal
+    assert after == [0.0, 0.0]  # replaced by groups from fresh prompts
+    assert all(m["dynamic_sampling/extra_rounds"] >= 1 for m, b in zip(steps, before) if b > 0)
+
+
+def test_dynamic_sampling_needs_whole_groups_per_process(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(RECIPE.replace("batch: {per_device: 8}", "batch: {per_device: 6}").replace(
+        "num_generations: 4", "num_generations: 4\n  generation_batch_size: 12").replace(
+        "max_steps: 2", "max_steps: 2\n  steps_per_generation: 1")
+        + "dynamic_sampling: {}\n")
+    assert main(["validate", str(recipe)]) == 2
+    assert "must hold whole groups of num_generations (4)" in capsys.readouterr().err

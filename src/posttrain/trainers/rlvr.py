@@ -25,21 +25,21 @@ def rlvr_data(loaded: LoadedRecipe, seed: int):
 
 
 def zero_loss_reason(logs: dict, beta: float) -> str | None:
-    """Why a logged GRPO loss is exactly 0, or None when it is not (or the cause is unknown)."""
+    """Why a logged GRPO loss is exactly 0, or None when it is not."""
     if logs.get("loss") != 0.0:
         return None
-    reasons = []
     if logs.get("frac_reward_zero_std") == 1.0:
-        reasons.append("every prompt's group of completions got the same reward (frac_reward_zero_std 1.0), "
-                       "so every advantage is 0: there is nothing to prefer. Easier or harder prompts, more "
-                       "generations, or a graded reward give the groups a spread")
-    if beta == 0:
-        reasons.append("beta is 0, so there is no KL term")
-    elif logs.get("kl") == 0.0:
-        reasons.append("the policy still equals the reference model (KL 0)")
-    if not reasons:
-        return None
-    return "; ".join(reasons)
+        reason = ("every prompt's group of completions got the same reward (frac_reward_zero_std 1.0), so every "
+                  "advantage is 0 and there is no gradient. Easier or harder prompts, more generations, a graded "
+                  "reward or dynamic_sampling give the groups a spread")
+        if beta == 0:
+            return reason + "; and beta is 0, so there is no KL term either"
+        if logs.get("kl") == 0.0:
+            return reason + "; and the policy still equals the reference model (KL 0)"
+        return reason
+    return ("on freshly sampled completions the policy ratio is 1, so the loss value is the token-weighted mean "
+            "advantage, and a group's advantages sum to 0: with completions of equal length the value is exactly "
+            "0 while its gradient is not. This is normal for GRPO; watch the reward, not the loss")
 
 
 def explain_zero_loss(beta: float):
@@ -68,7 +68,14 @@ def build_rlvr_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, dev
     common.init_distributed(device)
     config = common.build_config(loaded, GRPOConfig, args)  # first: under ZeRO-3 the model loads sharded
     model, tokenizer = common.load_model_and_tokenizer(loaded, device)
-    return GRPOTrainer(
+    trainer_class, extra = GRPOTrainer, {}
+    if loaded.spec.dynamic_sampling is not None:
+        from posttrain.trainers.dynamic import dynamic_grpo_class
+
+        trainer_class = dynamic_grpo_class(GRPOTrainer)
+        extra = {"max_retries": loaded.spec.dynamic_sampling.max_retries}
+    return trainer_class(
+        **extra,
         model=model,
         reward_funcs=rewards,
         args=config,
