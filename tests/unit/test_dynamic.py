@@ -27,5 +27,5 @@ def test_groups_from_two_rounds_merge_with_left_padded_prompts_and_right_padded_
     assert merged["prompt_mask"].tolist() == [[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1]]
     assert merged["completion_ids"].tolist() == [[4, 0, 0], [5, 6, 0], [1, 1, 1], [2, 0, 0]]
     assert merged["completion_mask"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1], [1, 0, 0]]
-    assert merged["advantages"].tolist() == [1.0, -1.0, 0.7, -0.7]
+    assert merged["advantages"].tolist() == [1.0, -1.0, *torch.tensor([0.7, -0.7]).tolist()]
     assert "num_items_in_batch" not in merged  # recomputed by the trainer across processes
