@@ -69,6 +69,18 @@ def launch(tmp: Path, method: str, mode: str) -> Path:
 
 
 REWARD_MODULE = """\
+import re
+
+
+def constant_for_even_first_numbers(completions, prompts, **columns):
+    out = []
+    for completion, prompt in zip(completions, prompts):
+        first = int(re.search(r"\\d+", prompt[-1]["content"]).group())
+        text = completion if isinstance(completion, str) else completion[-1]["content"]
+        out.append(0.5 if first % 2 == 0 else sum(ch.isdigit() for ch in text) / max(1, len(text)))
+    return out
+
+
 def digit_share(completions, **columns):
     # differs between samples even for an untrained model, so GRPO's advantages are not all 0
     texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
@@ -176,3 +188,22 @@ def test_a_zero3_checkpoint_consolidates_into_a_normal_model(runs, tmp_path):
     for key in gathered:
         assert torch.equal(consolidated[key], gathered[key]), key
     same_training(weights(launch(runs, "sft", "single") / "final"), consolidated)
+
+
+def test_dynamic_sampling_on_two_ranks_takes_the_same_rounds_everywhere(runs):
+    """Each rank replaces its own zero-variance groups; generation has collective ops inside, so
+    the ranks must agree on the number of extra rounds (a mismatch would hang, not fail)."""
+    recipe = runs / "dapo-ddp.yaml"
+    recipe.write_text(RECIPE.format(
+        method="rlvr", tiny=TINY, data=DATA["rlvr"], trainer=TRAINER["rlvr"].replace("beta: 0.04", "beta: 0.0"),
+        launch=LAUNCH["ddp"], name="dapo-ddp", dir=runs, per_device=4,
+        rewards="rewards: [{name: 'distributed_rewards:constant_for_even_first_numbers'}]\n")
+        + "dynamic_sampling: {max_retries: 4}\n")
+    assert main(["launch", str(recipe)]) == 0
+    steps = [m for m in metrics(runs / "dapo-ddp") if "loss" in m]
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        before, after = m["dynamic_sampling/zero_std_groups_before"], m["dynamic_sampling/zero_std_groups_after"]
+        assert after <= before and (before == 0 or m["dynamic_sampling/extra_rounds"] >= 1)
+    assert any(m["dynamic_sampling/zero_std_groups_before"] > m["dynamic_sampling/zero_std_groups_after"]
+               for m in steps)
