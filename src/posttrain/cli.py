@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _validate(args) -> int:
+    from posttrain.experiments.journey import JourneyExperiment
     from posttrain.recipe import Pipeline, load_recipe
 
     failed = 0
@@ -112,7 +113,7 @@ def _validate(args) -> int:
             if isinstance(loaded, Pipeline):
                 stages = ", ".join(f"{name} ({stage.spec.method})" for name, stage in loaded.stages)
                 print(f"ok: {path} (pipeline {loaded.name}: {stages})")
-            elif not hasattr(loaded, "spec"):
+            elif isinstance(loaded, JourneyExperiment):
                 print(f"ok: {path} (experiment {loaded.data['experiment']}, run {loaded.name})")
             else:
                 print(f"ok: {path} ({loaded.spec.method}, run {loaded.run_name})")
@@ -120,6 +121,7 @@ def _validate(args) -> int:
 
 
 def _show(args) -> int:
+    from posttrain.experiments.journey import JourneyExperiment
     from posttrain.recipe import Device, Pipeline, load_recipe, resolved_dict, to_yaml
 
     loaded = load_recipe(args.recipe, args.overrides)
@@ -127,7 +129,7 @@ def _show(args) -> int:
     if isinstance(loaded, Pipeline):
         stages = {name: resolved_dict(stage, device) for name, stage in loaded.stages}
         print(to_yaml({"pipeline": loaded.name, "stages": stages}), end="")
-    elif not hasattr(loaded, "spec"):  # an experiment: its recipe as written, phase 1 resolved
+    elif isinstance(loaded, JourneyExperiment):  # its recipe as written, phase 1 resolved
         print(to_yaml({**loaded.data, "phase1 (resolved)": resolved_dict(loaded.phase1, device)}), end="")
     else:
         print(to_yaml(resolved_dict(loaded, device)), end="")
@@ -138,11 +140,12 @@ def _run(args) -> int:
     from posttrain.trainers.faults import STOP
 
     STOP.install()  # before the slow imports: a stop signal at start-up still ends in a checkpoint
+    from posttrain.experiments.journey import JourneyExperiment
     from posttrain.recipe import Pipeline, load_recipe
     from posttrain.runs import run_pipeline, run_recipe
 
     loaded = load_recipe(args.recipe, args.overrides)
-    if not isinstance(loaded, Pipeline) and not hasattr(loaded, "spec"):
+    if isinstance(loaded, JourneyExperiment):
         from posttrain.experiments.journey import run_experiment
 
         if args.overwrite and loaded.root.exists():

@@ -117,7 +117,8 @@ def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | N
     return report
 
 
-def _last_logged(metrics_file, key: str):
+def last_logged(metrics_file, key: str):
+    """The last value logged under `key` in a metrics.jsonl, or None."""
     if not metrics_file.is_file():
         return None
     values = [json.loads(line).get(key) for line in metrics_file.read_text().splitlines() if line.strip()]
@@ -178,7 +179,7 @@ def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
             result = run_recipe(stage, resume=checkpoint is not None)
             trained = result["eval"].get("trained", {})
             row = {"stage": name, "method": stage.spec.method, "accuracy": trained.get("accuracy"),
-                   "mean_reward": trained.get("mean_reward"), "tokens": _last_logged(run.metrics, "num_tokens"),
+                   "mean_reward": trained.get("mean_reward"), "tokens": last_logged(run.metrics, "num_tokens"),
                    "wall_seconds": time.monotonic() - start,
                    "resumed_from": checkpoint.name if checkpoint else None}
             if "baseline" in result["eval"]:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -136,35 +137,32 @@ def test_kill_9_at_a_random_step_then_resume_matches_the_uninterrupted_run(refer
     assert not half.exists() or (half / COMPLETE).is_file()  # removed (or rewritten whole by the resumed run)
 
 
-def _mount_tmpfs(path: Path, options: str) -> None:
-    path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+@contextmanager
+def run_on_tmpfs(tmp_path: Path, options: str):
+    """A recipe whose run directory is on a fresh tmpfs mounted with `options` (needs root)."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(RECIPE.replace("run: {dir: runs}", f"run: {{dir: {mount}}}"))
+        yield recipe, mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_full_disk_is_reported_before_training_starts(tmp_path, capsys):
-    small = tmp_path / "small"
-    _mount_tmpfs(small, "size=256k")
-    try:
-        recipe = tmp_path / "r.yaml"
-        recipe.write_text(RECIPE.replace("run: {dir: runs}", f"run: {{dir: {small}}}"))
+    with run_on_tmpfs(tmp_path, "size=256k") as (recipe, small):
         assert main(["run", str(recipe)]) == 2
         err = capsys.readouterr().err
         assert "GiB free" in err and "one checkpoint plus the final model" in err
         assert not list((small / "r" / "checkpoints").iterdir())  # no step ran
         assert (small / "r" / "metrics.jsonl").read_text() == ""
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=True)
 
 
 def test_a_read_only_output_directory_is_reported(tmp_path, capsys):
-    readonly = tmp_path / "ro"
-    _mount_tmpfs(readonly, "ro,size=1m")
-    try:
-        recipe = tmp_path / "r.yaml"
-        recipe.write_text(RECIPE.replace("run: {dir: runs}", f"run: {{dir: {readonly}}}"))
+    with run_on_tmpfs(tmp_path, "ro,size=1m") as (recipe, readonly):
         assert main(["run", str(recipe)]) == 2
         assert f"{readonly}/r: cannot write there: Read-only file system" in capsys.readouterr().err
-    finally:
-        subprocess.run(["umount", "-l", str(readonly)], check=True)

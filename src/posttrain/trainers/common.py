@@ -464,33 +464,29 @@ def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
     always loads with AutoModelForCausalLM.from_pretrained.
     """
     staging = run.path / "final.tmp"
-    if zero_stage(trainer) == 3 and not merge_lora:
+    gathered = zero_stage(trainer) == 3 and not merge_lora
+    state = None
+    if gathered:
         # Each rank holds a shard of every parameter: all ranks join the gather (the shipped
-        # configs set stage3_gather_16bit_weights_on_model_save), rank 0 writes.
+        # configs set stage3_gather_16bit_weights_on_model_save), rank 0 gets it and writes.
         state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-        if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():
+        model = trainer.model
+        if gathered:
             model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
             for name in tied_duplicates(model):
                 state.pop(name, None)
-            shutil.rmtree(staging, ignore_errors=True)
-            model.save_pretrained(staging, state_dict=state)
-            tokenizer.save_pretrained(staging)
-            shutil.rmtree(run.final, ignore_errors=True)
-            staging.rename(run.final)
+        shutil.rmtree(staging, ignore_errors=True)
+        if merge_lora:
+            adapter = run.path / "adapter"
+            shutil.rmtree(adapter, ignore_errors=True)
+            model.save_pretrained(adapter)
+            model = model.merge_and_unload()
+        model.save_pretrained(staging, state_dict=state)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(run.final, ignore_errors=True)
+        staging.rename(run.final)
+    if gathered:
         from posttrain.trainers.faults import barrier
 
         barrier()
-        return
-    if not trainer.is_world_process_zero():
-        return
-    model = trainer.model
-    shutil.rmtree(staging, ignore_errors=True)
-    if merge_lora:
-        adapter = run.path / "adapter"
-        shutil.rmtree(adapter, ignore_errors=True)
-        model.save_pretrained(adapter)
-        model = model.merge_and_unload()
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(run.final, ignore_errors=True)
-    staging.rename(run.final)
