@@ -20,3 +20,18 @@ def test_reflections_are_counted_and_checked_against_the_worked_solution(tmp_pat
     assert stats["reflection_after_wrong_step"] == 0.5  # the first after a real slip, the second after a right step
     # steps written: 3 + 3 + 2 + 2 = 10; wrong: "66 - 20 = 56", "66 - 20 = 45", "45 + 90 = 135", "46 + 90 = 146"
     assert stats["wrong_steps"] == 0.4
+
+
+def test_the_trees_block_is_checked_when_the_recipe_loads(capsys):
+    from posttrain.cli import main
+
+    recipe = "recipes/quickstart/journey-vs-shortcut.yaml"
+    for override, message in [
+        ("trees.width=abc", "trees.width: Input should be a valid integer (got 'abc')"),
+        ("trees.questions.n=-1", "trees.questions.n: Input should be greater than 0 (got -1)"),
+        ("trees.judge=nosuch", "trees.judge: unknown judge 'nosuch' (built in: arithmetic;"),
+        ("trees.reward=nosuch", "trees.reward: unknown reward 'nosuch'"),
+        ("trees.widht=3", "trees.widht: unknown key; trees takes beam, depth,"),
+    ]:
+        assert main(["show", recipe, override]) == 2
+        assert f"error: command-line override '{override}': {message}" in capsys.readouterr().err

@@ -47,13 +47,12 @@ def _answer_of(line: str) -> str | None:
 
 def split_step(generated: str) -> tuple[str, str | None]:
     """(step text, final answer declared with it or None) from one sampled continuation."""
-    lines = [line for line in generated.split("\n")]
+    lines = generated.split("\n")
     first = lines[0].strip()
-    if _answer_of(first) is not None:
-        return first, _answer_of(first)
-    if len(lines) > 1 and _answer_of(lines[1]) is not None:
-        return first, _answer_of(lines[1])
-    return first, None
+    answer = _answer_of(first)
+    if answer is None and len(lines) > 1:
+        answer = _answer_of(lines[1])
+    return first, answer
 
 
 def arithmetic_judge(record: dict, previous: list[str], step: str):
@@ -90,6 +89,9 @@ def _resolve_judge(judge):
         return judge
     if judge in JUDGES:
         return JUDGES[judge]
+    if ":" not in judge and "." not in judge:
+        raise LookupError(f"unknown judge '{judge}' (built in: {', '.join(JUDGES)}; "
+                          "or give a dotted path like my_package.judges:my_judge)")
     from posttrain.rewards import resolve_reward  # the same dotted-path rules as rewards
 
     return resolve_reward(judge)

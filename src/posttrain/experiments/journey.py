@@ -45,9 +45,28 @@ class JourneyExperiment:
     def seeds(self) -> list[int]:
         return list(self.data["phase2"].get("seeds", [0, 1, 2]))
 
-    @property
-    def trees_options(self) -> dict:
-        return dict(self.data.get("trees", {}))
+    trees: object = None  # TreesSpec
+
+
+def trees_spec_class():
+    """The `trees:` block's schema (built lazily: recipe.py imports this module on demand)."""
+    from pydantic import Field
+
+    from posttrain.recipe import DataSource, _Block
+
+    class TreesSpec(_Block):
+        questions: DataSource
+        width: int = Field(4, gt=0)
+        depth: int = Field(8, gt=0)
+        beam: int = Field(2, gt=0)
+        temperature: float = Field(1.0, gt=0)
+        step_tokens: int = Field(32, gt=0)
+        reward: str = "verifier"
+        judge: str | None = None
+        include_gold: bool = False
+        seed: int = 0
+
+    return TreesSpec
 
 
 SHARED = ("model", "eval", "description")
@@ -91,18 +110,43 @@ def load_experiment(data: dict, origins: dict, source: Path) -> JourneyExperimen
     # Phase 2 is checked now with procedural trees standing in for the sampled ones.
     for kind in VARIANTS:
         _validate_phase(_phase2_dict(data, root, kind, 0, trees=None), origins, source, "phase2")
-    trees = data["trees"]
-    allowed = {"questions", "width", "depth", "beam", "temperature", "step_tokens", "reward", "judge", "seed",
-               "include_gold"}
-    extra = set(trees) - allowed
+    trees = _validate_trees(data["trees"], origins, source)
+    return JourneyExperiment(source, name, data, origins, phase1, trees)
+
+
+def _validate_trees(block: dict, origins: dict, source: Path):
+    """The trees: block checked when the recipe loads, not after phase 1 has trained."""
+    from pydantic import ValidationError
+
+    from posttrain.data.build_trees import _resolve_judge
+    from posttrain.recipe import locate
+    from posttrain.rewards import resolve_reward
+
+    spec_class = trees_spec_class()
+
+    def error(path: tuple, message: str) -> RecipeError:
+        full = ("trees", *path)
+        return RecipeError(str(locate(origins, source, full)), ".".join(map(str, full)), message)
+
+    extra = set(block) - set(spec_class.model_fields)
     if extra:
-        key = sorted(extra)[0]
-        raise RecipeError(str(locate(origins, source, ("trees", key))), f"trees.{key}",
-                          f"unknown key; trees takes {', '.join(sorted(allowed))}")
-    if not isinstance(trees.get("questions"), dict):
-        raise RecipeError(str(locate(origins, source, ("trees",))), "trees.questions",
-                          "a data source of task records to build trees for, e.g. {task: arithmetic, n: 400, seed: 1}")
-    return JourneyExperiment(source, name, data, origins, phase1)
+        raise error((sorted(extra)[0],), f"unknown key; trees takes {', '.join(sorted(spec_class.model_fields))}")
+    if not isinstance(block.get("questions"), dict):
+        raise error(("questions",), "a data source of task records to build trees for, "
+                                    "e.g. {task: arithmetic, n: 400, seed: 1}")
+    try:
+        spec = spec_class.model_validate(block)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        got = err.get("input")
+        shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+        raise error(tuple(err["loc"]), f"{err['msg'].removeprefix('Value error, ')}{shown}") from None
+    for key, check in (("judge", _resolve_judge), ("reward", resolve_reward)):
+        try:
+            check(getattr(spec, key))
+        except LookupError as exc:
+            raise error((key,), str(exc)) from None
+    return spec
 
 
 def _validate_phase(recipe: dict, origins: dict, source: Path, block: str):
@@ -135,7 +179,7 @@ def _phase2_dict(data: dict, root: Path, kind: str, seed: int, trees: Path | Non
 
 
 def run_experiment(exp: JourneyExperiment) -> list[dict]:
-    from posttrain.runs import run_recipe
+    from posttrain.runs import last_logged, run_recipe
     from posttrain.trainers import common
 
     started = time.monotonic()
@@ -158,11 +202,11 @@ def run_experiment(exp: JourneyExperiment) -> list[dict]:
             run_dir = root / f"{kind}-seed{seed}"
             report = _run_or_reuse(loaded, run_dir, run_recipe)
             results[kind].append({"seed": seed, "accuracy": report["accuracy"],
-                                  "tokens": _last_metric(run_dir / "metrics.jsonl", "num_tokens"),
+                                  "tokens": last_logged(run_dir / "metrics.jsonl", "num_tokens"),
                                   **reflection_stats(run_dir / "eval" / "samples.jsonl",
                                                      exp.data["phase2"].get("traces", {}).get("reflection", "Wait"))})
     rows.append({"model": "phase 1 (worked solutions)", "accuracy_mean": phase1_eval["accuracy"],
-                 "accuracy_std": 0.0, "seeds": 1, "tokens": _last_metric(phase1_dir / "metrics.jsonl", "num_tokens"),
+                 "accuracy_std": 0.0, "seeds": 1, "tokens": last_logged(phase1_dir / "metrics.jsonl", "num_tokens"),
                  **reflection_stats(phase1_dir / "eval" / "samples.jsonl",
                                     exp.data["phase2"].get("traces", {}).get("reflection", "Wait"))})
     for kind in VARIANTS:
@@ -188,33 +232,27 @@ def run_experiment(exp: JourneyExperiment) -> list[dict]:
 
 
 def _run_or_reuse(loaded, run_dir: Path, run_recipe) -> dict:
+    from posttrain.trainers.common import RunDir
+
     report_file = run_dir / "eval" / "report.json"
     if (run_dir / "final" / "config.json").is_file() and report_file.is_file():
         print(f"posttrain: {run_dir.name} is finished; reusing it")
         return json.loads(report_file.read_text())["trained"]
-    checkpoint = common_last_checkpoint(run_dir)
+    checkpoint = RunDir(run_dir).last_checkpoint()
     return run_recipe(loaded, resume=checkpoint is not None)["eval"]["trained"]
-
-
-def common_last_checkpoint(run_dir: Path):
-    from posttrain.trainers.common import RunDir
-
-    return RunDir(run_dir).last_checkpoint() if run_dir.exists() else None
 
 
 def _build_trees(exp: JourneyExperiment, model_dir: Path, out: Path) -> None:
     from posttrain.data.build_trees import build_trees
     from posttrain.data.loading import load_source
-    from posttrain.recipe import DataSource, Device
+    from posttrain.recipe import Device
     from posttrain.trainers.common import load_model_and_tokenizer, write_atomic
 
-    options = exp.trees_options
-    source = DataSource.model_validate(options.pop("questions"))
-    records = load_source(source, "task").records
+    records = load_source(exp.trees.questions, "task").records
     device = Device.detect()
     model, tokenizer = load_model_and_tokenizer(exp.phase1, device, path=str(model_dir), preflight=False)
     started = time.monotonic()
-    trees, stats = build_trees(model, tokenizer, records, **options)
+    trees, stats = build_trees(model, tokenizer, records, **exp.trees.model_dump(exclude={"questions"}))
     stats = dict(stats)
     stats["seconds"] = round(time.monotonic() - started, 1)
     write_atomic(out.with_name("trees.json"), json.dumps(stats, indent=2) + "\n")
@@ -222,14 +260,6 @@ def _build_trees(exp: JourneyExperiment, model_dir: Path, out: Path) -> None:
     print(f"posttrain: {stats['trees']} trees from {stats['questions']} questions sampled from phase 1 "
           f"({stats.get('dropped: no correct path', 0)} without a correct path); "
           f"{stats['incorrect steps']} of {stats['steps']} steps incorrect")
-
-
-def _last_metric(path: Path, key: str):
-    if not path.is_file():
-        return None
-    values = [json.loads(line).get(key) for line in path.read_text().splitlines() if line.strip()]
-    values = [v for v in values if v is not None]
-    return values[-1] if values else None
 
 
 def _mean_or_none(values):
@@ -249,25 +279,25 @@ def reflection_stats(samples_file: Path, reflection_template: str) -> dict:
         sample = json.loads(line)
         prompt = sample["prompt"][-1]["content"] if isinstance(sample["prompt"], list) else sample["prompt"]
         gold = arithmetic_solution(prompt)
+        record = {"completion": [{"role": "assistant", "content": gold}]}
         for answer in sample["answers"]:
             answers += 1
             lines = [x.strip() for x in answer.split("\n") if x.strip()]
             hits = [i for i, x in enumerate(lines) if x.startswith(marker)]
             if hits:
                 with_reflection += 1
-            if gold is not None:  # the base rate: how often any step of an answer is wrong
-                record = {"completion": [{"role": "assistant", "content": gold}]}
-                written = [x for x in lines if _is_step(x, marker)]
-                for j, step in enumerate(written):
-                    verdict = arithmetic_judge(record, _kept_path(written[:j], gold), step)
-                    steps_seen += 1
-                    steps_wrong += verdict is not None and verdict[0] == "incorrect"
+            if gold is None:
+                continue
+            written = [x for x in lines if _is_step(x, marker)]
+            for j, step in enumerate(written):  # the base rate: how often any written step is wrong
+                verdict = arithmetic_judge(record, _kept_path(written[:j], gold), step)
+                steps_seen += 1
+                steps_wrong += verdict is not None and verdict[0] == "incorrect"
             for i in hits:
-                if i == 0 or gold is None:
+                if i == 0:
                     continue
                 reflections += 1
-                steps = [x for x in lines[: i - 1] if not x.startswith(marker) and "go back" not in x.lower()]
-                record = {"completion": [{"role": "assistant", "content": gold}]}
+                steps = [x for x in lines[: i - 1] if _is_step(x, marker)]
                 verdict = arithmetic_judge(record, _kept_path(steps, gold), lines[i - 1])
                 after_wrong += verdict is not None and verdict[0] == "incorrect"
     return {"with_reflection": with_reflection / answers if answers else 0.0,
