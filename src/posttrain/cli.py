@@ -111,7 +111,9 @@ def _validate(args) -> int:
             failed += 1
         else:
             if isinstance(loaded, Pipeline):
-                stages = ", ".join(f"{name} ({stage.spec.method})" for name, stage in loaded.stages)
+                stages = ", ".join(f"{name} ({stage.spec.method}"
+                                   + (f", instead of {loaded.instead_of[name]})" if name in loaded.instead_of else ")")
+                                   for name, stage in loaded.stages)
                 print(f"ok: {path} (pipeline {loaded.name}: {stages})")
             elif isinstance(loaded, JourneyExperiment):
                 print(f"ok: {path} (experiment {loaded.data['experiment']}, run {loaded.name})")
@@ -267,9 +269,9 @@ def _eval(args) -> int:
     from posttrain.runs import evaluate_recipe, place_stages
 
     loaded = load_recipe(args.recipe, args.overrides)
-    if isinstance(loaded, Pipeline):  # the last stage's model, scored as that stage says
+    if isinstance(loaded, Pipeline):  # the last stage's model (not a comparison's), scored as that stage says
         place_stages(loaded)
-        loaded = loaded.stages[-1][1]
+        loaded = [stage for name, stage in loaded.stages if name not in loaded.instead_of][-1]
     evaluate_recipe(loaded, args.model, args.output)
     return 0
 

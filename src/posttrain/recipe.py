@@ -237,6 +237,9 @@ class LaunchSpec(_Block):
 class RunSpec(_Block):
     name: str | None = None  # default: the recipe file's name
     dir: str = "runs"
+    # Stop training (and save the final model as usual) once this many seconds of training have
+    # passed, counted across resumes; the lr schedule still follows trainer.max_steps.
+    max_train_seconds: float | None = Field(None, gt=0)
 
 
 class EvalSpec(_Block):
@@ -824,6 +827,9 @@ class Pipeline:
     source: Path
     name: str
     stages: list[tuple[str, LoadedRecipe]]
+    # A comparison stage -> the stage it stands in for: it starts from the model that stage
+    # started from, trains for as long as that stage trained, and no later stage builds on it.
+    instead_of: dict[str, str] = field(default_factory=dict)
 
 
 def _validate_stage(data: dict, origins, source: Path, index: int) -> tuple[str, LoadedRecipe]:
@@ -833,9 +839,11 @@ def _validate_stage(data: dict, origins, source: Path, index: int) -> tuple[str,
         raise RecipeError(str(locate(origins, source, prefix)), dotted(prefix), "a stage is a mapping of recipe keys")
     stage = dict(stage)
     name = stage.pop("name", None) or stage.get("method")
+    stage.pop("instead_of", None)  # a pipeline key, checked in _load_pipeline
     shared = {k: v for k, v in data.items() if k != "stages"}
     shared_origins = {p: o for p, o in origins.items() if p[:1] != ("stages",)}
-    own_origins = {p[2:]: o for p, o in origins.items() if p[:2] == prefix and len(p) > 2 and p[2] != "name"}
+    own_origins = {p[2:]: o for p, o in origins.items()
+                   if p[:2] == prefix and len(p) > 2 and p[2] not in ("name", "instead_of")}
     merged = _merge(shared, stage)
     merged_origins = _merge_origins(shared_origins, own_origins, stage)
     merged.setdefault("run", {})
@@ -860,8 +868,19 @@ def _load_pipeline(data: dict, origins, source: Path) -> Pipeline:
         if names.index(name) != i:
             raise RecipeError(str(locate(origins, source, ("stages", i))), f"stages.{i}.name",
                               f"two stages are named '{name}'; give each a unique name")
+    instead_of = {}
+    for i, stage in enumerate(data["stages"]):
+        if "instead_of" not in stage:
+            continue
+        target, key = stage["instead_of"], ("stages", i, "instead_of")
+        earlier = [n for n, _ in stages[:i] if n not in instead_of]
+        if target not in earlier:
+            raise RecipeError(str(locate(origins, source, key)), dotted(key),
+                              f"'{target}' is not an earlier stage (instead_of names a stage above this one "
+                              f"that this stage is compared with: {', '.join(earlier) or 'none yet'})")
+        instead_of[names[i]] = target
     run_name = (data.get("run") or {}).get("name") or source.stem
-    return Pipeline(source, run_name, stages)
+    return Pipeline(source, run_name, stages, instead_of)
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> LoadedRecipe | Pipeline:
@@ -931,9 +950,28 @@ def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
         args.update(bf16=False, fp16=False, use_cpu=True)
         args.setdefault("activation_checkpointing", False)
         args.setdefault("dataloader_pin_memory", False)
+    if args.get("use_vllm"):
+        _check_vllm(loaded, device)
     args["per_device_train_batch_size"] = loaded.spec.batch.per_device
     args["gradient_accumulation_steps"] = gradient_accumulation(loaded, device.world_size)
     return args
+
+
+def _check_vllm(loaded: LoadedRecipe, device: Device) -> None:
+    """GRPO generation through vLLM (TRL's `use_vllm`, `vllm_mode: colocate | server`) needs a
+    GPU; say so before anything loads rather than deep inside TRL. (Whether vllm is installed is
+    checked where the run starts, not here: a login node rendering a SLURM job may lack it.)"""
+    if not device.cuda:
+        raise loaded.error(("trainer", "use_vllm"), "vLLM generation needs a GPU and this machine has none; "
+                           "remove use_vllm (generation then uses Hugging Face generate)")
+
+
+def check_vllm_installed(loaded: LoadedRecipe) -> None:
+    import importlib.util
+
+    if loaded.spec.trainer.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise loaded.error(("trainer", "use_vllm"), "use_vllm: true needs the vllm package: pip install vllm "
+                           "(a version TRL supports; see TRL's vLLM integration docs)")
 
 
 def resolved_dict(loaded: LoadedRecipe, device: Device | None = None) -> dict[str, Any]:

@@ -127,14 +127,19 @@ def last_logged(metrics_file, key: str):
 
 
 def pipeline_summary_markdown(rows: list[dict]) -> str:
-    lines = ["# Pipeline", "", "| stage | method | held-out accuracy | mean reward | tokens trained | wall time |",
-             "|---|---|---|---|---|---|"]
+    lines = ["# Pipeline", "", "| stage | method | held-out accuracy | mean reward | tokens trained | training time | wall time |",
+             "|---|---|---|---|---|---|---|"]
+
+    def seconds(value):
+        return "" if value is None else f"{value:.0f} s"
+
     for row in rows:
         accuracy = "" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"
         reward = "" if row["mean_reward"] is None else f"{row['mean_reward']:.3f}"
         tokens = "" if row["tokens"] is None else f"{int(row['tokens']):,}"
-        wall = "" if row["wall_seconds"] is None else f"{row['wall_seconds']:.0f} s"
-        lines.append(f"| {row['stage']} | {row['method']} | {accuracy} | {reward} | {tokens} | {wall} |")
+        stage = row["stage"] + (f" (instead of {row['instead_of']})" if row.get("instead_of") else "")
+        lines.append(f"| {stage} | {row['method']} | {accuracy} | {reward} | {tokens} | "
+                     f"{seconds(row.get('train_seconds'))} | {seconds(row['wall_seconds'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -152,7 +157,9 @@ def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
     """Run the stages in order, each from the previous stage's final model, in one directory.
 
     A finished stage is skipped; an interrupted one resumes from its last checkpoint; the
-    evaluation runs after each stage; summary.md compares them.
+    evaluation runs after each stage; summary.md compares them. A stage with `instead_of: S`
+    is a comparison: it starts from the model S started from, trains for as long as S trained
+    (unless it sets run.max_train_seconds itself), and later stages do not build on it.
     """
     import shutil
     import time
@@ -161,26 +168,36 @@ def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
     if overwrite and root.exists() and common.is_main_process():
         shutil.rmtree(root)
     rows, previous, baseline = [], None, None
+    started_from, by_name = {}, {}
     for index, (name, stage) in enumerate(pipeline.stages):
-        if previous is not None:
-            stage.spec.model.name_or_path = str(previous)
+        replaced = pipeline.instead_of.get(name)
+        start = started_from[replaced] if replaced else previous
+        started_from[name] = start
+        if start is not None:
+            stage.spec.model.name_or_path = str(start)
             stage.spec.model.chat_template = None  # the previous stage saved its template
-            if stage.spec.eval is not None:
-                stage.spec.eval.baseline = False
+        if (start is not None or replaced) and stage.spec.eval is not None:
+            stage.spec.eval.baseline = False
+        if replaced and stage.spec.run.max_train_seconds is None:
+            stage.spec.run.max_train_seconds = by_name[replaced].get("train_seconds") or by_name[replaced]["wall_seconds"]
         run = common.RunDir(root / name)
         record = run.path / "stage.json"
         if run.finished and record.is_file():
             print(f"posttrain: stage {name} is finished; skipping it")
             row = json.loads(record.read_text())
         else:
-            print(f"posttrain: stage {index + 1}/{len(pipeline.stages)}: {name} ({stage.spec.method})")
-            start = time.monotonic()
+            what = f"{name} ({stage.spec.method}" + (f", instead of {replaced} for "
+                                                       f"{stage.spec.run.max_train_seconds:.0f} s of training)"
+                                                       if replaced else ")")
+            print(f"posttrain: stage {index + 1}/{len(pipeline.stages)}: {what}")
+            began = time.monotonic()
             checkpoint = run.last_checkpoint() if run.path.exists() else None
             result = run_recipe(stage, resume=checkpoint is not None)
             trained = result["eval"].get("trained", {})
-            row = {"stage": name, "method": stage.spec.method, "accuracy": trained.get("accuracy"),
-                   "mean_reward": trained.get("mean_reward"), "tokens": last_logged(run.metrics, "num_tokens"),
-                   "wall_seconds": time.monotonic() - start,
+            row = {"stage": name, "method": stage.spec.method, "instead_of": replaced,
+                   "accuracy": trained.get("accuracy"), "mean_reward": trained.get("mean_reward"),
+                   "tokens": last_logged(run.metrics, "num_tokens"),
+                   "train_seconds": result["train"].get("train_seconds"), "wall_seconds": time.monotonic() - began,
                    "resumed_from": checkpoint.name if checkpoint else None}
             if "baseline" in result["eval"]:
                 before = result["eval"]["baseline"]
@@ -190,7 +207,9 @@ def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
                 common.write_atomic(record, json.dumps(row) + "\n")
         baseline = baseline or row.pop("baseline", None)
         rows.append(row)
-        previous = run.final
+        by_name[name] = row
+        if not replaced:
+            previous = run.final
     rows = ([baseline] if baseline else []) + rows
     if common.is_main_process():
         common.write_atomic(root / "summary.json", json.dumps(rows, indent=2) + "\n")

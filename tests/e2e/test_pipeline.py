@@ -91,3 +91,47 @@ def test_an_error_inside_a_stage_names_the_stage_key(tmp_path):
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe)
     assert info.value.key == "stages.1.trainer.learnig_rate" and info.value.where == f"{recipe}:18"
+
+
+COMPARISON = """\
+  - name: more-sft
+    method: sft
+    instead_of: rlvr
+    data: {{train: [{{task: arithmetic, n: 64}}]}}
+    trainer: {{max_steps: 100000, learning_rate: 1.0e-4, logging_steps: 1, save_steps: 100000}}
+"""
+
+
+def test_a_comparison_stage_starts_where_its_stage_started_and_trains_as_long(tmp_path, capsys):
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text((PIPELINE + COMPARISON).format(dir=tmp_path / "runs"))
+    assert main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    root = tmp_path / "runs" / "chain"
+    rows = {row["stage"]: row for row in json.loads((root / "summary.json").read_text())}
+    assert list(rows) == ["start", "sft", "dpo", "rlvr", "more-sft"]
+    budget = rows["rlvr"]["train_seconds"]
+    assert budget > 0 and rows["more-sft"]["instead_of"] == "rlvr"
+    resolved = yaml.safe_load((root / "more-sft" / "recipe.resolved.yaml").read_text())
+    assert resolved["model"]["name_or_path"] == str(root / "dpo" / "final")  # where rlvr started
+    assert resolved["run"]["max_train_seconds"] == budget
+    assert "time budget" in out and "(run.max_train_seconds) is spent" in out
+    steps = [json.loads(line) for line in (root / "more-sft" / "metrics.jsonl").read_text().splitlines()]
+    last_step = max(row["step"] for row in steps)
+    assert 0 < last_step < 100000
+    # It trained for the budget, give or take one step (a step here takes well under a second).
+    assert budget <= rows["more-sft"]["train_seconds"] < budget + 2.0
+    assert "| more-sft (instead of rlvr) | sft |" in (root / "summary.md").read_text()
+    assert (root / "more-sft" / "final" / "config.json").is_file()
+
+
+def test_instead_of_must_name_an_earlier_stage(tmp_path):
+    from posttrain.errors import RecipeError
+    from posttrain.recipe import load_recipe
+
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text((PIPELINE + COMPARISON).format(dir=tmp_path).replace("instead_of: rlvr", "instead_of: rl"))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    assert info.value.key == "stages.3.instead_of"
+    assert "'rl' is not an earlier stage" in info.value.message and "sft, dpo, rlvr" in info.value.message

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from posttrain.errors import RecipeError
-from posttrain.recipe import Device, load_recipe, trainer_arguments
+from posttrain.recipe import Device, check_vllm_installed, load_recipe, trainer_arguments
 
 GOOD = """\
 method: sft
@@ -103,6 +103,41 @@ def test_bf16_on_a_machine_without_gpu_is_an_error_naming_the_key(write_recipe):
     with pytest.raises(RecipeError, match="needs a GPU") as info:
         trainer_arguments(loaded, Device(cuda=False, bf16=False))
     assert info.value.key == "trainer.bf16" and info.value.where == f"{path}:6"
+
+
+RLVR = """\
+method: rlvr
+data:
+  train:
+    - {task: arithmetic, n: 10}
+rewards: [{name: numeric}]
+batch: {per_device: 8}
+trainer:
+  num_generations: 8
+  use_vllm: true
+"""
+
+
+def test_vllm_generation_without_a_gpu_or_without_vllm_is_an_error_naming_the_key(write_recipe, monkeypatch):
+    import importlib.util
+
+    path = write_recipe(RLVR + "  vllm_mode: colocate\n")
+    loaded = load_recipe(path)  # TRL's own keys: the recipe itself is valid
+    with pytest.raises(RecipeError, match="vLLM generation needs a GPU") as info:
+        trainer_arguments(loaded, Device(cuda=False, bf16=False))
+    assert info.value.key == "trainer.use_vllm" and info.value.where == f"{path}:9"
+
+    args = trainer_arguments(loaded, Device(cuda=True, bf16=True))  # e.g. rendering a SLURM job for GPU nodes
+    assert args["use_vllm"] is True and args["vllm_mode"] == "colocate"
+
+    # Where the run starts, the package must be there.
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+    with pytest.raises(RecipeError, match="pip install vllm") as info:
+        check_vllm_installed(loaded)
+    assert info.value.key == "trainer.use_vllm"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    check_vllm_installed(loaded)
 
 
 def test_cli_prints_error_without_traceback_and_exits_2(write_recipe):

@@ -419,14 +419,15 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
     if is_main_process():
         checkpoint_size, final_size = faults.checkpoint_bytes(trainer.model)
         faults.check_free_space(run.checkpoints, checkpoint_size + final_size, "one checkpoint plus the final model")
-    guard = faults.fault_callback(run.checkpoints, loaded.spec.trainer.get("save_total_limit"))
+    guard = faults.fault_callback(run.checkpoints, loaded.spec.trainer.get("save_total_limit"),
+                                  loaded.spec.run.max_train_seconds, checkpoint)
     trainer.add_callback(guard)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if guard.stopped_at is not None:
         name = signal_name(faults.STOP.signum)
         raise faults.Interrupted(name, guard.stopped_at, run.checkpoints / f"checkpoint-{guard.stopped_at}")
     save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None)
-    return result.metrics
+    return {**result.metrics, "train_seconds": guard.spent()}  # counted across resumes
 
 
 def signal_name(signum: int | None) -> str:

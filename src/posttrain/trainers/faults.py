@@ -83,9 +83,10 @@ def is_complete(checkpoint: Path) -> bool:
     return (checkpoint / COMPLETE).is_file()
 
 
-def mark_complete(checkpoint: Path, step: int) -> None:
+def mark_complete(checkpoint: Path, step: int, train_seconds: float | None = None) -> None:
     tmp = checkpoint / f".{COMPLETE}.tmp"
-    tmp.write_text(json.dumps({"step": step}) + "\n")
+    record = {"step": step} if train_seconds is None else {"step": step, "train_seconds": round(train_seconds, 3)}
+    tmp.write_text(json.dumps(record) + "\n")
     os.replace(tmp, checkpoint / COMPLETE)
 
 
@@ -113,24 +114,49 @@ def rotate(directory: Path, limit: int | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def fault_callback(checkpoints: Path, save_total_limit: int | None):
-    """A TrainerCallback: stop and checkpoint on a signal; mark checkpoints complete; rotate."""
+def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_seconds: float | None = None,
+                   resumed_from: Path | None = None):
+    """A TrainerCallback: stop and checkpoint on a signal; mark checkpoints complete; rotate;
+    end training (not interrupt it) once `max_train_seconds` of training have passed.
+
+    The training time so far is stored in each checkpoint's completion marker, so a resumed run
+    spends only what is left of the budget."""
+    import time
+
     from transformers import TrainerCallback
 
+    spent_before = 0.0
+    if resumed_from is not None and is_complete(resumed_from):
+        spent_before = float(json.loads((resumed_from / COMPLETE).read_text()).get("train_seconds", 0.0))
+
     class Faults(TrainerCallback):
-        stopped_at: int | None = None
+        stopped_at: int | None = None  # a stop signal ended training here
+        budget_spent_at: int | None = None  # the time budget ended training here
+        started = time.monotonic()
+
+        def spent(self) -> float:
+            return spent_before + time.monotonic() - self.started
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.monotonic()
 
         def on_step_end(self, args, state, control, **kwargs):
             if _all_agree(STOP.signum is not None):
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
+            elif max_train_seconds is not None and _all_agree(self.spent() >= max_train_seconds):
+                control.should_training_stop = True
+                self.budget_spent_at = state.global_step
+                if state.is_world_process_zero:
+                    print(f"posttrain: the time budget of {max_train_seconds:.0f} s (run.max_train_seconds) is spent; "
+                          f"training ends at step {state.global_step} of {state.max_steps}", flush=True)
             return control
 
         def on_save(self, args, state, control, **kwargs):
             barrier()  # every rank's shards, optimizer and RNG states are on disk
             if state.is_world_process_zero:
-                mark_complete(checkpoints / f"checkpoint-{state.global_step}", state.global_step)
+                mark_complete(checkpoints / f"checkpoint-{state.global_step}", state.global_step, self.spent())
                 rotate(checkpoints, save_total_limit)
             return control
 

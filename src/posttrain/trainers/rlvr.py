@@ -11,7 +11,7 @@ verifier, tests, ...) reaches the reward functions as a keyword argument.
 from __future__ import annotations
 
 from posttrain.data.loading import build_mixture, to_dataset
-from posttrain.recipe import Device, LoadedRecipe
+from posttrain.recipe import Device, LoadedRecipe, check_vllm_installed
 from posttrain.rewards import build_reward
 from posttrain.trainers import common
 
@@ -58,7 +58,8 @@ def explain_zero_loss(beta: float):
 def build_rlvr_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device):
     from trl import GRPOConfig, GRPOTrainer
 
-    args = common.trainer_arguments_for(loaded, device, run)
+    args = common.trainer_arguments_for(loaded, device, run)  # use_vllm without a GPU: an error here
+    check_vllm_installed(loaded)
     args["reward_weights"] = [reward.weight for reward in loaded.spec.rewards]
     train, fingerprints = rlvr_data(loaded, common.data_seed(args))
     resolved = common.write_run_records(run, loaded, device, fingerprints)
