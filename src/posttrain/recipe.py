@@ -723,15 +723,8 @@ def validate(loaded_raw: dict, origins: dict[KeyPath, Origin], source: Path) -> 
     accumulation = gradient_accumulation(loaded, loaded.world_size)
     if spec.method == "rlvr":
         _check_generation_groups(loaded, accumulation)
-    if spec.dynamic_sampling is not None:
-        if spec.method != "rlvr":
-            raise loaded.error(("dynamic_sampling",), "dynamic sampling is for method: rlvr")
-        steps = trainer.get("steps_per_generation") or accumulation
-        generations = trainer.get("num_generations", 8)
-        if (spec.batch.per_device * steps) % generations:
-            raise loaded.error(("dynamic_sampling",), f"each process's generation batch (batch.per_device "
-                               f"{spec.batch.per_device} x steps_per_generation {steps}) must hold whole groups "
-                               f"of num_generations ({generations}) to drop and replace them")
+    if spec.dynamic_sampling is not None and spec.method != "rlvr":
+        raise loaded.error(("dynamic_sampling",), "dynamic sampling is for method: rlvr")
     if spec.data.decontaminate and not (spec.data.eval or spec.eval):
         raise loaded.error(("data", "decontaminate"),
                            "there is no evaluation set to check against; add data.eval or an eval block")
@@ -787,6 +780,10 @@ def _check_generation_groups(loaded: LoadedRecipe, accumulation: int) -> None:
             f"({generations}); make batch.per_device a multiple of {per_device_fix}"
             + (f", or set num_generations to {fits[-1]}" if fits else ""),
         )
+    if loaded.spec.dynamic_sampling is not None and (per_device * steps) % generations:
+        raise loaded.error(("dynamic_sampling",), f"each process's generation batch (batch.per_device "
+                           f"{per_device} x steps_per_generation {steps}) must hold whole groups "
+                           f"of num_generations ({generations}) to drop and replace them")
 
 
 def _check_reward_name(loaded: LoadedRecipe, path: KeyPath, name: str):
@@ -947,26 +944,20 @@ def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
                     f"{key}: true needs a GPU and this machine has none; remove the key "
                     "(posttrain turns bf16 on for GPUs that support it) or set it to false",
                 )
+        if args.get("use_vllm"):  # TRL's vLLM generation (vllm_mode: colocate | server)
+            raise loaded.error(("trainer", "use_vllm"), "vLLM generation needs a GPU and this machine has none; "
+                               "remove use_vllm (generation then uses Hugging Face generate)")
         args.update(bf16=False, fp16=False, use_cpu=True)
         args.setdefault("activation_checkpointing", False)
         args.setdefault("dataloader_pin_memory", False)
-    if args.get("use_vllm"):
-        _check_vllm(loaded, device)
     args["per_device_train_batch_size"] = loaded.spec.batch.per_device
     args["gradient_accumulation_steps"] = gradient_accumulation(loaded, device.world_size)
     return args
 
 
-def _check_vllm(loaded: LoadedRecipe, device: Device) -> None:
-    """GRPO generation through vLLM (TRL's `use_vllm`, `vllm_mode: colocate | server`) needs a
-    GPU; say so before anything loads rather than deep inside TRL. (Whether vllm is installed is
-    checked where the run starts, not here: a login node rendering a SLURM job may lack it.)"""
-    if not device.cuda:
-        raise loaded.error(("trainer", "use_vllm"), "vLLM generation needs a GPU and this machine has none; "
-                           "remove use_vllm (generation then uses Hugging Face generate)")
-
-
 def check_vllm_installed(loaded: LoadedRecipe) -> None:
+    """`use_vllm` needs the vllm package where the run starts (not where a recipe resolves: a
+    login node rendering a SLURM job for GPU nodes may lack it)."""
     import importlib.util
 
     if loaded.spec.trainer.get("use_vllm") and importlib.util.find_spec("vllm") is None:

@@ -26,6 +26,12 @@ def split_of(problem: str) -> str:
     return "heldout" if bucket < HELDOUT_BUCKETS else "train"
 
 
+def _worked_step(total: int, op: str, operand: int) -> tuple[str, int]:
+    """One line of an arithmetic worked solution ("66 - 20 = 46") and the new running total."""
+    new_total = total + operand if op == "+" else total - operand
+    return f"{total} {op} {operand} = {new_total}", new_total
+
+
 def _arithmetic_problem(rng: random.Random, min_operands: int, max_operands: int, max_value: int):
     """Operands in [0, max_value], + and -, every intermediate result non-negative."""
     count = rng.randint(min_operands, max_operands)
@@ -34,10 +40,9 @@ def _arithmetic_problem(rng: random.Random, min_operands: int, max_operands: int
     for _ in range(count - 1):
         operand = rng.randint(0, max_value)
         op = rng.choice("+-") if total >= operand else "+"
-        new_total = total + operand if op == "+" else total - operand
-        steps.append(f"{total} {op} {operand} = {new_total}")
+        step, total = _worked_step(total, op, operand)
+        steps.append(step)
         terms += [op, str(operand)]
-        total = new_total
     return f"Compute {' '.join(terms)}.", steps, total
 
 
@@ -53,9 +58,8 @@ def arithmetic_solution(question: str) -> str | None:
     tokens = match.group(1).split(" ")
     total, steps = int(tokens[0]), []
     for op, operand in zip(tokens[1::2], tokens[2::2]):
-        new_total = total + int(operand) if op == "+" else total - int(operand)
-        steps.append(f"{total} {op} {operand} = {new_total}")
-        total = new_total
+        step, total = _worked_step(total, op, int(operand))
+        steps.append(step)
     return "\n".join([*steps, f"Answer: {total}"])
 
 
@@ -103,17 +107,24 @@ def arithmetic(
     return _distinct(n, split, random.Random(f"arithmetic/{seed}/{split}"), make)
 
 
+def countdown_apply(a: int, op: str, b: int) -> int | None:
+    """`a op b` as countdown allows it: positive differences and whole quotients only, else None."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b if a - b > 0 else None
+    if op == "*":
+        return a * b
+    return a // b if b and a % b == 0 else None
+
+
 def _countdown_problem(rng: random.Random, count: int, max_number: int, max_target: int):
     """Pick `count` numbers and combine a random subset of at least two into a target."""
     numbers = [rng.randint(1, max_number) for _ in range(count)]
     chosen = rng.sample(numbers, rng.randint(2, count))
     expression, value = str(chosen[0]), chosen[0]
     for number in chosen[1:]:
-        options = [("+", value + number), ("*", value * number)]
-        if value - number > 0:
-            options.append(("-", value - number))
-        if value % number == 0:
-            options.append(("/", value // number))
+        options = [(op, result) for op in "+*-/" if (result := countdown_apply(value, op, number)) is not None]
         op, new_value = rng.choice(options)
         expression, value = f"({expression} {op} {number})", new_value
     expression = expression[1:-1] if expression.startswith("(") and expression.count("(") == 1 else expression

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from posttrain.data.tasks import countdown_apply
 from posttrain.rewards.numeric import extract_number
 
 RATINGS = {"correct", "incorrect"}
@@ -266,16 +267,6 @@ def arithmetic_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, w
     return {"question": record["prompt"][0]["content"], "answer": record["ground_truth"], "steps": steps}
 
 
-def _countdown_apply(a: int, op: str, b: int) -> int | None:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b if a - b > 0 else None
-    if op == "*":
-        return a * b
-    return a // b if b and a % b == 0 else None
-
-
 def _countdown_mistakes(rng: random.Random, a: int, op: str, b: int, right: int, numbers: list[int],
                         target: int) -> list[tuple[str, int, str]]:
     """Realistic mistakes for the countdown step `a op b = right`: a slip, an operation that
@@ -284,15 +275,15 @@ def _countdown_mistakes(rng: random.Random, a: int, op: str, b: int, right: int,
     slip = right + rng.choice([-2, -1, 1, 2])
     if slip > 0:
         options.append((f"{a} {op} {b} = {slip}", slip, f"{a} {op} {b} is {right}, not {slip}."))
-    others = [o for o in "+-*" if o != op and _countdown_apply(a, o, b) not in (None, right)]
+    others = [o for o in "+-*" if o != op and countdown_apply(a, o, b) not in (None, right)]
     if others:
         other = rng.choice(others)
-        value = _countdown_apply(a, other, b)
+        value = countdown_apply(a, other, b)
         options.append((f"{a} {other} {b} = {value}", value,
                         f"{a} {other} {b} leads away from {target}; this step needs {a} {op} {b} = {right}."))
     misread = next((m for m in (b + 1, b - 1, b + 2) if m > 0 and m not in numbers), None)
-    if misread is not None and _countdown_apply(a, op, misread) is not None:
-        value = _countdown_apply(a, op, misread)
+    if misread is not None and countdown_apply(a, op, misread) is not None:
+        value = countdown_apply(a, op, misread)
         options.append((f"{a} {op} {misread} = {value}", value,
                         f"{misread} is not one of the numbers {numbers}; the number here is {b}."))
     return options
@@ -311,7 +302,7 @@ def countdown_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, wr
     tokens = re.findall(r"\d+|[-+*/]", expression)
     value, parsed = int(tokens[0]), []
     for op, b in zip(tokens[1::2], tokens[2::2]):
-        new = _countdown_apply(value, op, int(b))
+        new = countdown_apply(value, op, int(b))
         parsed.append((value, op, int(b), new))
         value = new
     steps, counter, parent = [], iter(range(10_000)), None
@@ -324,7 +315,7 @@ def countdown_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, wr
                           **({"answer": str(wrong)} if last else {})})
             below, carry = wid, wrong
             for _, op2, b2, _ in parsed[i + 1 : i + wrong_depth]:
-                carry_next = _countdown_apply(carry, op2, b2)
+                carry_next = countdown_apply(carry, op2, b2)
                 if carry_next is None:
                     break
                 cid = f"w{next(counter)}"

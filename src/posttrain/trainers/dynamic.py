@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from posttrain.trainers.faults import all_agree
+
 TEXT_KEYS_LEFT = ("prompt_ids", "prompt_mask")  # left-padded
 TEXT_KEYS_RIGHT = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
                    "sampling_per_token_logps", "importance_sampling_ratio", "tool_mask")
@@ -88,10 +90,6 @@ def dynamic_grpo_class(base):
                 except StopIteration:
                     self._fresh_iterator = None
 
-        def _agree(self, flag: bool) -> bool:
-            value = torch.tensor([int(flag)], device=self.accelerator.device)
-            return bool(self.accelerator.reduce(value, reduction="sum").item())
-
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
             if not self.model.training or self.max_retries <= 0:
@@ -102,7 +100,7 @@ def dynamic_grpo_class(base):
             pool = [(out, [g for g in range(need) if not zero[g]])]
             have = len(pool[0][1])
             rounds = 0
-            while rounds < self.max_retries and self._agree(have < need):
+            while rounds < self.max_retries and all_agree(have < need):
                 rounds += 1
                 fresh = super()._generate_and_score_completions(self._fresh_batch())
                 fresh_zero = zero_std_groups(fresh["advantages"], generations)

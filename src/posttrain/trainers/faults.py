@@ -59,7 +59,7 @@ class _StopRequest:
 STOP = _StopRequest()
 
 
-def _all_agree(flag: bool) -> bool:
+def all_agree(flag: bool) -> bool:
     """True on every rank when it is True on any (one all-reduce; no-op in one process)."""
     import torch
     import torch.distributed as dist
@@ -141,11 +141,11 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
             self.started = time.monotonic()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if _all_agree(STOP.signum is not None):
+            if all_agree(STOP.signum is not None):
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
-            elif max_train_seconds is not None and _all_agree(self.spent() >= max_train_seconds):
+            elif max_train_seconds is not None and all_agree(self.spent() >= max_train_seconds):
                 control.should_training_stop = True
                 self.budget_spent_at = state.global_step
                 if state.is_world_process_zero:
