@@ -69,7 +69,7 @@ def plain_trl_trainer(workdir: Path, n: int, steps: int, loss: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from posttrain.data.tasks import arithmetic_pairs
+    from posttrain.tasks import arithmetic_pairs
     from posttrain.recipe import TinyModelSpec
     from posttrain.tiny import tiny_model_path
 

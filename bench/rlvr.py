@@ -72,7 +72,7 @@ def plain_trl_trainer(workdir: Path, n: int, steps: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from posttrain.data.tasks import arithmetic
+    from posttrain.tasks import arithmetic
     from posttrain.recipe import TinyModelSpec
     from posttrain.rewards.numeric import numeric_reward
     from posttrain.tiny import tiny_model_path

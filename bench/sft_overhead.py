@@ -127,7 +127,7 @@ def posttrain_trainer(workdir: Path, n: int, steps: int):
 
 
 def overhead(workdir: Path, rounds: int, steps: int, n: int) -> float:
-    from posttrain.data.tasks import arithmetic
+    from posttrain.tasks import arithmetic
     from posttrain.recipe import TinyModelSpec
     from posttrain.tiny import tiny_model_path
 
@@ -161,7 +161,7 @@ LAYOUTS = {  # name -> SFTConfig keyword arguments; per_device chosen for simila
 
 
 def layouts(workdir: Path, rounds: int, steps: int, n: int) -> dict[str, dict]:
-    from posttrain.data.tasks import arithmetic
+    from posttrain.tasks import arithmetic
     from posttrain.recipe import TinyModelSpec
     from posttrain.tiny import tiny_model_path
 

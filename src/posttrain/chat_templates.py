@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posttrain.tiny import CHATML_TEMPLATE
-
+# ChatML. `{% generation %}` marks what the assistant says, so TRL's assistant-only loss works;
+# the assistant turn ends with <|im_end|>, which is also the EOS token.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{ '\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 # Tulu 3's format: <|user|> / <|assistant|> headers, each assistant turn ended by the EOS token.
 TULU_TEMPLATE = (
     "{% for message in messages %}"

@@ -1,4 +1,6 @@
-"""posttrain's command line: thin wrappers over recipe.py, runs.py and data/.
+"""posttrain's command line: thin wrappers over recipe/, runs.py and data/. Every command that
+takes a recipe takes any kind (a run, a pipeline, an experiment) through recipe/kinds.py's one
+interface, or says in one line why it does not apply.
 
     posttrain validate RECIPE...             check recipes without loading anything heavy
     posttrain show RECIPE [key=value ...]    print the resolved recipe
@@ -6,11 +8,11 @@
     posttrain launch RECIPE [key=value ...] [--dry-run]
     posttrain launch RECIPE --slurm [--dry-run]
     posttrain consolidate CHECKPOINT OUTPUT
-    posttrain plan RECIPE [key=value ...] [--seq-len N] [--gpu-memory GIB]
-    posttrain eval RECIPE [key=value ...] [--model DIR] [--output DIR]
+    posttrain plan RECIPE [key=value ...] [--seq-len N] [--gpu-memory GIB] [--stage NAME]
+    posttrain eval RECIPE [key=value ...] [--model DIR] [--output DIR] [--stage NAME]
     posttrain data generate TASK --n N [--split train|heldout] [--seed S] [-o FILE]
-    posttrain data build-trees RECIPE [key=value ...] -o FILE [--model DIR] [--width W] [--depth D] [--beam K]
-    posttrain data decontaminate RECIPE [key=value ...] [--n N] [--threshold T] [--write DIR]
+    posttrain data build-trees RECIPE [key=value ...] -o FILE [--model DIR] [--width W] [--depth D] [--beam K] [--stage NAME]
+    posttrain data decontaminate RECIPE [key=value ...] [--n N] [--threshold T] [--write DIR] [--stage NAME]
 """
 
 from __future__ import annotations
@@ -59,12 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("overrides", nargs="*", metavar="key.path=value")
     plan.add_argument("--seq-len", type=int, help="tokens per sequence (default: trainer.max_length, else 1024)")
     plan.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")
+    plan.add_argument("--stage", help="a pipeline's or experiment's stage (default: every stage)")
 
     evaluate = commands.add_parser("eval", help="score a model as the recipe's eval block says")
     evaluate.add_argument("recipe")
     evaluate.add_argument("overrides", nargs="*", metavar="key.path=value")
     evaluate.add_argument("--model", help="model directory (default: the run's final/; 'tiny': untrained)")
     evaluate.add_argument("--output", help="report directory (default: the run's eval/)")
+    evaluate.add_argument("--stage", help="a pipeline's or experiment's stage (default: a pipeline's last)")
 
     data = commands.add_parser("data", help="data tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -75,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     decon.add_argument("--n", type=int, help="words per n-gram (default: the recipe's, else 8)")
     decon.add_argument("--threshold", type=float, help="share of an eval record's n-grams (default 0.5)")
     decon.add_argument("--write", metavar="DIR", help="write each source's clean records to DIR/*.jsonl")
+    decon.add_argument("--stage", help="a pipeline's or experiment's stage (default: every stage)")
     trees = data_commands.add_parser(
         "build-trees", help="reasoning trees sampled from a model for the recipe's task records (docs/trees.md)")
     trees.add_argument("recipe")
@@ -86,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     trees.add_argument("--beam", type=int, default=2, help="nodes per question kept for expansion (default 2)")
     trees.add_argument("--temperature", type=float, default=1.0)
     trees.add_argument("--step-tokens", type=int, default=32, help="tokens sampled per step (default 32)")
-    trees.add_argument("--reward", default="verifier", help="rates final answers (default: the record's verifier)")
+    trees.add_argument("--reward", default="verifier", help="rates final answers: a name or a mapping with options, "
+                       "e.g. '{name: math, timeout: 2}' (default: the record's verifier)")
+    trees.add_argument("--stage", help="a pipeline's or experiment's stage whose data.train holds the task records")
     trees.add_argument("--judge", help="step checker: 'arithmetic' or a dotted path module:function")
     trees.add_argument("--seed", type=int, default=0)
     gen = data_commands.add_parser("generate", help="write generated task records as JSONL")
@@ -98,9 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load(args):
+    from posttrain.recipe import load_recipe
+
+    return load_recipe(args.recipe, args.overrides)
+
+
 def _validate(args) -> int:
-    from posttrain.experiments.journey import JourneyExperiment
-    from posttrain.recipe import Pipeline, load_recipe
+    from posttrain.recipe import load_recipe
 
     failed = 0
     for path in args.recipes:
@@ -110,31 +122,14 @@ def _validate(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
         else:
-            if isinstance(loaded, Pipeline):
-                stages = ", ".join(f"{name} ({stage.spec.method}"
-                                   + (f", instead of {loaded.instead_of[name]})" if name in loaded.instead_of else ")")
-                                   for name, stage in loaded.stages)
-                print(f"ok: {path} (pipeline {loaded.name}: {stages})")
-            elif isinstance(loaded, JourneyExperiment):
-                print(f"ok: {path} (experiment {loaded.data['experiment']}, run {loaded.name})")
-            else:
-                print(f"ok: {path} ({loaded.spec.method}, run {loaded.run_name})")
+            print(f"ok: {path} ({loaded.describe()})")
     return EXIT_USER_ERROR if failed else 0
 
 
 def _show(args) -> int:
-    from posttrain.experiments.journey import JourneyExperiment
-    from posttrain.recipe import Device, Pipeline, load_recipe, resolved_dict, to_yaml
+    from posttrain.recipe import Device, to_yaml
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    device = Device.detect()
-    if isinstance(loaded, Pipeline):
-        stages = {name: resolved_dict(stage, device) for name, stage in loaded.stages}
-        print(to_yaml({"pipeline": loaded.name, "stages": stages}), end="")
-    elif isinstance(loaded, JourneyExperiment):  # its recipe as written, phase 1 resolved
-        print(to_yaml({**loaded.data, "phase1 (resolved)": resolved_dict(loaded.phase1, device)}), end="")
-    else:
-        print(to_yaml(resolved_dict(loaded, device)), end="")
+    print(to_yaml(_load(args).resolved(Device.detect())), end="")
     return 0
 
 
@@ -142,12 +137,16 @@ def _run(args) -> int:
     from posttrain.trainers.faults import STOP
 
     STOP.install()  # before the slow imports: a stop signal at start-up still ends in a checkpoint
-    from posttrain.experiments.journey import JourneyExperiment
-    from posttrain.recipe import Pipeline, load_recipe
-    from posttrain.runs import run_pipeline, run_recipe
+    loaded = _load(args)
+    if loaded.kind == "run":
+        from posttrain.runs import run_recipe
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    if isinstance(loaded, JourneyExperiment):
+        run_recipe(loaded.recipe, resume=args.resume, overwrite=args.overwrite)
+    elif loaded.kind == "pipeline":
+        from posttrain.runs import run_pipeline
+
+        run_pipeline(loaded, overwrite=args.overwrite)  # finished stages skip, interrupted ones resume
+    else:
         from posttrain.experiments.journey import run_experiment
 
         if args.overwrite and loaded.root.exists():
@@ -155,10 +154,6 @@ def _run(args) -> int:
 
             shutil.rmtree(loaded.root)
         run_experiment(loaded)  # finished runs are reused, interrupted ones resume
-    elif isinstance(loaded, Pipeline):
-        run_pipeline(loaded, overwrite=args.overwrite)  # finished stages skip, interrupted ones resume
-    else:
-        run_recipe(loaded, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -168,18 +163,19 @@ def _launch(args) -> int:
     import subprocess
 
     from posttrain.launch.render import render_command
-    from posttrain.recipe import Device, Pipeline, load_recipe, trainer_arguments
+    from posttrain.recipe import Device, trainer_arguments
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    stage = loaded.stages[0][1] if isinstance(loaded, Pipeline) else loaded
-    launch = stage.spec.launch
+    loaded = _load(args)
+    recipe = loaded.launch_recipe()  # every stage of a pipeline or experiment launches the same way
+    launch = recipe.spec.launch
     device = Device.detect()
     if args.slurm:  # the compute nodes' device, not this login node's
         device = Device(cuda=launch.slurm.gpus, bf16=launch.slurm.gpus)
-    device = Device(device.cuda, device.bf16, world_size=launch.nodes * launch.gpus_per_node)
+    device = Device(device.cuda, device.bf16, world_size=recipe.world_size)
+    trainer_args = trainer_arguments(recipe, device)
     if args.slurm:
-        return _launch_slurm(args, loaded, stage, trainer_arguments(stage, device))
-    argv = render_command(stage, args.recipe, args.overrides, trainer_arguments(stage, device))
+        return _launch_slurm(args, loaded, recipe, trainer_args)
+    argv = render_command(recipe, args.recipe, args.overrides, trainer_args)
     print(shlex.join(argv))
     if args.dry_run:
         return 0
@@ -189,26 +185,21 @@ def _launch(args) -> int:
     return subprocess.run([os.path.expandvars(a) for a in argv]).returncode
 
 
-def _launch_slurm(args, loaded, stage, trainer_args) -> int:
+def _launch_slurm(args, loaded, recipe, trainer_args) -> int:
     import re
     import shutil
     import subprocess
     from pathlib import Path
 
     from posttrain.launch.slurm import render_sbatch
-    from posttrain.recipe import Pipeline
+    from posttrain.rundir import RunDir
 
-    if isinstance(loaded, Pipeline):
-        from posttrain.runs import place_stages
-
-        run_dir = place_stages(loaded)
-    else:
-        run_dir = Path(stage.spec.run.dir) / stage.run_name
-    spec = stage.spec.launch.slurm
-    script = Path(spec.script) if spec.script else run_dir / "slurm" / "job.sbatch"
-    text = render_sbatch(stage, args.recipe, args.overrides, trainer_args, run_dir.resolve(), sys.executable)
+    run_dir = RunDir(loaded.root)
+    spec = recipe.spec.launch.slurm
+    script = Path(spec.script) if spec.script else run_dir.slurm_script
+    text = render_sbatch(recipe, args.recipe, args.overrides, trainer_args, run_dir.path.resolve(), sys.executable)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not create the log's directory
+        run_dir.path.mkdir(parents=True, exist_ok=True)  # sbatch does not create the log's directory
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(text)
     except OSError as exc:
@@ -223,56 +214,67 @@ def _launch_slurm(args, loaded, stage, trainer_args) -> int:
     if done.returncode:
         raise UserError(f"sbatch rejected {script}: {done.stderr.strip()}")
     job = re.split(r"[;\s]", done.stdout.strip())[0]
-    print(f"posttrain: submitted job {job}; log: {run_dir.resolve()}/slurm-{job}.out")
+    print(f"posttrain: submitted job {job}; log: {RunDir(run_dir.path.resolve()).slurm_log(job)}")
     return 0
+
+
+def _model_config(recipe):
+    spec = recipe.spec
+    if spec.model.name_or_path == "tiny":
+        from posttrain.tiny import tiny_config
+
+        return tiny_config(spec.model.tiny)
+    from posttrain.hub import go_offline_if_unreachable
+
+    go_offline_if_unreachable()
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(spec.model.name_or_path, revision=spec.model.revision,
+                                          trust_remote_code=spec.model.trust_remote_code)
+    except OSError as exc:
+        raise recipe.error(("model", "name_or_path"), f"cannot read the model's config: {exc}") from None
 
 
 def _plan(args) -> int:
     from posttrain.launch.plan import model_size, plan
-    from posttrain.recipe import Pipeline, load_recipe
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    stage = loaded.stages[0][1] if isinstance(loaded, Pipeline) else loaded
-    spec = stage.spec
-    if spec.model.name_or_path == "tiny":
-        from posttrain.tiny import tiny_config
-
-        config = tiny_config(spec.model.tiny)
-    else:
-        from posttrain.hub import go_offline_if_unreachable
-
-        go_offline_if_unreachable()
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(spec.model.name_or_path, revision=spec.model.revision,
-                                                trust_remote_code=spec.model.trust_remote_code)
-        except OSError as exc:
-            raise stage.error(("model", "name_or_path"), f"cannot read the model's config: {exc}") from None
-    gpus = spec.launch.nodes * spec.launch.gpus_per_node
-    sequence = args.seq_len or spec.trainer.get("max_length") or 1024
-    checkpointing = spec.trainer.get("activation_checkpointing", spec.trainer.get("gradient_checkpointing", True))
-    result = plan(model_size(config), gpus, spec.batch.per_device, sequence, bool(checkpointing), args.gpu_memory)
-    print(f"{spec.model.name_or_path}: {result['parameters'] / 1e9:.3f} B parameters; {gpus} GPUs, "
-          f"per-device batch {spec.batch.per_device}, sequence {sequence}, "
-          f"activation checkpointing {'on' if checkpointing else 'off'}")
-    print("| option | model states GiB/GPU | activations GiB/GPU | total GiB/GPU |\n|---|---|---|---|")
-    for row in result["rows"]:
-        print(f"| {row['option']} | {row['model_states_gib']:.2f} | {row['activations_gib']:.2f} | {row['total_gib']:.2f} |")
-    recommended = result["recommended"]
-    print(f"recommended with {args.gpu_memory:g} GiB GPUs: " + (recommended or "nothing fits; add GPUs or shorten sequences"))
+    loaded = _load(args)
+    stages = [loaded.stage(args.stage)] if args.stage else loaded.stages
+    tables: dict[str, list[str]] = {}  # one table per distinct setting, naming the stages it is for
+    for stage in stages:
+        recipe = stage.recipe
+        spec = recipe.spec
+        gpus = recipe.world_size
+        sequence = args.seq_len or spec.trainer.get("max_length") or 1024
+        checkpointing = spec.trainer.get("activation_checkpointing", spec.trainer.get("gradient_checkpointing", True))
+        model = spec.model.name_or_path if stage.starts_from is None else f"{spec.model.name_or_path} (via {stage.starts_from})"
+        result = plan(model_size(_model_config(recipe)), gpus, spec.batch.per_device, sequence, bool(checkpointing),
+                      args.gpu_memory)
+        lines = [f"{model}: {result['parameters'] / 1e9:.3f} B parameters; {gpus} GPUs, "
+                 f"per-device batch {spec.batch.per_device}, sequence {sequence}, "
+                 f"activation checkpointing {'on' if checkpointing else 'off'}",
+                 "| option | model states GiB/GPU | activations GiB/GPU | total GiB/GPU |\n|---|---|---|---|"]
+        for row in result["rows"]:
+            lines.append(f"| {row['option']} | {row['model_states_gib']:.2f} | {row['activations_gib']:.2f} | "
+                         f"{row['total_gib']:.2f} |")
+        recommended = result["recommended"]
+        lines.append(f"recommended with {args.gpu_memory:g} GiB GPUs: "
+                     + (recommended or "nothing fits; add GPUs or shorten sequences"))
+        tables.setdefault("\n".join(lines), []).append(stage.name)
+    for text, names in tables.items():
+        if len(loaded.stages) > 1:
+            print(f"stage{'s' if len(names) > 1 else ''} {', '.join(names)}:")
+        print(text)
     return 0
 
 
 def _eval(args) -> int:
-    from posttrain.recipe import Pipeline, load_recipe
-    from posttrain.runs import evaluate_recipe, place_stages
+    from posttrain.runs import evaluate_recipe
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    if isinstance(loaded, Pipeline):  # the last stage's model (not a comparison's), scored as that stage says
-        place_stages(loaded)
-        loaded = [stage for name, stage in loaded.stages if name not in loaded.instead_of][-1]
-    evaluate_recipe(loaded, args.model, args.output)
+    loaded = _load(args)
+    stage = loaded.stage(args.stage) if args.stage else loaded.evaluation_stage(model_given=bool(args.model))
+    evaluate_recipe(stage.recipe, args.model, args.output)
     return 0
 
 
@@ -280,30 +282,54 @@ def _decontaminate(args) -> int:
     import re
     from pathlib import Path
 
-    from posttrain.data.decontaminate import DEFAULT_N, DEFAULT_THRESHOLD, contaminated, eval_index
-    from posttrain.data.loading import load_source
-    from posttrain.recipe import Pipeline, load_recipe
+    from posttrain.data.decontaminate import DEFAULT_N, DEFAULT_THRESHOLD, contaminated
+    from posttrain.data.loading import decontamination_index, load_source
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    if isinstance(loaded, Pipeline):
-        raise UserError(f"{args.recipe}: a pipeline; decontaminate each stage's data from a recipe of its own")
-    spec = loaded.spec.data.decontaminate
-    n = args.n or (spec.n if spec else DEFAULT_N)
-    threshold = args.threshold or (spec.threshold if spec else DEFAULT_THRESHOLD)
-    if not (loaded.spec.data.eval or loaded.spec.eval):
-        raise loaded.error(("eval",), "the recipe has no evaluation set (data.eval or an eval block)")
-    index = eval_index(loaded, n)
-    print(f"{len(index.sizes)} evaluation records; {n}-grams, threshold {threshold}")
-    print("| source | records | contaminated |\n|---|---|---|")
-    for source in loaded.spec.data.train:
-        records = load_source(source, "sft").records
-        flagged = set(contaminated(records, index, threshold))
-        print(f"| {source.label} | {len(records)} | {len(flagged)} |")
-        if args.write:
-            out = Path(args.write) / (re.sub(r"[^\w.-]+", "_", source.label).strip("_") + ".jsonl")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(records) if i not in flagged))
+    loaded = _load(args)
+    stages = [loaded.stage(args.stage)] if args.stage else loaded.stages
+    checked = [s for s in stages if (s.recipe.spec.data.eval or s.recipe.spec.eval) and s.stand_in is None]
+    if not checked:
+        first = stages[0].recipe
+        raise first.error(("eval",), "the recipe has no evaluation set (data.eval or an eval block)"
+                          if len(stages) == 1 else "no stage has both its training data and an evaluation set")
+    for stage in stages:
+        if stage not in checked:
+            print(f"stage {stage.name}: skipped ({stage.stand_in or 'no evaluation set'})")
+            continue
+        spec = stage.recipe.spec
+        options = spec.data.decontaminate
+        n = args.n or (options.n if options else DEFAULT_N)
+        threshold = args.threshold or (options.threshold if options else DEFAULT_THRESHOLD)
+        index = decontamination_index(spec, n)
+        if len(stages) > 1:
+            print(f"stage {stage.name}:")
+        print(f"{len(index.sizes)} evaluation records; {n}-grams, threshold {threshold}")
+        print("| source | records | contaminated |\n|---|---|---|")
+        for source in spec.data.train:
+            records = load_source(source, "sft").records
+            flagged = set(contaminated(records, index, threshold))
+            print(f"| {source.label} | {len(records)} | {len(flagged)} |")
+            if args.write:
+                directory = Path(args.write) / (stage.name if len(stages) > 1 else "")
+                out = directory / (re.sub(r"[^\w.-]+", "_", source.label).strip("_") + ".jsonl")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(records) if i not in flagged))
     return 0
+
+
+def _reward_argument(text: str):
+    """--reward: a name, or a YAML mapping with options (`{name: math, timeout: 2}`)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from posttrain.recipe import RewardRef
+
+    try:
+        value = yaml.safe_load(text)
+        return RewardRef.model_validate({"name": value} if isinstance(value, str) else value)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise UserError(f"--reward {text!r}: expected a reward name or a mapping like "
+                        f"'{{name: math, timeout: 2}}' ({str(exc).splitlines()[0]})") from None
 
 
 def _build_trees(args) -> int:
@@ -311,20 +337,22 @@ def _build_trees(args) -> int:
 
     from posttrain.data.build_trees import build_trees
     from posttrain.data.loading import load_source
-    from posttrain.recipe import Device, Pipeline, load_recipe
-    from posttrain.trainers.common import load_model_and_tokenizer, write_atomic
+    from posttrain.recipe import Device
+    from posttrain.rundir import write_atomic
+    from posttrain.trainers.common import load_model_and_tokenizer
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    if isinstance(loaded, Pipeline):
-        raise UserError(f"{args.recipe}: a pipeline; name a recipe whose data.train holds the task records")
-    records = [r for source in loaded.spec.data.train for r in load_source(source, "task").records]
+    loaded = _load(args)
+    stage = loaded.stage(args.stage) if args.stage else loaded.only_stage("--stage NAME")
+    recipe = stage.recipe
+    reward = _reward_argument(args.reward)
+    records = [r for source in recipe.spec.data.train for r in load_source(source, "task").records]
     device = Device.detect()
-    model, tokenizer = load_model_and_tokenizer(loaded, device, path=args.model, preflight=False)
+    model, tokenizer = load_model_and_tokenizer(recipe, device, path=args.model, preflight=False)
     if device.cuda:
         model = model.to("cuda")
     try:
         trees, stats = build_trees(model, tokenizer, records, width=args.width, depth=args.depth, beam=args.beam,
-                                   temperature=args.temperature, step_tokens=args.step_tokens, reward=args.reward,
+                                   temperature=args.temperature, step_tokens=args.step_tokens, reward=reward,
                                    judge=args.judge, seed=args.seed)
     except LookupError as exc:
         raise UserError(f"--judge/--reward: {exc}") from None
@@ -338,7 +366,7 @@ def _build_trees(args) -> int:
 
 
 def _data(args) -> int:
-    from posttrain.data.tasks import TASKS, generate
+    from posttrain.tasks import TASKS, generate
 
     if args.data_command == "decontaminate":
         return _decontaminate(args)

@@ -1,13 +1,19 @@
-"""A run, start to finish: prepare the run directory, (optionally) score the starting model,
-train with the recipe's method, save, and score the trained model."""
+"""Running recipes: a single run start to finish (prepare the run directory, optionally score
+the starting model, train with the recipe's method, save, score the trained model), `posttrain
+eval`, and pipelines (stages in order, each from the previous stage's model)."""
 
 from __future__ import annotations
 
-import importlib
 import json
+import shutil
+import time
+from pathlib import Path
 
-from posttrain.recipe import Device, LoadedRecipe
-from posttrain.trainers import common
+from posttrain.errors import UserError
+from posttrain.evaluation.evaluate import evaluate_datasets, write_report
+from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive
+from posttrain.rundir import EvalDir, RunDir, is_main_process, prepare, write_atomic, write_json
+from posttrain.trainers import common, skeleton
 
 
 def _needs_hub(loaded: LoadedRecipe) -> bool:
@@ -24,8 +30,6 @@ def eval_datasets(loaded: LoadedRecipe) -> dict[str, list[dict]]:
 
 
 def evaluate_model(loaded: LoadedRecipe, model_dir: str, device: Device, datasets: dict):
-    from posttrain.evaluation.evaluate import evaluate_datasets
-
     model, tokenizer = common.load_model_and_tokenizer(loaded, device, path=model_dir, preflight=False)
     if device.cuda:
         model = model.to("cuda")
@@ -34,17 +38,8 @@ def evaluate_model(loaded: LoadedRecipe, model_dir: str, device: Device, dataset
 
 def report_header(loaded: LoadedRecipe) -> dict:
     spec = loaded.spec.eval
-    return {"data": [s.label for s in spec.data], "reward": spec.reward, "samples_per_prompt": spec.n,
+    return {"data": [s.label for s in spec.data], "reward": spec.reward.label, "samples_per_prompt": spec.n,
             "temperature": spec.temperature, "max_new_tokens": spec.max_new_tokens}
-
-
-def write_report(eval_dir, report: dict, samples: list[dict]) -> None:
-    from posttrain.evaluation.evaluate import report_markdown, write_samples
-
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    write_samples(eval_dir / "samples.jsonl", samples)
-    common.write_atomic(eval_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    common.write_atomic(eval_dir / "report.md", report_markdown(report))
 
 
 def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False) -> dict:
@@ -58,32 +53,32 @@ def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = Fal
 
     STOP.install()  # a stop signal from here on checkpoints instead of killing (faults.py)
     device = Device.detect()
-    run, checkpoint = common.prepare_run_dir(loaded, resume, overwrite)
-    eval_dir = run.path / "eval"
+    run = RunDir(loaded.run_dir)
+    checkpoint = prepare(run, resume, overwrite)
+    outputs = EvalDir(run.eval_dir)
     report: dict = {}
-    evaluating = loaded.spec.eval is not None and common.is_main_process()  # only rank 0 evaluates
+    evaluating = loaded.spec.eval is not None and is_main_process()  # only rank 0 evaluates
     datasets = eval_datasets(loaded) if evaluating else {}
     if evaluating:
-        eval_dir.mkdir(exist_ok=True)
+        outputs.path.mkdir(exist_ok=True)
         report = report_header(loaded)
-        baseline_file = eval_dir / "baseline.json"
         if loaded.spec.eval.baseline:
-            if baseline_file.is_file():
-                report["baseline"] = json.loads(baseline_file.read_text())
+            if outputs.baseline.is_file():
+                report["baseline"] = json.loads(outputs.baseline.read_text())
             else:
                 report["baseline"], _ = evaluate_model(loaded, common.model_path(loaded), device, datasets)
-                common.write_atomic(baseline_file, json.dumps(report["baseline"]) + "\n")
+                write_atomic(outputs.baseline, json.dumps(report["baseline"]) + "\n")
             print(f"posttrain: held-out accuracy before training: {_percent(report['baseline'])}")
 
     try:
-        metrics = trainer_for(loaded.spec.method)(loaded, run, checkpoint, device)
+        metrics = skeleton.train(loaded, run, checkpoint, device)
     except Interrupted:
         common.finish_tracking({})  # W&B resumes the same run id with --resume
         raise
 
     if evaluating:
         report["trained"], samples = evaluate_model(loaded, str(run.final), device, datasets)
-        write_report(eval_dir, report, samples)
+        write_report(outputs, report, samples)
         print(f"posttrain: held-out accuracy after training: {_percent(report['trained'])}")
     common.finish_tracking({f"eval/{k}_accuracy": v["accuracy"] for k, v in report.items()
                             if k in ("baseline", "trained")})
@@ -97,33 +92,32 @@ def _percent(summary: dict) -> str:
 
 def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | None) -> dict:
     """`posttrain eval`: score a model (default: the run's final/) as the recipe's eval block says."""
-    from pathlib import Path
-
-    from posttrain.errors import UserError
-
     if loaded.spec.eval is None:
         raise loaded.error(("eval",), "the recipe has no eval block to evaluate with")
-    run_dir = Path(loaded.spec.run.dir) / loaded.run_name
-    model_dir = model_dir or str(run_dir / "final")
+    run = RunDir(loaded.run_dir)
+    model_dir = model_dir or str(run.final)
     if not (Path(model_dir) / "config.json").is_file() and model_dir != "tiny":
         raise UserError(f"{model_dir}: no model there (config.json missing); pass --model DIR")
     path = common.model_path(loaded) if model_dir == "tiny" else model_dir
     report = report_header(loaded)
     report["model_path"] = path
     report["model"], samples = evaluate_model(loaded, path, Device.detect(), eval_datasets(loaded))
-    eval_dir = Path(output) if output else run_dir / "eval"
-    write_report(eval_dir, report, samples)
-    print(f"posttrain: accuracy {_percent(report['model'])}; report in {eval_dir}")
+    outputs = EvalDir(Path(output) if output else run.eval_dir)
+    write_report(outputs, report, samples)
+    print(f"posttrain: accuracy {_percent(report['model'])}; report in {outputs.path}")
     return report
 
 
-def last_logged(metrics_file, key: str):
+def last_logged(metrics_file: Path, key: str):
     """The last value logged under `key` in a metrics.jsonl, or None."""
     if not metrics_file.is_file():
         return None
     values = [json.loads(line).get(key) for line in metrics_file.read_text().splitlines() if line.strip()]
     values = [v for v in values if v is not None]
     return values[-1] if values else None
+
+
+# ----------------------------------------------------------------------------- pipelines
 
 
 def pipeline_summary_markdown(rows: list[dict]) -> str:
@@ -143,17 +137,24 @@ def pipeline_summary_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def place_stages(pipeline):
-    """Put every stage's run directory under the pipeline's: run.dir/<pipeline>/<stage>/."""
-    from pathlib import Path
+def stage_for_running(stage, start: Path | None, budget: float | None) -> LoadedRecipe:
+    """The stage's recipe as it runs: from `start` (an earlier stage's final model) when it has
+    one, without a baseline score when it does not start from the base model, with the time
+    budget of the stage it stands in for. A new recipe, validated; the pipeline's is unchanged."""
+    changes: dict = {}
+    if start is not None:
+        changes["model"] = {"name_or_path": str(start.resolve()), "chat_template": None}  # the earlier stage saved its template
+    if (start is not None or stage.instead_of) and stage.recipe.spec.eval is not None:
+        changes["eval"] = {"baseline": False}
+    if budget is not None:
+        changes["run"] = {"max_train_seconds": budget}
+    if not changes:
+        return stage.recipe
+    why = f"pipeline stage {stage.name}" + (f" (from {start})" if start is not None else "")
+    return derive(stage.recipe, changes, why)
 
-    root = Path(pipeline.stages[0][1].spec.run.dir) / pipeline.name
-    for name, stage in pipeline.stages:
-        stage.spec.run.dir, stage.spec.run.name = str(root), name
-    return root
 
-
-def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
+def run_pipeline(pipeline: Pipeline, overwrite: bool = False) -> list[dict]:
     """Run the stages in order, each from the previous stage's final model, in one directory.
 
     A finished stage is skipped; an interrupted one resumes from its last checkpoint; the
@@ -161,40 +162,31 @@ def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
     is a comparison: it starts from the model S started from, trains for as long as S trained
     (unless it sets run.max_train_seconds itself), and later stages do not build on it.
     """
-    import shutil
-    import time
-
-    root = place_stages(pipeline)
-    if overwrite and root.exists() and common.is_main_process():
-        shutil.rmtree(root)
-    rows, previous, baseline = [], None, None
-    started_from, by_name = {}, {}
-    for index, (name, stage) in enumerate(pipeline.stages):
-        replaced = pipeline.instead_of.get(name)
-        start = started_from[replaced] if replaced else previous
-        started_from[name] = start
-        if start is not None:
-            stage.spec.model.name_or_path = str(start)
-            stage.spec.model.chat_template = None  # the previous stage saved its template
-        if (start is not None or replaced) and stage.spec.eval is not None:
-            stage.spec.eval.baseline = False
-        if replaced and stage.spec.run.max_train_seconds is None:
-            stage.spec.run.max_train_seconds = by_name[replaced].get("train_seconds") or by_name[replaced]["wall_seconds"]
-        run = common.RunDir(root / name)
-        record = run.path / "stage.json"
-        if run.finished and record.is_file():
-            print(f"posttrain: stage {name} is finished; skipping it")
-            row = json.loads(record.read_text())
+    group = pipeline.group
+    if overwrite and group.path.exists() and is_main_process():
+        shutil.rmtree(group.path)
+    rows, baseline, by_name = [], None, {}
+    for index, stage in enumerate(pipeline.stages):
+        run = group.stage(stage.name)
+        if run.finished and run.stage_record.is_file():
+            print(f"posttrain: stage {stage.name} is finished; skipping it")
+            row = json.loads(run.stage_record.read_text())
         else:
-            what = f"{name} ({stage.spec.method}" + (f", instead of {replaced} for "
-                                                       f"{stage.spec.run.max_train_seconds:.0f} s of training)"
-                                                       if replaced else ")")
+            start = group.stage(stage.starts_from).final if stage.starts_from else None
+            budget = None
+            if stage.instead_of and stage.recipe.spec.run.max_train_seconds is None:
+                replaced = by_name[stage.instead_of]
+                budget = replaced.get("train_seconds") or replaced["wall_seconds"]
+            recipe = stage_for_running(stage, start, budget)
+            what = f"{stage.name} ({recipe.spec.method}" + (
+                f", instead of {stage.instead_of} for {recipe.spec.run.max_train_seconds:.0f} s of training)"
+                if stage.instead_of else ")")
             print(f"posttrain: stage {index + 1}/{len(pipeline.stages)}: {what}")
             began = time.monotonic()
             checkpoint = run.last_checkpoint() if run.path.exists() else None
-            result = run_recipe(stage, resume=checkpoint is not None)
+            result = run_recipe(recipe, resume=checkpoint is not None)
             trained = result["eval"].get("trained", {})
-            row = {"stage": name, "method": stage.spec.method, "instead_of": replaced,
+            row = {"stage": stage.name, "method": recipe.spec.method, "instead_of": stage.instead_of,
                    "accuracy": trained.get("accuracy"), "mean_reward": trained.get("mean_reward"),
                    "tokens": last_logged(run.metrics, "num_tokens"),
                    "train_seconds": result["train"].get("train_seconds"), "wall_seconds": time.monotonic() - began,
@@ -203,26 +195,14 @@ def run_pipeline(pipeline, overwrite: bool = False) -> list[dict]:
                 before = result["eval"]["baseline"]
                 row["baseline"] = {"stage": "start", "method": "-", "accuracy": before["accuracy"],
                                    "mean_reward": before.get("mean_reward"), "tokens": None, "wall_seconds": None}
-            if common.is_main_process():
-                common.write_atomic(record, json.dumps(row) + "\n")
+            if is_main_process():
+                write_atomic(run.stage_record, json.dumps(row) + "\n")
         baseline = baseline or row.pop("baseline", None)
         rows.append(row)
-        by_name[name] = row
-        if not replaced:
-            previous = run.final
+        by_name[stage.name] = row
     rows = ([baseline] if baseline else []) + rows
-    if common.is_main_process():
-        common.write_atomic(root / "summary.json", json.dumps(rows, indent=2) + "\n")
-        common.write_atomic(root / "summary.md", pipeline_summary_markdown(rows))
+    if is_main_process():
+        write_json(group.summary, rows)
+        write_atomic(group.summary_markdown, pipeline_summary_markdown(rows))
         print(pipeline_summary_markdown(rows))
     return rows
-
-
-# Trainer modules import torch and TRL: load only the one a run needs.
-TRAINERS = {"sft": "posttrain.trainers.sft:run_sft", "dpo": "posttrain.trainers.dpo:run_dpo",
-            "rlvr": "posttrain.trainers.rlvr:run_rlvr"}
-
-
-def trainer_for(method: str):
-    module, _, function = TRAINERS[method].partition(":")
-    return getattr(importlib.import_module(module), function)

@@ -17,22 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from posttrain.data.tasks import arithmetic
+from posttrain.chat_templates import CHATML_TEMPLATE
+from posttrain.tasks import arithmetic
 
-# ChatML. `{% generation %}` marks what the assistant says, so TRL's assistant-only loss works;
-# the assistant turn ends with <|im_end|>, which is also the EOS token.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{{ '\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 TOKENIZER_VERSION = 1  # bump when the corpus or the training procedure changes

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from posttrain.cli import main
-from posttrain.trainers.faults import COMPLETE, EXIT_INTERRUPTED
+from posttrain.rundir import COMPLETE
+from posttrain.trainers.faults import EXIT_INTERRUPTED
 
 pytestmark = pytest.mark.e2e
 

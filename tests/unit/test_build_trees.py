@@ -3,8 +3,9 @@ and a real sampling run on the tiny model (structure, bounds, determinism)."""
 
 import pytest
 
-from posttrain.data.build_trees import Node, _has_correct_path, _propagate, arithmetic_judge, split_step
-from posttrain.data.tasks import arithmetic
+from posttrain.data.build_trees import Node, _has_correct_path, _propagate, split_step
+from posttrain.tasks.arithmetic import arithmetic_judge
+from posttrain.tasks import arithmetic
 
 RECORD = {"prompt": [{"role": "user", "content": "Compute 66 - 20 + 90."}], "ground_truth": "136",
           "completion": [{"role": "assistant", "content": "66 - 20 = 46\n46 + 90 = 136\nAnswer: 136"}],

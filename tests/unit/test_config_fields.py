@@ -5,10 +5,11 @@ import dataclasses
 import pytest
 
 from posttrain.config_fields import dataclass_fields, value_matches
-from posttrain.recipe import PEFT_CONFIG, TRAINER_CONFIGS
+from posttrain.methods import METHODS
+from posttrain.recipe.trl_fields import PEFT_CONFIG
 
 
-@pytest.mark.parametrize("module,name", [*TRAINER_CONFIGS.values(), PEFT_CONFIG])
+@pytest.mark.parametrize("module,name", [*(m.config for m in METHODS.values()), PEFT_CONFIG])
 def test_fields_match_the_imported_dataclass(module, name):
     import importlib
 

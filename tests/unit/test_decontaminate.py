@@ -7,7 +7,7 @@ import pytest
 from posttrain.cli import main
 from posttrain.data.decontaminate import EvalIndex, contaminated, record_text
 from posttrain.errors import RecipeError
-from posttrain.recipe import load_recipe
+from posttrain.recipe import load_run
 
 QUESTION = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
             "in May. How many clips did Natalia sell altogether in April and May?")
@@ -62,7 +62,7 @@ def test_preflight_reports_or_drops_and_records_counts(tmp_path):
     from posttrain.trainers.sft import sft_data
 
     for action, kept in (("report", 3), ("drop", 2)):
-        loaded = load_recipe(_recipe(tmp_path, f"  decontaminate: {{action: {action}}}\n"))
+        loaded = load_run(_recipe(tmp_path, f"  decontaminate: {{action: {action}}}\n"))
         train, _, fingerprints = sft_data(loaded, seed=0)
         (info,) = fingerprints.values()
         assert len(train) == kept and info["contaminated"] == 1 and info["dropped"] == 3 - kept
@@ -72,4 +72,4 @@ def test_decontaminate_needs_an_eval_set(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("method: sft\ndata:\n  train: [{task: arithmetic}]\n  decontaminate: {}\n")
     with pytest.raises(RecipeError, match="no evaluation set"):
-        load_recipe(path)
+        load_run(path)

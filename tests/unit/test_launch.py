@@ -9,14 +9,14 @@ import yaml
 
 from posttrain.errors import RecipeError
 from posttrain.launch.render import CONFIG_DIR, render_command
-from posttrain.recipe import Device, load_recipe, trainer_arguments
+from posttrain.recipe import Device, load_run, trainer_arguments
 
 BASE = "method: sft\ndata:\n  train:\n    - {task: arithmetic}\nbatch: {per_device: 2, global: 32}\n"
 
 
 def render(write_recipe, launch: str, cuda: bool = True, overrides=()):
     path = write_recipe(BASE + f"launch: {launch}\n")
-    loaded = load_recipe(path, list(overrides))
+    loaded = load_run(path, list(overrides))
     spec = loaded.spec.launch
     args = trainer_arguments(loaded, Device(cuda=cuda, bf16=cuda, world_size=spec.nodes * spec.gpus_per_node))
     return path, render_command(loaded, str(path), list(overrides), args, python="python")
@@ -84,7 +84,7 @@ def test_every_zero_stage_and_fsdp_config_ships_as_package_data():
 ])
 def test_contradictory_launch_blocks(write_recipe, launch, message):
     with pytest.raises(RecipeError, match=message) as info:
-        load_recipe(write_recipe(BASE + f"launch: {launch}\n"))
+        load_run(write_recipe(BASE + f"launch: {launch}\n"))
     assert info.value.key.startswith("launch")
 
 
@@ -160,7 +160,7 @@ def test_slurm_scripts_pass_bash_n_and_shellcheck(write_recipe, tmp_path, launch
 def test_slurm_time_limits_are_checked(write_recipe, time, message):
     path = write_recipe(BASE + f"launch: {{slurm: {{time: {time}}}}}\n")
     with pytest.raises(RecipeError, match=re.escape(message)):
-        load_recipe(path)
+        load_run(path)
 
 
 def test_slurm_times_read_as_sbatch_reads_them():
@@ -188,7 +188,7 @@ def test_shipped_slurm_examples_are_what_launch_renders(name):
 
     repo = Path(__file__).resolve().parents[2]
     recipe, overrides = SLURM_EXAMPLES[name]
-    loaded = load_recipe(repo / recipe, overrides)
+    loaded = load_run(repo / recipe, overrides)
     launch = loaded.spec.launch
     args = trainer_arguments(loaded, Device(cuda=True, bf16=True, world_size=launch.nodes * launch.gpus_per_node))
     text = render_sbatch(loaded, recipe, overrides, args, Path("/path/to/checkout/runs") / loaded.run_name,

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from posttrain.errors import RecipeError
-from posttrain.recipe import Device, check_vllm_installed, load_recipe, trainer_arguments
+from posttrain.recipe import Device, check_vllm_installed, load_run, trainer_arguments
 
 GOOD = """\
 method: sft
@@ -68,7 +68,7 @@ BAD_RECIPES = [
 def test_bad_recipe_names_file_key_and_expectation(write_recipe, name, text, key, fragments, line):
     path = write_recipe(text)
     with pytest.raises(RecipeError) as info:
-        load_recipe(path)
+        load_run(path)
     error = info.value
     assert error.key == key
     assert str(path) in error.where
@@ -81,25 +81,25 @@ def test_bad_recipe_names_file_key_and_expectation(write_recipe, name, text, key
 def test_invalid_yaml_reports_line(write_recipe):
     path = write_recipe("method: sft\ndata:\n  train: [\n    {task: arithmetic\n")
     with pytest.raises(RecipeError, match="invalid YAML") as info:
-        load_recipe(path)
+        load_run(path)
     assert info.value.where.startswith(f"{path}:")
 
 
 def test_recipe_must_be_a_mapping(write_recipe):
     path = write_recipe("- method: sft\n")
     with pytest.raises(RecipeError, match="must be a YAML mapping") as info:
-        load_recipe(path)
+        load_run(path)
     assert info.value.where == str(path)
 
 
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(RecipeError, match="file not found"):
-        load_recipe(tmp_path / "absent.yaml")
+        load_run(tmp_path / "absent.yaml")
 
 
 def test_bf16_on_a_machine_without_gpu_is_an_error_naming_the_key(write_recipe):
     path = write_recipe(GOOD + "trainer:\n  bf16: true\n")
-    loaded = load_recipe(path)
+    loaded = load_run(path)
     with pytest.raises(RecipeError, match="needs a GPU") as info:
         trainer_arguments(loaded, Device(cuda=False, bf16=False))
     assert info.value.key == "trainer.bf16" and info.value.where == f"{path}:6"
@@ -122,7 +122,7 @@ def test_vllm_generation_without_a_gpu_or_without_vllm_is_an_error_naming_the_ke
     import importlib.util
 
     path = write_recipe(RLVR + "  vllm_mode: colocate\n")
-    loaded = load_recipe(path)  # TRL's own keys: the recipe itself is valid
+    loaded = load_run(path)  # TRL's own keys: the recipe itself is valid
     with pytest.raises(RecipeError, match="vLLM generation needs a GPU") as info:
         trainer_arguments(loaded, Device(cuda=False, bf16=False))
     assert info.value.key == "trainer.use_vllm" and info.value.where == f"{path}:9"
@@ -153,7 +153,7 @@ def test_grpo_group_arithmetic_says_which_numbers_to_change(write_recipe):
     text = ("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\nrewards: [{name: numeric}]\n"
             "batch: {per_device: 6}\ntrainer:\n  num_generations: 4\n")
     with pytest.raises(RecipeError) as info:
-        load_recipe(write_recipe(text))
+        load_run(write_recipe(text))
     assert info.value.key == "trainer.num_generations"
     assert "(batch.per_device 6 x world size 1 x steps_per_generation 1 = 6 completions)" in str(info.value)
     assert "make batch.per_device a multiple of 4, or set num_generations to 3" in str(info.value)
@@ -161,6 +161,6 @@ def test_grpo_group_arithmetic_says_which_numbers_to_change(write_recipe):
 
 def test_rlvr_needs_rewards_and_sft_takes_none(write_recipe):
     with pytest.raises(RecipeError, match="method rlvr needs at least one reward"):
-        load_recipe(write_recipe("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\n"))
-    with pytest.raises(RecipeError, match="rewards are used by method rlvr, not sft"):
-        load_recipe(write_recipe(GOOD + "rewards: [{name: numeric}]\n"))
+        load_run(write_recipe("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\n"))
+    with pytest.raises(RecipeError, match="rewards are used for method: rlvr, not sft"):
+        load_run(write_recipe(GOOD + "rewards: [{name: numeric}]\n"))

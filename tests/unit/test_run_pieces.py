@@ -3,8 +3,9 @@
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.recipe import load_recipe
-from posttrain.trainers.common import prepare_run_dir, wandb_mode
+from posttrain.recipe import load_run
+from posttrain.rundir import RunDir, prepare
+from posttrain.trainers.common import wandb_mode
 
 RECIPE = "method: sft\ndata:\n  train:\n    - {task: arithmetic, n: 40}\n"
 
@@ -30,7 +31,7 @@ def test_wandb_auto_mode(monkeypatch, tmp_path, env, netrc, expected):
 def test_eval_fraction_carves_a_disjoint_eval_split(write_recipe):
     from posttrain.trainers.sft import sft_data
 
-    loaded = load_recipe(write_recipe(RECIPE + "  eval_fraction: 0.25\n"))
+    loaded = load_run(write_recipe(RECIPE + "  eval_fraction: 0.25\n"))
     train, evaluation, fingerprints = sft_data(loaded, seed=0)
     assert (len(train), len(evaluation)) == (30, 10)
     key = lambda r: r["prompt"][0]["content"]  # noqa: E731
@@ -41,6 +42,6 @@ def test_eval_fraction_carves_a_disjoint_eval_split(write_recipe):
 def test_unwritable_run_directory_is_reported_before_training(write_recipe, tmp_path):
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("")
-    loaded = load_recipe(write_recipe(RECIPE + f"run: {{dir: {blocker}}}\n"))
+    loaded = load_run(write_recipe(RECIPE + f"run: {{dir: {blocker}}}\n"))
     with pytest.raises(UserError, match="cannot write there"):
-        prepare_run_dir(loaded, resume=False, overwrite=False)
+        prepare(RunDir(loaded.run_dir), resume=False, overwrite=False)

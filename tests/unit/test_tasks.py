@@ -2,7 +2,7 @@
 
 import re
 
-from posttrain.data.tasks import arithmetic, split_of
+from posttrain.tasks import arithmetic, split_of
 from posttrain.rewards.numeric import numeric_reward
 
 

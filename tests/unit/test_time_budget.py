@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from transformers import TrainerControl
 
+from posttrain import rundir
 from posttrain.trainers import faults
 
 
@@ -35,8 +36,8 @@ def test_training_stops_once_the_budget_is_spent(tmp_path):
 def test_a_resumed_run_spends_only_what_is_left(tmp_path):
     checkpoint = tmp_path / "checkpoint-10"
     checkpoint.mkdir()
-    faults.mark_complete(checkpoint, 10, train_seconds=0.25)
-    assert json.loads((checkpoint / faults.COMPLETE).read_text()) == {"step": 10, "train_seconds": 0.25}
+    rundir.mark_complete(checkpoint, 10, train_seconds=0.25)
+    assert json.loads((checkpoint / rundir.COMPLETE).read_text()) == {"step": 10, "train_seconds": 0.25}
     callback = faults.fault_callback(tmp_path, None, max_train_seconds=0.4, resumed_from=checkpoint)
     began = time.monotonic()
     stopped = _steps_until_stop(callback)
@@ -51,5 +52,5 @@ def test_the_marker_records_the_training_time_so_far(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     time.sleep(0.1)
     callback.on_save(None, _state(3), TrainerControl())
-    assert json.loads((tmp_path / "checkpoint-3" / faults.COMPLETE).read_text())["train_seconds"] >= 0.1
+    assert json.loads((tmp_path / "checkpoint-3" / rundir.COMPLETE).read_text())["train_seconds"] >= 0.1
     assert _steps_until_stop(callback, pause=0.0, limit=20) is None  # no budget: never stops

@@ -5,12 +5,13 @@ import random
 import pytest
 
 from posttrain.data.loading import load_source
-from posttrain.data.tasks import arithmetic, arithmetic_trees
-from posttrain.data.trees import (TraceOptions, TreeError, arithmetic_tree, build_traces, correct_paths,
-                                  journey_trace, parse_tree, preference_pairs, shortcut_trace)
+from posttrain.data.trees import (TraceOptions, TreeError, build_traces, correct_paths, journey_trace, parse_tree,
+                                  preference_pairs, shortcut_trace)
 from posttrain.errors import DataError
 from posttrain.recipe import DataSource, TracesSpec
 from posttrain.rewards.numeric import extract_number
+from posttrain.tasks import arithmetic, arithmetic_trees
+from posttrain.tasks.arithmetic import arithmetic_tree
 
 TREE = {
     "question": "Compute 66 - 20 + 90.", "answer": "136",
@@ -108,7 +109,7 @@ def test_traces_in_a_recipe_source_and_bad_trees_named(tmp_path):
 
 
 def test_countdown_trees_have_a_verified_correct_path_and_critiqued_mistakes():
-    from posttrain.data.tasks import countdown, countdown_trees
+    from posttrain.tasks import countdown, countdown_trees
     from posttrain.rewards import REWARDS
 
     trees = countdown_trees(40, seed=3, wrong_per_step=2, wrong_depth=2)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from posttrain.data.loading import load_source
-from posttrain.data.tasks import countdown, split_of
+from posttrain.tasks import countdown, split_of
 from posttrain.errors import DataError
 from posttrain.recipe import DataSource
 from posttrain.rewards import REWARDS

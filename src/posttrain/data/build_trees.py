@@ -21,13 +21,12 @@ Trees without a correct path to the gold answer cannot give traces: they are dro
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass
 
 from posttrain.rewards.answers import extract_final_answer
-
-_EQUATION = re.compile(r"^\s*(-?\d+)\s*([-+*x×/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+from posttrain.sampling import generate_answers, score_answers
+from posttrain.tasks import resolve_judge
 
 
 @dataclass
@@ -55,54 +54,10 @@ def split_step(generated: str) -> tuple[str, str | None]:
     return first, answer
 
 
-def arithmetic_judge(record: dict, previous: list[str], step: str):
-    """Step checker for the generated arithmetic task: the step must be the worked solution's
-    next step (the path so far being right); the critique says what is wrong with it."""
-    completion = record.get("completion")
-    if not completion or _answer_of(step) is not None:
-        return None  # no worked solution to compare with; a final answer is the verifier's
-    gold = [line for line in completion[-1]["content"].split("\n") if not line.startswith("Answer")]
-    k = len(previous)
-    if previous != gold[:k]:
-        return "incorrect", "it continues from an earlier wrong step."
-    if k >= len(gold):
-        return "incorrect", "the solution is already complete; only the answer is left."
-    if step.strip() == gold[k]:
-        return "correct", None
-    got, want = _EQUATION.match(step), _EQUATION.match(gold[k])
-    if got and want:
-        a, op, b, c = got.groups()
-        wa, wop, wb, wc = want.groups()
-        if (a, op, b) == (wa, wop, wb):
-            return "incorrect", f"{a} {op} {b} is {wc}, not {c}."
-        if op != wop:
-            return "incorrect", f"the operation here is {wop}, not {op}: it should be {gold[k]}."
-        return "incorrect", f"the numbers are misread: it should be {gold[k]}."
-    return "incorrect", f"the next step should be {gold[k]}."
-
-
-JUDGES = {"arithmetic": arithmetic_judge}
-
-
-def _resolve_judge(judge):
-    if judge is None or callable(judge):
-        return judge
-    if judge in JUDGES:
-        return JUDGES[judge]
-    if ":" not in judge and "." not in judge:
-        raise LookupError(f"unknown judge '{judge}' (built in: {', '.join(JUDGES)}; "
-                          "or give a dotted path like my_package.judges:my_judge)")
-    from posttrain.rewards import resolve_reward  # the same dotted-path rules as rewards
-
-    return resolve_reward(judge)
-
-
 def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth: int = 8, beam: int = 2,
                 temperature: float = 1.0, step_tokens: int = 32, batch_size: int = 64, reward: str = "verifier",
                 judge=None, include_gold: bool = False, seed: int = 0) -> tuple[list[dict], Counter]:
-    from posttrain.evaluation.evaluate import generate_answers, score_answers
-
-    judge = _resolve_judge(judge)
+    judge = resolve_judge(judge)
     rng = random.Random(f"build_trees/{seed}")
     nodes: list[dict[str, Node]] = [{} for _ in records]
     frontier: list[list[Node | None]] = [[None] for _ in records]  # None: the empty answer

@@ -82,14 +82,3 @@ class EvalIndex:
 def contaminated(records: list[dict], index: EvalIndex, threshold: float = DEFAULT_THRESHOLD) -> list[int]:
     """Indices of the records whose overlap with some evaluation record reaches `threshold`."""
     return [i for i, record in enumerate(records) if index.overlap(record_text(record))[0] >= threshold]
-
-
-def eval_index(loaded, n: int = DEFAULT_N) -> EvalIndex:
-    """An index over every evaluation set of a recipe: data.eval (SFT records) and eval.data
-    (task records)."""
-    from posttrain.data.loading import load_source
-
-    spec = loaded.spec
-    sources = [(s, "sft") for s in spec.data.eval] + [(s, "task") for s in (spec.eval.data if spec.eval else [])]
-    texts = [record_text(r) for source, kind in sources for r in load_source(source, kind).records]
-    return EvalIndex.build(texts, n)

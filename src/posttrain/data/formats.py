@@ -4,6 +4,8 @@ SFT:        {"messages": [{"role": ..., "content": ...}, ...]}
             {"prompt": str | messages, "completion": str | messages}
 Preference: {"prompt": ..., "chosen": ..., "rejected": ...}
 Task:       {"prompt": ..., "ground_truth": ...}   (extra columns are kept for rewards)
+Unpaired:   {"prompt": ..., "completion": ..., "label": true | false}   (KTO; preference pairs
+            are accepted too, and become one desirable and one undesirable record each)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ FORMATS = {
     "sft": [("messages",), ("prompt", "completion")],
     "task": [("prompt", "ground_truth")],
     "preference": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+    "unpaired": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
 }
 
 
@@ -50,10 +53,12 @@ def record_problem(record, kind: str) -> str | None:
                 if problem is None and not any(m["role"] == "assistant" for m in record["messages"]):
                     problem = "'messages' has no assistant turn to train on"
                 return problem
+            if "label" in columns and not isinstance(record["label"], bool):
+                return f"'label' must be true (a desirable completion) or false, got {record['label']!r}"
             for column in columns:
-                if column != "ground_truth":
+                if column not in ("ground_truth", "label"):
                     # An empty side of a preference pair is not malformed: DPO drops and counts it.
-                    allow_empty = kind == "preference" and column in ("chosen", "rejected")
+                    allow_empty = kind in ("preference", "unpaired") and column in ("chosen", "rejected")
                     problem = _text_or_messages_problem(record[column], column, allow_empty)
                     if problem:
                         return problem

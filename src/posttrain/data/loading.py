@@ -12,9 +12,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.data.decontaminate import EvalIndex, contaminated, record_text
 from posttrain.data.formats import format_columns, record_problem
-from posttrain.data.tasks import generate
+from posttrain.data.trees import TraceOptions, TreeError, build_traces, parse_tree
+from posttrain.data.verifiable import FORMATS as CONVERTERS
 from posttrain.errors import DataError
+from posttrain.hub import hub_unreachable_reason
+from posttrain.tasks import generate
 
 
 @dataclass
@@ -76,8 +80,6 @@ def _read_whole_file(path: Path) -> list[dict]:
 
 
 def _load_hub(source) -> tuple[list[dict], str]:
-    from posttrain.hub import hub_unreachable_reason
-
     import datasets
 
     try:
@@ -104,8 +106,6 @@ def _with_system_prompt(record: dict, text: str) -> dict:
 
 
 def _traces(records: list[dict], where: list[str], source) -> tuple[list[dict], list[str]]:
-    from posttrain.data.trees import TraceOptions, TreeError, build_traces, parse_tree
-
     spec = source.traces
     for record, location in zip(records, where):
         try:
@@ -121,12 +121,10 @@ def _traces(records: list[dict], where: list[str], source) -> tuple[list[dict], 
 
 
 def _convert(records: list[dict], where: list[str], format_name: str) -> list[dict]:
-    from posttrain.data.verifiable import FORMATS
-
     converted = []
     for record, location in zip(records, where):
         try:
-            converted.append(FORMATS[format_name](record))
+            converted.append(CONVERTERS[format_name](record))
         except (KeyError, TypeError, ValueError) as exc:
             reason = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
             raise DataError(f"{location}: not a {format_name} record: {reason}") from None
@@ -194,8 +192,6 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
     """Load, weight, mix and shuffle sources. `decontaminate` is (EvalIndex, threshold, drop):
     records overlapping an evaluation set are counted per source, and dropped if asked.
     `pair_sampler(source, records)` turns an on-policy source's task records into pairs."""
-    from posttrain.data.decontaminate import contaminated
-
     rng = random.Random(seed)
     mixed, loaded = [], []
     for source in sources:
@@ -235,3 +231,11 @@ def to_dataset(records: list[dict]):
     import datasets
 
     return datasets.Dataset.from_list(records)
+
+
+def decontamination_index(spec, n: int) -> EvalIndex:
+    """An n-gram index over every evaluation set of a recipe (`spec`, its schema): data.eval
+    (SFT records) and eval.data (task records)."""
+    sources = [(s, "sft") for s in spec.data.eval] + [(s, "task") for s in (spec.eval.data if spec.eval else [])]
+    texts = [record_text(r) for source, kind in sources for r in load_source(source, kind).records]
+    return EvalIndex.build(texts, n)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from posttrain.sampling import generate_answers, score_answers
+
 
 def _prompt_messages(prompt) -> list[dict]:
     return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
@@ -57,8 +59,6 @@ def pair_answers(records: list[dict], answers: list[list[str]], scores: list[lis
 def sample_pairs(model, tokenizer, records: list[dict], spec) -> tuple[list[dict], Counter]:
     """Generate `spec.samples` answers per task record with `model`, score them with
     `spec.reward`, and pair them (see pair_answers)."""
-    from posttrain.evaluation.evaluate import generate_answers, score_answers
-
     prompts = [_prompt_messages(r["prompt"]) for r in records]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens,
                                batch_size=spec.batch_size, n=spec.samples, temperature=spec.temperature,

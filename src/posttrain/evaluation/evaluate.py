@@ -2,7 +2,7 @@
 maj@k, best-of-N and weighted majority, per dataset and overall.
 
 The reward that scores here is the one RLVR trains with: what is trained on is what is scored.
-Generation uses Hugging Face `generate` (vLLM is not wired in yet).
+Generation uses Hugging Face `generate` (posttrain/sampling.py; vLLM is not wired in yet).
 """
 
 from __future__ import annotations
@@ -11,49 +11,8 @@ import json
 from pathlib import Path
 
 from posttrain.evaluation.metrics import answer_key, summarize
-from posttrain.rewards import build_reward
-
-
-def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int,
-                     n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                     prefixes: list[str] | None = None) -> list[list[str]]:
-    """n completions per chat prompt: greedy when temperature is 0, else sampled (seeded).
-    `prefixes` continue a partly written assistant answer (one per prompt)."""
-    import torch
-
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    if prefixes is not None:
-        texts = [t + prefix for t, prefix in zip(texts, prefixes)]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding per batch
-    answers: list[list[str]] = [[] for _ in texts]
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
-    torch.manual_seed(seed)
-    model.eval()
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            inputs = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                output = model.generate(**inputs, max_new_tokens=max_new_tokens, num_return_sequences=n,
-                                        pad_token_id=tokenizer.pad_token_id, **sampling)
-            decoded = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-            for j, i in enumerate(batch):
-                answers[i] = decoded[j * n : (j + 1) * n]
-    finally:
-        tokenizer.padding_side = side
-    return answers
-
-
-def score_answers(reward_name: str, records: list[dict], answers: list[list[str]]) -> list[list[float]]:
-    reward = build_reward(reward_name)
-    flat = [a for group in answers for a in group]
-    columns = {k: [r.get(k) for r, group in zip(records, answers) for _ in group]
-               for k in records[0] if k not in {"completion"}}
-    columns["prompts"] = columns.pop("prompt")
-    scores = iter(reward(flat, **columns))
-    return [[float(next(scores) or 0.0) for _ in group] for group in answers]
+from posttrain.rundir import EvalDir, write_atomic
+from posttrain.sampling import generate_answers, score_answers
 
 
 def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec) -> tuple[dict, list[dict]]:
@@ -85,9 +44,15 @@ def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec) -
 
 
 def write_samples(path: Path, samples: list[dict]) -> None:
-    from posttrain.trainers.common import write_atomic
-
     write_atomic(path, "".join(json.dumps(s) + "\n" for s in samples))
+
+
+def write_report(outputs: EvalDir, report: dict, samples: list[dict]) -> None:
+    """samples.jsonl, report.json and report.md in `outputs`."""
+    outputs.path.mkdir(parents=True, exist_ok=True)
+    write_samples(outputs.samples, samples)
+    write_atomic(outputs.report, json.dumps(report, indent=2) + "\n")
+    write_atomic(outputs.report_markdown, report_markdown(report))
 
 
 _COLUMNS = ["accuracy", "pass@", "maj@", "best_of_", "weighted_maj@", "mean_reward"]

@@ -12,203 +12,51 @@
    standard deviation over seeds), tokens trained, how often answers contain a reflection, and how
    often that reflection followed a step that really was wrong.
 
-Finished runs are skipped on a rerun, as in pipelines; the trees are built once.
+Finished runs are skipped on a rerun, as in pipelines; the trees are built once. The recipe is
+loaded and checked by recipe/kinds.py (Experiment); each phase-2 run is a recipe of its own,
+built and validated there once the trees and the phase-1 model exist.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from posttrain.errors import RecipeError
-
-VARIANTS = ("shortcut", "journey")
-
-
-@dataclass
-class JourneyExperiment:
-    source: Path
-    name: str
-    data: dict  # the raw recipe (after extends and overrides)
-    origins: dict
-    phase1: object  # LoadedRecipe
-
-    @property
-    def root(self) -> Path:
-        return Path(self.data.get("run", {}).get("dir", "runs")) / self.name
-
-    @property
-    def seeds(self) -> list[int]:
-        return list(self.data["phase2"].get("seeds", [0, 1, 2]))
-
-    trees: object = None  # TreesSpec
+from posttrain.data.build_trees import build_trees
+from posttrain.data.loading import load_source
+from posttrain.recipe import Device, Experiment, TracesSpec
+from posttrain.recipe.kinds import VARIANTS
+from posttrain.rewards.answers import extract_final_answer
+from posttrain.rundir import EvalDir, GroupDir, RunDir, is_main_process, write_atomic, write_json
+from posttrain.runs import last_logged, run_recipe
+from posttrain.tasks import JUDGES, SOLUTIONS
+from posttrain.trainers.common import load_model_and_tokenizer
 
 
-def trees_spec_class():
-    """The `trees:` block's schema (built lazily: recipe.py imports this module on demand)."""
-    from pydantic import Field
-
-    from posttrain.recipe import DataSource, _Block
-
-    class TreesSpec(_Block):
-        questions: DataSource
-        width: int = Field(4, gt=0)
-        depth: int = Field(8, gt=0)
-        beam: int = Field(2, gt=0)
-        temperature: float = Field(1.0, gt=0)
-        step_tokens: int = Field(32, gt=0)
-        reward: str = "verifier"
-        judge: str | None = None
-        include_gold: bool = False
-        seed: int = 0
-
-    return TreesSpec
-
-
-SHARED = ("model", "eval", "description")
-
-
-def _stage_origins(origins: dict, block: str) -> dict:
-    shared = {p: o for p, o in origins.items() if p[:1] and p[0] in SHARED}
-    own = {p[1:]: o for p, o in origins.items() if p[:1] == (block,) and len(p) > 1}
-    return {**shared, **own}
-
-
-def phase_recipe(raw: dict, block: str, replace: dict | None = None) -> dict:
-    """A plain SFT recipe dict for one phase: the shared keys, the block's own, then `replace`."""
-    recipe = {"method": "sft", **{k: copy.deepcopy(raw[k]) for k in SHARED if k in raw}}
-    recipe.update(copy.deepcopy({k: v for k, v in raw[block].items() if k not in ("seeds", "traces")}))
-    recipe.update(replace or {})
-    return recipe
-
-
-def load_experiment(data: dict, origins: dict, source: Path) -> JourneyExperiment:
-    from posttrain.recipe import locate
-
-    kind = data.get("experiment")
-    if kind != "journey_vs_shortcut":
-        raise RecipeError(str(locate(origins, source, ("experiment",))), "experiment",
-                          f"unknown experiment {kind!r}; the one built in is journey_vs_shortcut")
-    for block in ("phase1", "trees", "phase2"):
-        if not isinstance(data.get(block), dict):
-            raise RecipeError(str(locate(origins, source, (block,))), block, f"the experiment needs a {block}: block")
-    unknown = set(data) - {"experiment", "phase1", "trees", "phase2", "run", "extends", *SHARED}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise RecipeError(str(locate(origins, source, (key,))), key,
-                          "not a key of the experiment (experiment, model, eval, phase1, trees, phase2, run)")
-    name = (data.get("run") or {}).get("name") or source.stem
-    root = Path((data.get("run") or {}).get("dir", "runs")) / name
-    if "eval" not in data:
-        raise RecipeError(str(source), "eval", "the experiment compares held-out accuracy: add an eval block")
-    phase1 = _validate_phase(phase_recipe(data, "phase1", {"run": {"name": "phase1", "dir": str(root)}}),
-                             origins, source, "phase1")
-    # Phase 2 is checked now with procedural trees standing in for the sampled ones.
-    for kind in VARIANTS:
-        _validate_phase(_phase2_dict(data, root, kind, 0, trees=None), origins, source, "phase2")
-    trees = _validate_trees(data["trees"], origins, source)
-    return JourneyExperiment(source, name, data, origins, phase1, trees)
-
-
-def _validate_trees(block: dict, origins: dict, source: Path):
-    """The trees: block checked when the recipe loads, not after phase 1 has trained."""
-    from pydantic import ValidationError
-
-    from posttrain.data.build_trees import _resolve_judge
-    from posttrain.recipe import locate
-    from posttrain.rewards import resolve_reward
-
-    spec_class = trees_spec_class()
-
-    def error(path: tuple, message: str) -> RecipeError:
-        full = ("trees", *path)
-        return RecipeError(str(locate(origins, source, full)), ".".join(map(str, full)), message)
-
-    extra = set(block) - set(spec_class.model_fields)
-    if extra:
-        raise error((sorted(extra)[0],), f"unknown key; trees takes {', '.join(sorted(spec_class.model_fields))}")
-    if not isinstance(block.get("questions"), dict):
-        raise error(("questions",), "a data source of task records to build trees for, "
-                                    "e.g. {task: arithmetic, n: 400, seed: 1}")
-    try:
-        spec = spec_class.model_validate(block)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        got = err.get("input")
-        shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-        raise error(tuple(err["loc"]), f"{err['msg'].removeprefix('Value error, ')}{shown}") from None
-    for key, check in (("judge", _resolve_judge), ("reward", resolve_reward)):
-        try:
-            check(getattr(spec, key))
-        except LookupError as exc:
-            raise error((key,), str(exc)) from None
-    return spec
-
-
-def _validate_phase(recipe: dict, origins: dict, source: Path, block: str):
-    from posttrain.recipe import validate
-
-    try:
-        return validate(recipe, _stage_origins(origins, block), source)
-    except RecipeError as exc:  # name the key as it is written in the experiment
-        shared = exc.key.split(".")[0] in SHARED
-        raise RecipeError(exc.where, exc.key if shared or not exc.key else f"{block}.{exc.key}", exc.message) from None
-
-
-def _phase2_dict(data: dict, root: Path, kind: str, seed: int, trees: Path | None, model: Path | None = None) -> dict:
-    traces = {**data["phase2"].get("traces", {}), "kind": kind, "seed": seed}
-    if kind == "shortcut":
-        traces = {"kind": "shortcut", "seed": seed}
-    source = ({"path": str(Path(trees).resolve())} if trees else {"task": "arithmetic_trees", "n": 4}) | {"traces": traces}
-    recipe = phase_recipe(data, "phase2", {"data": {"train": [source]},
-                                           "run": {"name": f"{kind}-seed{seed}", "dir": str(root)}})
-    recipe["trainer"] = {**recipe.get("trainer", {}), "seed": seed}
-    if model is not None:
-        recipe["model"] = {k: v for k, v in recipe["model"].items() if k not in ("tiny", "chat_template")}
-        recipe["model"]["name_or_path"] = str(Path(model).resolve())
-    if "eval" in recipe:
-        recipe["eval"] = {**recipe["eval"], "baseline": False}
-    return recipe
-
-
-# ----------------------------------------------------------------------------- running
-
-
-def run_experiment(exp: JourneyExperiment) -> list[dict]:
-    from posttrain.runs import last_logged, run_recipe
-    from posttrain.trainers import common
-
+def run_experiment(exp: Experiment) -> list[dict]:
     started = time.monotonic()
-    root = exp.root
-    root.mkdir(parents=True, exist_ok=True)
-    phase1_dir = root / "phase1"
-    rows = []
-    phase1_eval = _run_or_reuse(exp.phase1, phase1_dir, run_recipe)
-
-    trees_file = root / "trees.jsonl"
-    if not trees_file.is_file():
-        _build_trees(exp, phase1_dir / "final", trees_file)
-    tree_stats = json.loads((root / "trees.json").read_text())
+    group = exp.group
+    group.path.mkdir(parents=True, exist_ok=True)
+    phase1 = group.stage("phase1")
+    phase1_eval = _run_or_reuse(exp.phase1, phase1)
+    if not group.trees.is_file():
+        _build_trees(exp, phase1.final, group)
+    tree_stats = json.loads(group.trees_stats.read_text())
+    stats = StepStatistics.for_experiment(exp)
 
     results: dict[str, list[dict]] = {kind: [] for kind in VARIANTS}
     for seed in exp.seeds:
         for kind in VARIANTS:
-            loaded = _validate_phase(_phase2_dict(exp.data, root, kind, seed, trees_file, phase1_dir / "final"),
-                                     exp.origins, exp.source, "phase2")
-            run_dir = root / f"{kind}-seed{seed}"
-            report = _run_or_reuse(loaded, run_dir, run_recipe)
+            run = group.stage(f"{kind}-seed{seed}")
+            report = _run_or_reuse(exp.phase2(kind, seed, group.trees, phase1.final), run)
             results[kind].append({"seed": seed, "accuracy": report["accuracy"],
-                                  "tokens": last_logged(run_dir / "metrics.jsonl", "num_tokens"),
-                                  **reflection_stats(run_dir / "eval" / "samples.jsonl",
-                                                     exp.data["phase2"].get("traces", {}).get("reflection", "Wait"))})
-    rows.append({"model": "phase 1 (worked solutions)", "accuracy_mean": phase1_eval["accuracy"],
-                 "accuracy_std": 0.0, "seeds": 1, "tokens": last_logged(phase1_dir / "metrics.jsonl", "num_tokens"),
-                 **reflection_stats(phase1_dir / "eval" / "samples.jsonl",
-                                    exp.data["phase2"].get("traces", {}).get("reflection", "Wait"))})
+                                  "tokens": last_logged(run.metrics, "num_tokens"),
+                                  **stats.of(EvalDir(run.eval_dir).samples)})
+    rows = [{"model": "phase 1 (worked solutions)", "accuracy_mean": phase1_eval["accuracy"],
+             "accuracy_std": 0.0, "seeds": 1, "tokens": last_logged(phase1.metrics, "num_tokens"),
+             **stats.of(EvalDir(phase1.eval_dir).samples)}]
     for kind in VARIANTS:
         runs = results[kind]
         accuracies = [r["accuracy"] for r in runs]
@@ -216,47 +64,40 @@ def run_experiment(exp: JourneyExperiment) -> list[dict]:
                      "accuracy_mean": statistics.mean(accuracies),
                      "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
                      "seeds": len(runs), "tokens": statistics.mean(r["tokens"] or 0 for r in runs),
-                     "with_reflection": statistics.mean(r["with_reflection"] for r in runs),
+                     "with_reflection": _mean_or_none([r["with_reflection"] for r in runs]),
                      "reflection_after_wrong_step": _mean_or_none([r["reflection_after_wrong_step"] for r in runs]),
                      "wrong_steps": _mean_or_none([r["wrong_steps"] for r in runs]),
                      "per_seed": runs})
     summary = {"rows": rows, "trees": tree_stats, "wall_seconds": time.monotonic() - started,
                "held_out": phase1_eval["samples"]}
-    if common.is_main_process():
-        common.write_atomic(root / "comparison.json", json.dumps(summary, indent=2) + "\n")
-        common.write_atomic(root / "comparison.md", comparison_markdown(summary))
-        plot(rows, root / "comparison.png")
+    if is_main_process():
+        write_json(group.comparison, summary)
+        write_atomic(group.comparison_markdown, comparison_markdown(summary))
+        plot(rows, group.comparison_plot)
         print(comparison_markdown(summary))
-        print(f"posttrain: comparison in {root}/comparison.md and comparison.png")
+        print(f"posttrain: comparison in {group.comparison_markdown} and {group.comparison_plot.name}")
     return rows
 
 
-def _run_or_reuse(loaded, run_dir: Path, run_recipe) -> dict:
-    from posttrain.trainers.common import RunDir
-
-    report_file = run_dir / "eval" / "report.json"
-    if (run_dir / "final" / "config.json").is_file() and report_file.is_file():
-        print(f"posttrain: {run_dir.name} is finished; reusing it")
-        return json.loads(report_file.read_text())["trained"]
-    checkpoint = RunDir(run_dir).last_checkpoint()
+def _run_or_reuse(loaded, run: RunDir) -> dict:
+    if run.evaluated:
+        print(f"posttrain: {run.path.name} is finished; reusing it")
+        return json.loads(EvalDir(run.eval_dir).report.read_text())["trained"]
+    checkpoint = run.last_checkpoint()
     return run_recipe(loaded, resume=checkpoint is not None)["eval"]["trained"]
 
 
-def _build_trees(exp: JourneyExperiment, model_dir: Path, out: Path) -> None:
-    from posttrain.data.build_trees import build_trees
-    from posttrain.data.loading import load_source
-    from posttrain.recipe import Device
-    from posttrain.trainers.common import load_model_and_tokenizer, write_atomic
-
+def _build_trees(exp: Experiment, model_dir: Path, group: GroupDir) -> None:
     records = load_source(exp.trees.questions, "task").records
     device = Device.detect()
     model, tokenizer = load_model_and_tokenizer(exp.phase1, device, path=str(model_dir), preflight=False)
     started = time.monotonic()
-    trees, stats = build_trees(model, tokenizer, records, **exp.trees.model_dump(exclude={"questions"}))
+    trees, stats = build_trees(model, tokenizer, records, **exp.trees.model_dump(exclude={"questions", "reward"}),
+                               reward=exp.trees.reward)
     stats = dict(stats)
     stats["seconds"] = round(time.monotonic() - started, 1)
-    write_atomic(out.with_name("trees.json"), json.dumps(stats, indent=2) + "\n")
-    write_atomic(out, "".join(json.dumps(t) + "\n" for t in trees))
+    write_json(group.trees_stats, stats)
+    write_atomic(group.trees, "".join(json.dumps(t) + "\n" for t in trees))
     print(f"posttrain: {stats['trees']} trees from {stats['questions']} questions sampled from phase 1 "
           f"({stats.get('dropped: no correct path', 0)} without a correct path); "
           f"{stats['incorrect steps']} of {stats['steps']} steps incorrect")
@@ -267,53 +108,71 @@ def _mean_or_none(values):
     return statistics.mean(values) if values else None
 
 
-def reflection_stats(samples_file: Path, reflection_template: str) -> dict:
-    """How many answers reflect ("Wait ..."), and how many reflections follow a step that really
-    was wrong (by the arithmetic step checker against the record's worked solution)."""
-    from posttrain.data.build_trees import arithmetic_judge
-    from posttrain.data.tasks import arithmetic_solution
+class StepStatistics:
+    """How often answers reflect, how often a reflection follows a step that really was wrong,
+    and how often any written step is wrong. A reflection is a line opening with the first word
+    of the recipe's reflection wording; a backtrack is a line with its backtrack wording. Steps
+    are judged by the question task's step judge against its worked solution; for a task
+    without them (or a reflection wording with no fixed opening) those figures are None."""
 
-    marker = reflection_template.split("{")[0].strip().split(",")[0].split(" ")[0] or "Wait"
-    answers = with_reflection = reflections = after_wrong = steps_seen = steps_wrong = 0
-    for line in samples_file.read_text().splitlines() if samples_file.is_file() else []:
-        sample = json.loads(line)
-        prompt = sample["prompt"][-1]["content"] if isinstance(sample["prompt"], list) else sample["prompt"]
-        gold = arithmetic_solution(prompt)
-        record = {"completion": [{"role": "assistant", "content": gold}]}
-        for answer in sample["answers"]:
-            answers += 1
-            lines = [x.strip() for x in answer.split("\n") if x.strip()]
-            hits = [i for i, x in enumerate(lines) if x.startswith(marker)]
-            if hits:
-                with_reflection += 1
-            if gold is None:
-                continue
-            written = [x for x in lines if _is_step(x, marker)]
-            for j, step in enumerate(written):  # the base rate: how often any written step is wrong
-                verdict = arithmetic_judge(record, _kept_path(written[:j], gold), step)
-                steps_seen += 1
-                steps_wrong += verdict is not None and verdict[0] == "incorrect"
-            for i in hits:
-                if i == 0:
+    def __init__(self, traces: TracesSpec, solution=None, judge=None):
+        opening = traces.reflection.split("{")[0].strip().split(",")[0].split(" ")[0]
+        self.marker = opening or None
+        self.backtrack = traces.backtrack.strip().lower()
+        self.solution, self.judge = solution, judge
+
+    @classmethod
+    def for_experiment(cls, exp: Experiment) -> "StepStatistics":
+        task = exp.trees.questions.task
+        return cls(exp.traces, SOLUTIONS.get(task), JUDGES.get(task))
+
+    def _is_reflection(self, line: str) -> bool:
+        return self.marker is not None and line.startswith(self.marker)
+
+    def _is_step(self, line: str) -> bool:
+        return not (self._is_reflection(line) or line.lower() == self.backtrack
+                    or extract_final_answer(line) is not None)
+
+    def of(self, samples_file: Path) -> dict:
+        answers = with_reflection = reflections = after_wrong = steps_seen = steps_wrong = 0
+        for line in samples_file.read_text().splitlines() if samples_file.is_file() else []:
+            sample = json.loads(line)
+            prompt = sample["prompt"][-1]["content"] if isinstance(sample["prompt"], list) else sample["prompt"]
+            gold = self.solution(prompt) if self.solution and self.judge else None
+            record = {"completion": [{"role": "assistant", "content": gold}]}
+            gold_steps = [x for x in (gold or "").split("\n") if x and self._is_step(x)]
+            for answer in sample["answers"]:
+                answers += 1
+                lines = [x.strip() for x in answer.split("\n") if x.strip()]
+                hits = [i for i, x in enumerate(lines) if self._is_reflection(x)]
+                with_reflection += bool(hits)
+                if gold is None:
                     continue
-                reflections += 1
-                steps = [x for x in lines[: i - 1] if _is_step(x, marker)]
-                verdict = arithmetic_judge(record, _kept_path(steps, gold), lines[i - 1])
-                after_wrong += verdict is not None and verdict[0] == "incorrect"
-    return {"with_reflection": with_reflection / answers if answers else 0.0,
-            "reflection_after_wrong_step": after_wrong / reflections if reflections else None,
-            "wrong_steps": steps_wrong / steps_seen if steps_seen else None}
+                written = [x for x in lines if self._is_step(x)]
+                for j, step in enumerate(written):  # the base rate: how often any written step is wrong
+                    verdict = self.judge(record, _kept_path(written[:j], gold_steps), step)
+                    steps_seen += 1
+                    steps_wrong += verdict is not None and verdict[0] == "incorrect"
+                for i in hits:
+                    if i == 0:
+                        continue
+                    reflections += 1
+                    steps = [x for x in lines[: i - 1] if self._is_step(x)]
+                    verdict = self.judge(record, _kept_path(steps, gold_steps), lines[i - 1])
+                    after_wrong += verdict is not None and verdict[0] == "incorrect"
+        return {"with_reflection": with_reflection / answers if answers and self.marker else None,
+                "reflection_after_wrong_step": after_wrong / reflections if reflections else None,
+                "wrong_steps": steps_wrong / steps_seen if steps_seen else None}
 
 
-def _is_step(line: str, marker: str) -> bool:
-    return not (line.startswith(marker) or "go back" in line.lower() or "redo" in line.lower()
-                or line.startswith("Answer"))
+def reflection_stats(samples_file: Path, traces: TracesSpec, task: str = "arithmetic") -> dict:
+    """StepStatistics for one samples.jsonl, for a task by name."""
+    return StepStatistics(traces, SOLUTIONS.get(task), JUDGES.get(task)).of(samples_file)
 
 
-def _kept_path(steps: list[str], gold: str) -> list[str]:
+def _kept_path(steps: list[str], gold_steps: list[str]) -> list[str]:
     """The correct steps before a reflected-on step: the longest prefix of the gold steps that the
     answer wrote (detours and their reflections removed)."""
-    gold_steps = [x for x in gold.split("\n") if not x.startswith("Answer")]
     kept = []
     for step in gold_steps:
         if step in steps:

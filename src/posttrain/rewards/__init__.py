@@ -140,3 +140,11 @@ def build_reward(name: str, options: dict | None = None, on_error: str = "fail")
         raise LookupError(f"reward '{name}' has no option {unknown[0]!r} "
                           f"(options: {', '.join(accepted) or 'none'})")
     return GuardedReward(name, fn, options, on_error)
+
+
+def build_reward_ref(ref) -> GuardedReward:
+    """A reward from a reference: a name (or dotted path), or an object with `name`, `options`
+    and `on_error` (a recipe's reward block: `{name: math, timeout: 2}`)."""
+    if isinstance(ref, str):
+        return build_reward(ref)
+    return build_reward(ref.name, ref.options, ref.on_error)

@@ -1,5 +1,6 @@
-"""What every trainer shares: the run directory, model and tokenizer loading, the chat-template
-preflight, tracking, and saving the final model."""
+"""What every trainer shares: preparing the run directory, model and tokenizer loading, the
+chat-template preflight, the run records, tracking, and saving the final model. The order in
+which a run uses them is written once, in trainers/skeleton.py."""
 
 from __future__ import annotations
 
@@ -16,92 +17,11 @@ from importlib import metadata
 from pathlib import Path
 
 from posttrain.errors import UserError
-from posttrain.recipe import Device, LoadedRecipe, resolved_dict, to_yaml, trainer_arguments
+from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
+from posttrain.rundir import RunDir, checkpoint_step, is_main_process, remove_incomplete, write_atomic, write_json
 
 PACKAGES = ["posttrain", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
             "deepspeed", "wandb", "math-verify", "tokenizers", "pydantic"]
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old content or the new, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-# ----------------------------------------------------------------------------- run directory
-
-
-@dataclass
-class RunDir:
-    path: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def final(self) -> Path:
-        return self.path / "final"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def finished(self) -> bool:
-        return (self.final / "config.json").is_file()
-
-    def last_checkpoint(self) -> Path | None:
-        """The newest checkpoint that every rank finished writing (see faults.py)."""
-        from posttrain.trainers.faults import checkpoints_by_step, is_complete
-
-        complete = [p for _, p in checkpoints_by_step(self.checkpoints) if is_complete(p)]
-        return complete[-1] if complete else None
-
-
-def prepare_run_dir(loaded: LoadedRecipe, resume: bool, overwrite: bool) -> tuple[RunDir, Path | None]:
-    """Create (or reopen) the run directory; returns it and the checkpoint to resume from.
-
-    A finished run is never overwritten unless asked; an unfinished one with checkpoints needs
-    --resume (continue) or --overwrite (start over), so no work is lost by accident.
-    """
-    run = RunDir(Path(loaded.spec.run.dir) / loaded.run_name)
-    if overwrite and run.path.exists() and is_main_process():
-        shutil.rmtree(run.path)
-    checkpoint = run.last_checkpoint() if run.path.exists() else None
-    where = f"run directory {run.path}"
-    if run.finished and not overwrite:
-        raise UserError(
-            f"{where} holds a finished run; pass --overwrite to replace it, "
-            "or choose another name with run.name=NAME"
-        )
-    if checkpoint and not resume:
-        raise UserError(
-            f"{where} holds an unfinished run (last checkpoint: {checkpoint.name}); "
-            "pass --resume to continue it or --overwrite to start over"
-        )
-    if resume and checkpoint is None:
-        print(f"posttrain: no checkpoint in {run.checkpoints}; starting from the beginning")
-    if is_main_process():
-        try:
-            run.checkpoints.mkdir(parents=True, exist_ok=True)
-            probe = run.path / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"{where}: cannot write there: {exc.strerror or exc}") from None
-        from posttrain.trainers.faults import remove_incomplete
-
-        remove_incomplete(run.checkpoints)
-    return run, checkpoint
 
 
 def _git_commit(directory: Path) -> dict | None:
@@ -147,24 +67,28 @@ def environment_record(loaded: LoadedRecipe, device: Device, data_fingerprints: 
     }
 
 
-def write_run_records(run: RunDir, loaded: LoadedRecipe, device: Device, data_fingerprints: dict) -> dict:
-    resolved = resolved_dict(loaded, device)
+def write_run_records(run: RunDir, loaded: LoadedRecipe, device: Device, resolved: dict,
+                      data_fingerprints: dict) -> None:
+    """recipe.resolved.yaml (its trainer: block exactly TRL's arguments) and env.json (rank 0)."""
     if is_main_process():
-        write_atomic(run.path / "recipe.resolved.yaml", to_yaml(resolved))
-        env = environment_record(loaded, device, data_fingerprints)
-        write_atomic(run.path / "env.json", json.dumps(env, indent=2) + "\n")
-    return resolved
+        write_atomic(run.resolved_recipe, to_yaml(resolved))
+        write_json(run.env, environment_record(loaded, device, data_fingerprints))
 
 
 # ----------------------------------------------------------------------------- TRL config
 
 
-def trainer_arguments_for(loaded: LoadedRecipe, device: Device, run: RunDir) -> dict:
-    """The recipe's resolved trainer arguments plus where this run writes."""
+def trl_arguments(loaded: LoadedRecipe, device: Device, run: RunDir, own) -> dict:
+    """Every keyword argument the method's TRL config is built with, assembled in this one place:
+    the recipe's trainer block with what posttrain decides for the device and the batch
+    (recipe/device.py), where this run writes, the method's own managed keys (`own`), and
+    TRL's report_to."""
     args = trainer_arguments(loaded, device)
     args["output_dir"] = str(run.checkpoints)
     args["run_name"] = loaded.run_name
     args["save_total_limit"] = None  # posttrain rotates, after a checkpoint is complete (faults.py)
+    args.update(own(loaded))
+    args["report_to"] = tracking_targets(loaded)
     return args
 
 
@@ -190,10 +114,6 @@ def init_distributed(device: Device) -> None:
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="nccl" if device.cuda else "gloo")
-
-
-def checkpoint_step(checkpoint: Path | None) -> int:
-    return int(checkpoint.name.rpartition("-")[2]) if checkpoint else 0
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -350,18 +270,26 @@ def wandb_mode(mode: str) -> str:
     return os.environ.get("WANDB_MODE") or ("online" if _wandb_key_configured() else "offline")
 
 
-def start_tracking(loaded: LoadedRecipe, run: RunDir, resolved: dict) -> list[str]:
-    """Start W&B when the recipe asks for it; returns TRL's `report_to`. Offline runs keep
-    their files under the run directory; `wandb sync` uploads them later."""
+def tracking_targets(loaded: LoadedRecipe) -> list[str]:
+    """TRL's `report_to`: W&B on the main process when the recipe asks for it."""
     spec = loaded.spec.tracking.wandb
-    if spec is None or spec.mode == "disabled" or not is_main_process():
-        return []
+    return ["wandb"] if spec is not None and spec.mode != "disabled" and is_main_process() else []
+
+
+def start_tracking(loaded: LoadedRecipe, run: RunDir, resolved: dict) -> None:
+    """Start W&B when the recipe asks for it (on the main process), with the resolved recipe as
+    its config. Offline runs keep their files under the run directory; `wandb sync` uploads
+    them later."""
+    if not tracking_targets(loaded):
+        return
     import wandb
+
+    spec = loaded.spec.tracking.wandb
 
     mode = wandb_mode(spec.mode)
     if spec.mode == "auto" and mode == "offline" and not os.environ.get("WANDB_MODE"):
         print("posttrain: no W&B API key found; logging offline (upload later with `wandb sync`)")
-    id_file = run.path / "wandb_id"
+    id_file = run.wandb_id
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
     write_atomic(id_file, run_id)
     try:
@@ -371,7 +299,6 @@ def start_tracking(loaded: LoadedRecipe, run: RunDir, resolved: dict) -> list[st
     except Exception as exc:  # noqa: BLE001 - wandb raises UsageError, CommError, ...
         raise UserError(f"tracking.wandb: W&B did not start ({type(exc).__name__}: {exc}); "
                         "set tracking.wandb.mode=offline to log without an account") from None
-    return ["wandb"]
 
 
 def finish_tracking(summary: dict) -> None:
@@ -464,7 +391,7 @@ def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
     A LoRA run saves its adapter under adapter/ and the merged model under final/, so final/
     always loads with AutoModelForCausalLM.from_pretrained.
     """
-    staging = run.path / "final.tmp"
+    staging = run.final_staging
     gathered = zero_stage(trainer) == 3 and not merge_lora
     state = None
     if gathered:
@@ -479,7 +406,7 @@ def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
                 state.pop(name, None)
         shutil.rmtree(staging, ignore_errors=True)
         if merge_lora:
-            adapter = run.path / "adapter"
+            adapter = run.adapter
             shutil.rmtree(adapter, ignore_errors=True)
             model.save_pretrained(adapter)
             model = model.merge_and_unload()

@@ -8,7 +8,7 @@ Pairs come from files or hub datasets: {"prompt", "chosen", "rejected"} as strin
 from reasoning trees (`traces: {kind: pairs}`); or on-policy (`on_policy:` on a task source):
 answers sampled from the starting model, verified, correct paired with incorrect.
 Unusable pairs (chosen == rejected, an empty side, longer than max_length) are dropped before
-training and counted in the log and in env.json.
+training and counted in the log and in env.json. The order of a run is trainers/skeleton.py's.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections import Counter
 
 from posttrain.data.loading import build_mixture, to_dataset
-from posttrain.recipe import Device, LoadedRecipe
+from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
+from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
 from posttrain.trainers import common
+from posttrain.trainers.skeleton import Context, TrainData
 
 
 def _render(tokenizer, prompt, answer) -> int:
@@ -54,21 +56,19 @@ def usable_pairs(records: list[dict], tokenizer, max_length: int | None) -> tupl
     return kept, dropped
 
 
-def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device):
-    from trl import DPOConfig, DPOTrainer
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    return {}
 
-    args = common.trainer_arguments_for(loaded, device, run)
-    common.init_distributed(device)
-    config = common.build_config(loaded, DPOConfig, args)  # first: under ZeRO-3 the model loads sharded
-    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
 
+def data(context: Context) -> TrainData:
+    """Pairs from every source (on-policy ones sampled from the model as it is before training),
+    the unusable ones dropped and counted."""
+    loaded, model, tokenizer, device = context.loaded, context.model, context.tokenizer, context.device
     sampled: dict = {}
 
     def pair_sampler(source, tasks):
         """On-policy pairs from the model as it is before training (every rank samples in
         lockstep, which ZeRO-3 needs; rank 0's pairs are used everywhere)."""
-        from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
-
         pairs, stats = sample_pairs(model, tokenizer, tasks, source.on_policy)
         pairs, stats = agree_across_ranks((pairs, stats))
         sampled[source.label] = dict(stats)
@@ -79,9 +79,9 @@ def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
 
     if device.cuda and not any(hasattr(p, "ds_id") for p in model.parameters()):
         model.to("cuda")  # sampling on the GPU; ZeRO-3 shards stay where DeepSpeed put them
-    records, sources = build_mixture(loaded.spec.data.train, "preference", common.data_seed(args),
+    records, sources = build_mixture(loaded.spec.data.train, "preference", context.data_seed,
                                      pair_sampler=pair_sampler)
-    records, dropped = usable_pairs(records, tokenizer, args.get("max_length", 1024))
+    records, dropped = usable_pairs(records, tokenizer, context.args.get("max_length", 1024))
     if dropped:
         print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
               + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())))
@@ -91,17 +91,11 @@ def build_dpo_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, devi
     fingerprints["dropped_pairs"] = dict(dropped)
     if sampled:
         fingerprints["on_policy"] = sampled
-    resolved = common.write_run_records(run, loaded, device, fingerprints)
-    config.report_to = common.start_tracking(loaded, run, resolved)  # read when the trainer is built
-    return DPOTrainer(
-        model=model,
-        args=config,
-        train_dataset=to_dataset(records),
-        processing_class=tokenizer,
-        peft_config=common.lora_config(loaded),
-        callbacks=[common.metrics_callback(run, common.checkpoint_step(checkpoint))],
-    )
+    return TrainData(to_dataset(records), None, fingerprints)
 
 
-def run_dpo(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device) -> dict:
-    return common.train_and_save(build_dpo_trainer(loaded, run, checkpoint, device), loaded, run, checkpoint)
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from trl import DPOTrainer
+
+    return DPOTrainer(model=context.model, args=config, train_dataset=data.train,
+                      processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)

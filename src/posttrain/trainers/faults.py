@@ -4,8 +4,8 @@
   stops at the end of the current step on every rank (the ranks agree through one all-reduce),
   a checkpoint is saved, and the process exits with EXIT_INTERRUPTED (75, "try again"); the run
   continues with `posttrain run RECIPE --resume`.
-- A checkpoint counts only once every rank has finished writing it: rank 0 then writes
-  `posttrain-complete.json` into it. Resume loads the newest complete checkpoint and deletes
+- A checkpoint counts only once every rank has finished writing it: rank 0 then writes its
+  completion marker (rundir.py) into it. Resume loads the newest complete checkpoint and deletes
   incomplete ones (a `kill -9` in the middle of a save), so a half-written checkpoint is never
   loaded. `save_total_limit` is applied by posttrain after the marker is written, so the last
   complete checkpoint is never rotated away before its successor is complete.
@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import sys
@@ -24,10 +22,10 @@ import threading
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.rundir import completion_record, is_complete, mark_complete, rotate
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: interrupted on purpose; resume to continue
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-COMPLETE = "posttrain-complete.json"
 
 
 class Interrupted(Exception):
@@ -79,41 +77,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def is_complete(checkpoint: Path) -> bool:
-    return (checkpoint / COMPLETE).is_file()
-
-
-def mark_complete(checkpoint: Path, step: int, train_seconds: float | None = None) -> None:
-    tmp = checkpoint / f".{COMPLETE}.tmp"
-    record = {"step": step} if train_seconds is None else {"step": step, "train_seconds": round(train_seconds, 3)}
-    tmp.write_text(json.dumps(record) + "\n")
-    os.replace(tmp, checkpoint / COMPLETE)
-
-
-def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
-    found = [(int(p.name.rpartition("-")[2]), p) for p in directory.glob("checkpoint-*")
-             if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
-    return sorted(found)
-
-
-def remove_incomplete(directory: Path) -> list[Path]:
-    """Delete checkpoints that never got their completion marker (rank 0 only)."""
-    removed = [p for _, p in checkpoints_by_step(directory) if not is_complete(p)]
-    for path in removed:
-        print(f"posttrain: removing incomplete checkpoint {path} (interrupted while it was written)")
-        shutil.rmtree(path, ignore_errors=True)
-    return removed
-
-
-def rotate(directory: Path, limit: int | None) -> None:
-    """Keep the newest `limit` complete checkpoints."""
-    if not limit:
-        return
-    complete = [p for _, p in checkpoints_by_step(directory) if is_complete(p)]
-    for path in complete[:-limit]:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_seconds: float | None = None,
                    resumed_from: Path | None = None):
     """A TrainerCallback: stop and checkpoint on a signal; mark checkpoints complete; rotate;
@@ -127,7 +90,7 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
 
     spent_before = 0.0
     if resumed_from is not None and is_complete(resumed_from):
-        spent_before = float(json.loads((resumed_from / COMPLETE).read_text()).get("train_seconds", 0.0))
+        spent_before = float(completion_record(resumed_from).get("train_seconds", 0.0))
 
     class Faults(TrainerCallback):
         stopped_at: int | None = None  # a stop signal ended training here

@@ -1,19 +1,21 @@
 """Reinforcement learning with verifiable rewards over TRL's GRPOTrainer (GRPO, Dr. GRPO, DAPO,
 ... through `trainer.loss_type`).
 
-    posttrain run recipes/quickstart/rlvr.yaml
+    posttrain run recipes/r1-zero/smoke.yaml
     accelerate launch --num_processes 8 -m posttrain run RECIPE
 
 Prompts come from verifiable-task records; every other column of a record (ground_truth,
-verifier, tests, ...) reaches the reward functions as a keyword argument.
+verifier, tests, ...) reaches the reward functions as a keyword argument. The order of a run is
+trainers/skeleton.py's.
 """
 
 from __future__ import annotations
 
 from posttrain.data.loading import build_mixture, to_dataset
-from posttrain.recipe import Device, LoadedRecipe, check_vllm_installed
-from posttrain.rewards import build_reward
+from posttrain.recipe import LoadedRecipe, check_vllm_installed
+from posttrain.rewards import build_reward_ref
 from posttrain.trainers import common
+from posttrain.trainers.skeleton import Context, TrainData
 
 
 def rlvr_data(loaded: LoadedRecipe, seed: int):
@@ -55,38 +57,28 @@ def explain_zero_loss(beta: float):
     return ZeroLoss()
 
 
-def build_rlvr_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device):
-    from trl import GRPOConfig, GRPOTrainer
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    """GRPO sums the rewards with these weights (a managed key: rewards[i].weight sets them)."""
+    check_vllm_installed(loaded)  # use_vllm without a GPU is an error earlier, at resolution
+    return {"reward_weights": [reward.weight for reward in loaded.spec.rewards]}
 
-    args = common.trainer_arguments_for(loaded, device, run)  # use_vllm without a GPU: an error here
-    check_vllm_installed(loaded)
-    args["reward_weights"] = [reward.weight for reward in loaded.spec.rewards]
-    train, fingerprints = rlvr_data(loaded, common.data_seed(args))
-    resolved = common.write_run_records(run, loaded, device, fingerprints)
 
-    rewards = [build_reward(r.name, r.options, r.on_error) for r in loaded.spec.rewards]
-    args["report_to"] = common.start_tracking(loaded, run, resolved)
-    common.init_distributed(device)
-    config = common.build_config(loaded, GRPOConfig, args)  # first: under ZeRO-3 the model loads sharded
-    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
+def data(context: Context) -> TrainData:
+    train, fingerprints = rlvr_data(context.loaded, context.data_seed)
+    return TrainData(train, None, fingerprints)
+
+
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from trl import GRPOTrainer
+
+    loaded = context.loaded
+    rewards = [build_reward_ref(r) for r in loaded.spec.rewards]
     trainer_class, extra = GRPOTrainer, {}
     if loaded.spec.dynamic_sampling is not None:
         from posttrain.trainers.dynamic import dynamic_grpo_class
 
         trainer_class = dynamic_grpo_class(GRPOTrainer)
         extra = {"max_retries": loaded.spec.dynamic_sampling.max_retries}
-    return trainer_class(
-        **extra,
-        model=model,
-        reward_funcs=rewards,
-        args=config,
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=common.lora_config(loaded),
-        callbacks=[common.metrics_callback(run, common.checkpoint_step(checkpoint)),
-                   explain_zero_loss(config.beta)],
-    )
-
-
-def run_rlvr(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device) -> dict:
-    return common.train_and_save(build_rlvr_trainer(loaded, run, checkpoint, device), loaded, run, checkpoint)
+    return trainer_class(**extra, model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
+                         processing_class=context.tokenizer, peft_config=context.peft_config,
+                         callbacks=[*callbacks, explain_zero_loss(config.beta)])

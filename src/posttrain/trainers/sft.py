@@ -2,17 +2,24 @@
 
     posttrain run recipes/quickstart/sft.yaml                  # one CPU or GPU
     torchrun --nproc_per_node 8 -m posttrain run RECIPE        # one node, 8 GPUs
+
+The order of a run is trainers/skeleton.py's; this module holds what is SFT's own.
 """
 
 from __future__ import annotations
 
-from posttrain.data.loading import build_mixture, to_dataset
-from posttrain.recipe import Device, LoadedRecipe
+from posttrain.data.loading import build_mixture, decontamination_index, to_dataset
+from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import common
+from posttrain.trainers.skeleton import Context, TrainData
+
+
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    return {}
 
 
 def sft_data(loaded: LoadedRecipe, seed: int):
-    """Train and eval datasets, and a fingerprint per source for the run record."""
+    """Train and eval records, and a fingerprint per source for the run record."""
     spec = loaded.spec.data
     train, sources = build_mixture(spec.train, "sft", seed, decontamination(loaded))
     eval_records = None
@@ -24,7 +31,7 @@ def sft_data(loaded: LoadedRecipe, seed: int):
         train, eval_records = train[cut:], train[:cut]
     fingerprints = common.source_records(sources, contamination=spec.decontaminate is not None)
     fingerprints.update(_traced(spec.train, sources))
-    return to_dataset(train), eval_records and to_dataset(eval_records), fingerprints
+    return train, eval_records, fingerprints
 
 
 def _traced(specs, sources) -> dict:
@@ -46,36 +53,20 @@ def report_trace_tokens(fingerprints: dict, tokenizer) -> None:
 
 def decontamination(loaded: LoadedRecipe):
     """(index of every evaluation set, threshold, drop?) when the recipe asks for it."""
-    from posttrain.data.decontaminate import eval_index
-
     spec = loaded.spec.data.decontaminate
     if spec is None:
         return None
-    return eval_index(loaded, spec.n), spec.threshold, spec.action == "drop"
+    return decontamination_index(loaded.spec, spec.n), spec.threshold, spec.action == "drop"
 
 
-def build_sft_trainer(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device):
-    """Everything up to `trainer.train()`: data, run records, model, preflight, TRL trainer."""
-    from trl import SFTConfig, SFTTrainer
-
-    args = common.trainer_arguments_for(loaded, device, run)
-    train, evaluation, fingerprints = sft_data(loaded, common.data_seed(args))
-    common.init_distributed(device)
-    config = common.build_config(loaded, SFTConfig, args)  # first: under ZeRO-3 the model loads sharded
-    model, tokenizer = common.load_model_and_tokenizer(loaded, device)
-    report_trace_tokens(fingerprints, tokenizer)
-    resolved = common.write_run_records(run, loaded, device, fingerprints)
-    config.report_to = common.start_tracking(loaded, run, resolved)  # read when the trainer is built
-    return SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=tokenizer,
-        peft_config=common.lora_config(loaded),
-        callbacks=[common.metrics_callback(run, common.checkpoint_step(checkpoint))],
-    )
+def data(context: Context) -> TrainData:
+    train, evaluation, fingerprints = sft_data(context.loaded, context.data_seed)
+    report_trace_tokens(fingerprints, context.tokenizer)
+    return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
 
 
-def run_sft(loaded: LoadedRecipe, run: common.RunDir, checkpoint, device: Device) -> dict:
-    return common.train_and_save(build_sft_trainer(loaded, run, checkpoint, device), loaded, run, checkpoint)
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from trl import SFTTrainer
+
+    return SFTTrainer(model=context.model, args=config, train_dataset=data.train, eval_dataset=data.eval,
+                      processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)

@@ -1,0 +1,122 @@
+"""The one table of training methods: a row per method.
+
+A row says which TRL config dataclass the recipe's `trainer:` block is checked against and built
+into, which record kind the method trains on (data/formats.py), which module builds its trainer
+(trainers/<method>.py, loaded only when a run needs it: it imports torch and TRL), which
+method-specific recipe keys it takes, which trainer keys posttrain sets for it, and its own
+cross-field checks. Adding a method is a row here and a trainer module.
+
+Pure Python: the checks take a loaded recipe (recipe/check.py's LoadedRecipe) and raise its
+`error(path, message)`; nothing here imports the recipe package.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+# Recipe keys that only some methods take (every other top-level key is common to all).
+METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    config: tuple[str, str]  # TRL config dataclass: (module, class)
+    data: str  # record kind (data/formats.py)
+    trainer: str  # module whose `build(context)` returns the TRL trainer
+    keys: frozenset[str] = frozenset()  # the METHOD_KEYS it takes
+    managed: dict[str, str] = field(default_factory=dict)  # trainer keys posttrain sets, and where to say them
+    checks: tuple[Callable, ...] = ()  # check(loaded) -> None; raises loaded.error(...)
+
+
+def check_dpo_losses(loaded) -> None:
+    trainer = loaded.spec.trainer
+    losses = trainer.get("loss_type", ["sigmoid"])
+    if "exo_pair" in losses and trainer.get("label_smoothing", 0.0) <= 0:
+        raise loaded.error(("trainer", "label_smoothing"), "loss_type exo_pair needs label_smoothing > 0 "
+                           "(EXO's epsilon, e.g. 1.0e-3)")
+    weights = trainer.get("loss_weights")
+    if weights is not None and len(weights) != len(losses):
+        raise loaded.error(("trainer", "loss_weights"), f"{len(weights)} weights for {len(losses)} loss "
+                           f"types {losses}; give one weight per loss type")
+
+
+def check_rewards_given(loaded) -> None:
+    if not loaded.spec.rewards:
+        raise loaded.error(("rewards",), f"method {loaded.spec.method} needs at least one reward, e.g. "
+                           "rewards: [{name: math}]")
+
+
+def check_generation_groups(loaded) -> None:
+    """GRPO samples num_generations completions per prompt; one generation batch must hold
+    whole groups. batch.per_device counts completions, not prompts."""
+    trainer, per_device, world = loaded.spec.trainer, loaded.spec.batch.per_device, loaded.world_size
+    generations = trainer.get("num_generations", 8)
+    steps = trainer.get("steps_per_generation") or loaded.accumulation
+    batch = trainer.get("generation_batch_size") or per_device * world * steps
+    if generations < 2:
+        raise loaded.error(("trainer", "num_generations"), "GRPO needs at least 2 generations per prompt "
+                           "(advantages compare completions of the same prompt)")
+    if batch % generations:
+        fits = [g for g in range(2, generations) if batch % g == 0]
+        per_device_fix = generations // math.gcd(generations, world * steps)
+        raise loaded.error(
+            ("trainer", "num_generations"),
+            f"the generation batch (batch.per_device {per_device} x world size {world} x "
+            f"steps_per_generation {steps} = {batch} completions) is not a multiple of num_generations "
+            f"({generations}); make batch.per_device a multiple of {per_device_fix}"
+            + (f", or set num_generations to {fits[-1]}" if fits else ""),
+        )
+    if loaded.spec.dynamic_sampling is not None and (per_device * steps) % generations:
+        raise loaded.error(("dynamic_sampling",), f"each process's generation batch (batch.per_device "
+                           f"{per_device} x steps_per_generation {steps}) must hold whole groups "
+                           f"of num_generations ({generations}) to drop and replace them")
+
+
+def check_kto(loaded) -> None:
+    """What TRL's KTOTrainer would otherwise reject with a traceback once the model is loaded."""
+    trainer = loaded.spec.trainer
+    for key in ("desirable_weight", "undesirable_weight"):
+        if trainer.get(key, 1.0) <= 0:
+            raise loaded.error(("trainer", key), f"{key} must be > 0 (it scales that side's loss)")
+    if trainer.get("loss_type", "kto") == "apo_zero_unpaired":
+        return  # the only KTO loss without the KL estimate
+    if loaded.spec.batch.per_device < 2:
+        raise loaded.error(("batch", "per_device"), "KTO's KL estimate pairs each completion with another in its "
+                           "batch: batch.per_device must be at least 2 (or use loss_type: apo_zero_unpaired)")
+    if trainer.get("train_sampling_strategy", "sequential") != "sequential":
+        raise loaded.error(("trainer", "train_sampling_strategy"), "KTO's KL estimate needs sequential batches "
+                           "(posttrain shuffles the records itself); remove the key or use "
+                           "loss_type: apo_zero_unpaired")
+
+
+METHODS: dict[str, Method] = {
+    "sft": Method(
+        name="sft", summary="supervised fine-tuning (TRL SFTTrainer)",
+        config=("trl.trainer.sft_config", "SFTConfig"), data="sft", trainer="posttrain.trainers.sft",
+    ),
+    "dpo": Method(
+        name="dpo", summary="direct preference optimisation on pairs (TRL DPOTrainer)",
+        config=("trl.trainer.dpo_config", "DPOConfig"), data="preference", trainer="posttrain.trainers.dpo",
+        keys=frozenset({"on_policy"}), checks=(check_dpo_losses,),
+    ),
+    "kto": Method(
+        name="kto", summary="Kahneman-Tversky optimisation on unpaired labelled completions (TRL KTOTrainer)",
+        config=("trl.trainer.kto_config", "KTOConfig"), data="unpaired", trainer="posttrain.trainers.kto",
+        checks=(check_kto,),
+    ),
+    "rlvr": Method(
+        name="rlvr", summary="RL with verifiable rewards: GRPO and its variants (TRL GRPOTrainer)",
+        config=("trl.trainer.grpo_config", "GRPOConfig"), data="task", trainer="posttrain.trainers.rlvr",
+        keys=frozenset({"rewards", "dynamic_sampling"}),
+        managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]"},
+        checks=(check_rewards_given, check_generation_groups),
+    ),
+}
+
+
+def methods_taking(key: str) -> list[str]:
+    return [name for name, method in METHODS.items() if key in method.keys]

@@ -1,0 +1,301 @@
+"""Checking one recipe: the schema, then the rules that span blocks. Pure: a check never changes
+the recipe; paths relative to the recipe file are resolved into a new spec before the checks run.
+
+Every error names the file (and line) a key came from and its dotted key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from posttrain.errors import RecipeError, did_you_mean
+from posttrain.methods import METHOD_KEYS, METHODS, methods_taking
+from posttrain.recipe.load import KeyPath, Origin, dotted, locate
+from posttrain.recipe.schema import DataSource, Recipe, RewardRef
+from posttrain.recipe.trl_fields import check_dataclass_block, managed_keys, peft_fields, trainer_fields
+from posttrain.rewards import REWARDS, resolve_reward, reward_options
+from posttrain.rundir import run_path
+from posttrain.tasks import TASKS
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass
+class LoadedRecipe:
+    """A validated recipe plus where each of its values came from. `raw` is the recipe's data as
+    written (after extends and overrides); `spec` the validated blocks, with local paths resolved."""
+
+    spec: Recipe
+    source: Path
+    origins: dict[KeyPath, Origin] = field(repr=False)
+    raw: dict = field(repr=False)
+
+    def origin(self, path: KeyPath) -> Origin:
+        return locate(self.origins, self.source, path)
+
+    def error(self, path: KeyPath, message: str) -> RecipeError:
+        return RecipeError(str(self.origin(path)), dotted(path), message)
+
+    @property
+    def run_name(self) -> str:
+        return self.spec.run.name or self.source.stem
+
+    @property
+    def run_dir(self) -> Path:
+        return run_path(self.spec.run.dir, self.run_name)
+
+    @property
+    def world_size(self) -> int:
+        return self.spec.launch.nodes * self.spec.launch.gpus_per_node
+
+    @property
+    def accumulation(self) -> int:
+        return gradient_accumulation(self, self.world_size)
+
+
+def gradient_accumulation(loaded: LoadedRecipe, world_size: int) -> int:
+    """Grad accumulation steps so that global = per_device x accumulation x world size."""
+    batch = loaded.spec.batch
+    if batch.global_ is None:
+        return 1
+    per_step = batch.per_device * world_size
+    if batch.global_ % per_step:
+        lower = max(per_step, batch.global_ // per_step * per_step)
+        raise loaded.error(
+            ("batch", "global"),
+            f"{batch.global_} is not a multiple of per_device ({batch.per_device}) x world size "
+            f"({world_size}) = {per_step}; use {lower} or {lower + per_step}, "
+            "or change batch.per_device",
+        )
+    return batch.global_ // per_step
+
+
+# ----------------------------------------------------------------------------- schema errors
+
+
+def _annotation_fields(annotation) -> dict[str, Any] | None:
+    """Field names of the pydantic model inside an annotation (through Optional / list)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation.model_fields
+    for arg in get_args(annotation):
+        found = _annotation_fields(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _valid_keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    fields: dict[str, Any] | None = model.model_fields
+    for part in loc:
+        if isinstance(part, int) or fields is None:
+            continue
+        info = fields.get(part)
+        fields = _annotation_fields(info.annotation) if info else None
+    if not fields:
+        return []
+    return [info.alias or name for name, info in fields.items()]
+
+
+def pydantic_error(model: type[BaseModel], source: Path, origins, exc: ValidationError,
+                   prefix: KeyPath = ()) -> RecipeError:
+    """A pydantic error as a RecipeError naming the file, line and key (under `prefix`)."""
+    err = exc.errors()[0]
+    loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+
+    def error(path: KeyPath, message: str) -> RecipeError:
+        return RecipeError(str(locate(origins, source, path)), dotted(path), message)
+
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], loc[-1]
+        valid = _valid_keys_at(model, parent[len(prefix):])
+        return error(loc, f"unknown key '{key}'{did_you_mean(key, valid)} (valid keys: {', '.join(valid)})")
+    if kind == "missing":
+        return error(loc, "required key is missing")
+    got = err.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    return error(loc, f"{err['msg'].removeprefix('Value error, ')}{shown}")
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _looks_local(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or value.endswith(DATA_SUFFIXES)
+
+
+def resolve_path(origins, source: Path, path: KeyPath, value: str, must_exist: bool) -> str:
+    """A path as the recipe wrote it, made absolute against the directory of the file that set
+    it (an override's: the working directory)."""
+    candidate = Path(os.path.expanduser(value))
+    if not candidate.is_absolute():
+        candidate = locate(origins, source, path).base_dir / candidate
+    if must_exist and not candidate.exists():
+        raise RecipeError(str(locate(origins, source, path)), dotted(path),
+                          f"file not found: {candidate} (relative paths are relative to the recipe file)")
+    return str(candidate.resolve()) if candidate.exists() else value
+
+
+def _source_lists(raw: dict) -> list[KeyPath]:
+    data, evaluation = raw.get("data") or {}, raw.get("eval") or {}
+    lists = [("data", "train"), ("data", "eval")] if isinstance(data, dict) else []
+    return lists + ([("eval", "data")] if isinstance(evaluation, dict) else [])
+
+
+def with_resolved_paths(raw: dict, spec: Recipe, origins, source: Path) -> dict:
+    """A copy of `raw` with every local data file and a local model directory made absolute;
+    `raw` itself is left as written."""
+    out = copy.deepcopy(raw)
+    for prefix in _source_lists(raw):
+        block = out
+        for part in prefix:
+            block = block.get(part) if isinstance(block, dict) else None
+        for i, item in enumerate(block or []):
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                key = (*prefix, i, "path")
+                item["path"] = resolve_path(origins, source, key, item["path"], must_exist=True)
+                if not item["path"].endswith(DATA_SUFFIXES):
+                    raise RecipeError(str(locate(origins, source, key)), dotted(key),
+                                      "expected a .jsonl, .json or .parquet file")
+    name = spec.model.name_or_path
+    if name != "tiny" and _looks_local(name):
+        out.setdefault("model", {})["name_or_path"] = resolve_path(origins, source, ("model", "name_or_path"),
+                                                                   name, must_exist=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- the rules
+
+
+def validate(raw: dict, origins: dict[KeyPath, Origin], source: Path) -> LoadedRecipe:
+    """Check a single-run recipe's data; returns it validated, with local paths resolved."""
+    try:
+        written = Recipe.model_validate(raw)
+        spec = Recipe.model_validate(with_resolved_paths(raw, written, origins, source))
+    except ValidationError as exc:
+        raise pydantic_error(Recipe, source, origins, exc) from None
+    loaded = LoadedRecipe(spec, source, origins, raw)
+    check(loaded)
+    return loaded
+
+
+def check(loaded: LoadedRecipe) -> None:
+    """Every rule that spans blocks; raises the first problem as a RecipeError."""
+    spec = loaded.spec
+    method = METHODS[spec.method]
+    fields, what = trainer_fields(spec.method)
+    check_dataclass_block(loaded, "trainer", spec.trainer, fields, what, managed_keys(spec.method))
+    if spec.peft is not None:
+        check_dataclass_block(loaded, "peft", spec.peft, peft_fields(), "peft.LoraConfig")
+    _check_method_keys(loaded)
+    _check_trainer_flags(loaded)
+    loaded.accumulation  # noqa: B018 - raises when the batch arithmetic is impossible
+    for rule in method.checks:
+        rule(loaded)
+    if spec.data.decontaminate and not (spec.data.eval or spec.eval):
+        raise loaded.error(("data", "decontaminate"),
+                           "there is no evaluation set to check against; add data.eval or an eval block")
+    _check_chat_template(loaded)
+    for i, reward in enumerate(spec.rewards):
+        check_reward(loaded.error, loaded.raw, ("rewards", i), reward)
+    for prefix, sources in ((("data", "train"), spec.data.train), (("data", "eval"), spec.data.eval),
+                            (("eval", "data"), spec.eval.data if spec.eval else [])):
+        _check_sources(loaded, prefix, sources)
+    if spec.eval is not None:
+        check_reward(loaded.error, loaded.raw, ("eval", "reward"), spec.eval.reward)
+        if spec.eval.select_reward:
+            check_reward(loaded.error, loaded.raw, ("eval", "select_reward"), spec.eval.select_reward)
+
+
+_KEY_NAMES = {"rewards": "rewards are used", "dynamic_sampling": "dynamic sampling is",
+              "on_policy": "on-policy pairs are"}
+
+
+def _check_method_keys(loaded: LoadedRecipe) -> None:
+    """Keys only some methods take (rewards, dynamic_sampling, on_policy) are errors elsewhere."""
+    spec, method = loaded.spec, METHODS[loaded.spec.method]
+    used = {"rewards": [("rewards",)] if spec.rewards else [],
+            "dynamic_sampling": [("dynamic_sampling",)] if spec.dynamic_sampling is not None else [],
+            "on_policy": [("data", "train", i, "on_policy") for i, s in enumerate(spec.data.train)
+                          if s.on_policy is not None]}
+    for key in METHOD_KEYS:
+        if used[key] and key not in method.keys:
+            takers = " or ".join(methods_taking(key))
+            raise loaded.error(used[key][0], f"{_KEY_NAMES[key]} for method: {takers}, not {spec.method}")
+    for i, source in enumerate(spec.data.train):
+        if source.on_policy is not None and source.traces is not None:
+            raise loaded.error(("data", "train", i, "on_policy"), "a source is task records (on_policy) "
+                               "or reasoning trees (traces), not both")
+
+
+def _check_trainer_flags(loaded: LoadedRecipe) -> None:
+    spec, trainer = loaded.spec, loaded.spec.trainer
+    if trainer.get("bf16") and trainer.get("fp16"):
+        raise loaded.error(("trainer", "fp16"), "bf16 and fp16 are both true; choose one")
+    if trainer.get("padding_free") and not trainer.get("packing") and trainer.get("max_length", 1) is not None:
+        raise loaded.error(("trainer", "padding_free"),
+                           "padding_free without packing needs max_length: null (TRL truncates otherwise)")
+    if not spec.data.eval and spec.data.eval_fraction is None and trainer.get("eval_strategy", "no") != "no":
+        raise loaded.error(("trainer", "eval_strategy"),
+                           "evaluation is on but there is no eval data; add data.eval or data.eval_fraction")
+
+
+def _check_chat_template(loaded: LoadedRecipe) -> None:
+    template = loaded.spec.model.chat_template
+    if template is None or template in ("chatml", "tulu"):
+        return
+    if not template.endswith(".jinja"):
+        raise loaded.error(("model", "chat_template"), "expected chatml, tulu or a path to a .jinja file")
+    resolve_path(loaded.origins, loaded.source, ("model", "chat_template"), template, must_exist=True)
+
+
+def _written(raw, path: KeyPath):
+    """The value at `path` of a recipe's data as written, or None."""
+    for part in path:
+        if isinstance(raw, dict):
+            raw = raw.get(part)
+        elif isinstance(raw, list) and isinstance(part, int) and part < len(raw):
+            raw = raw[part]
+        else:
+            return None
+    return raw
+
+
+def check_reward(error, raw: dict, path: KeyPath, ref: RewardRef | str):
+    """A reward reference (a name, or a block with options) names a reward that exists and
+    takes those options. `error(path, message)` makes the error; `raw` is the recipe's data as
+    written (a name written bare is blamed on its own key, one in a block on `name`)."""
+    name = ref if isinstance(ref, str) else ref.name
+    options = {} if isinstance(ref, str) else ref.options
+    name_path = (*path, "name") if isinstance(_written(raw, path), dict) else path
+    try:
+        fn = resolve_reward(name)
+    except LookupError as exc:
+        suggestion = did_you_mean(name, REWARDS) if "." not in name and ":" not in name else ""
+        raise error(name_path, f"unknown reward '{name}'{suggestion}" if suggestion else str(exc)) from None
+    accepted = reward_options(fn)
+    for option in options:
+        if option not in accepted:
+            extra = "name, weight, on_error" if path[:1] == ("rewards",) else "name, on_error"
+            raise error((*path, option), f"reward '{name}' has no option '{option}'{did_you_mean(option, accepted)} "
+                                         f"(options: {', '.join(accepted) or 'none'}; also {extra})")
+    return fn
+
+
+def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSource]) -> None:
+    for i, source in enumerate(sources):
+        path = (*prefix, i)
+        if source.task is not None:
+            if source.task not in TASKS:
+                raise loaded.error((*path, "task"), f"unknown task '{source.task}'{did_you_mean(source.task, TASKS)} "
+                                   f"(tasks: {', '.join(TASKS)})")
+            if source.split not in (None, "train", "heldout"):
+                raise loaded.error((*path, "split"), "a task split is 'train' or 'heldout'")
+        if source.on_policy is not None:
+            check_reward(loaded.error, loaded.raw, (*path, "on_policy", "reward"), source.on_policy.reward)

@@ -1,0 +1,94 @@
+"""What a recipe becomes on a machine: the device it trains on, and the exact keyword arguments
+for the method's TRL config (the recipe's `trainer:` block plus what posttrain decides)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from posttrain.recipe.check import LoadedRecipe, gradient_accumulation
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the run will train on, as far as recipe resolution cares."""
+
+    cuda: bool
+    bf16: bool
+    world_size: int = 1
+
+    @classmethod
+    def detect(cls) -> "Device":
+        import torch
+
+        cuda = torch.cuda.is_available()
+        return cls(
+            cuda=cuda,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
+            world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        )
+
+
+def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
+    """The keyword arguments for the TRL config: the recipe's, plus what posttrain decides.
+
+    On a machine without CUDA: bf16 off (TRL defaults it on, which fails on CPU), use_cpu on
+    (without it two CPU processes train independently), gradient checkpointing off (it halves
+    the speed of small CPU models and saves memory nobody is short of).
+
+    SFT batch layout stays TRL's padded, randomly sampled batches: on CPU they train 2.2-2.5x the
+    real tokens/s of padding-free or packed rows (bench/sft_overhead.py, docs/benchmarks.md).
+    """
+    args = dict(loaded.spec.trainer)
+    if "gradient_checkpointing" in args:  # transformers 5 renamed it; the old name only warns
+        args.setdefault("activation_checkpointing", args.pop("gradient_checkpointing"))
+    if device.cuda:
+        args.setdefault("bf16", device.bf16)
+        if args.get("fp16"):
+            args["bf16"] = False
+    else:
+        for key in ("bf16", "fp16"):
+            if args.get(key):
+                raise loaded.error(
+                    ("trainer", key),
+                    f"{key}: true needs a GPU and this machine has none; remove the key "
+                    "(posttrain turns bf16 on for GPUs that support it) or set it to false",
+                )
+        if args.get("use_vllm"):  # TRL's vLLM generation (vllm_mode: colocate | server)
+            raise loaded.error(("trainer", "use_vllm"), "vLLM generation needs a GPU and this machine has none; "
+                               "remove use_vllm (generation then uses Hugging Face generate)")
+        args.update(bf16=False, fp16=False, use_cpu=True)
+        args.setdefault("activation_checkpointing", False)
+        args.setdefault("dataloader_pin_memory", False)
+    args["per_device_train_batch_size"] = loaded.spec.batch.per_device
+    args["gradient_accumulation_steps"] = gradient_accumulation(loaded, device.world_size)
+    return args
+
+
+def check_vllm_installed(loaded: LoadedRecipe) -> None:
+    """`use_vllm` needs the vllm package where the run starts (not where a recipe resolves: a
+    login node rendering a SLURM job for GPU nodes may lack it)."""
+    import importlib.util
+
+    if loaded.spec.trainer.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise loaded.error(("trainer", "use_vllm"), "use_vllm: true needs the vllm package: pip install vllm "
+                           "(a version TRL supports; see TRL's vLLM integration docs)")
+
+
+def resolved_dict(loaded: LoadedRecipe, device: Device | None = None, trl_args: dict | None = None) -> dict[str, Any]:
+    """The recipe with every default filled in and, given a device, the trainer arguments:
+    what `posttrain show` prints and what a run records. A run passes `trl_args`, exactly the
+    keyword arguments its TRL config is built with, and they are the `trainer:` block."""
+    out = loaded.spec.model_dump(by_alias=True, exclude_none=True)
+    out["run"]["name"] = loaded.run_name
+    if device is not None:
+        out["trainer"] = dict(trl_args) if trl_args is not None else trainer_arguments(loaded, device)
+        out["device"] = {"cuda": device.cuda, "bf16": device.bf16, "world_size": device.world_size}
+    return out
+
+
+def to_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -1,0 +1,380 @@
+"""The recipe schema: one pydantic block per recipe section, nothing else.
+
+Blocks are strict (no coercion) and forbid unknown keys; check.py turns pydantic's errors into
+messages naming the file, line and key, and holds the rules that span blocks. The method names
+come from the one table of methods (posttrain/methods.py).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from posttrain.methods import METHODS
+
+KeyPath = tuple[Union[str, int], ...]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class TinyModelSpec(_Block):
+    """Size knobs of the built-in tiny Llama model (`model.name_or_path: tiny`)."""
+
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(4, gt=0)
+    num_heads: int = Field(4, gt=0)
+    intermediate_size: int = Field(512, gt=0)
+    vocab_size: int = Field(320, ge=280)  # 256 bytes + specials + a few merges
+    max_position_embeddings: int = Field(512, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class ModelSpec(_Block):
+    name_or_path: str = "tiny"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    chat_template: str | None = None  # chatml | tulu | path/to/template.jinja (for base models)
+    tiny: TinyModelSpec = TinyModelSpec()
+
+
+class TracesSpec(_Block):
+    """Turn reasoning-tree records into traces (docs/trees.md)."""
+
+    kind: Literal["shortcut", "journey", "pairs"]
+    detours: int = Field(1, ge=0)
+    detour_probability: float = Field(1.0, ge=0, le=1)
+    detour_depth: int = Field(1, ge=1)
+    reflection: str = "Wait, that is wrong: {critique}"
+    backtrack: str = "Let me go back and redo that step."
+    seed: int = 0
+
+
+class RewardRef(BaseModel):
+    """A reward referenced with its options: a registered name or a dotted path, what to do when
+    it raises, and every other key an option (checked against the function's keyword-only
+    parameters). Where a recipe names a reward, a bare name is the same as `{name: NAME}`."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: str
+    on_error: Literal["fail", "zero"] = "fail"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def label(self) -> str:
+        """The name, with its options when it has any: `math(timeout=2)`."""
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{self.name}({options})" if options else self.name
+
+
+def _reward_ref(value):
+    return {"name": value} if isinstance(value, str) else value
+
+
+class RewardSpec(RewardRef):
+    """A reward for RLVR: a reference plus its weight in the sum TRL maximises."""
+
+    weight: float = 1.0
+
+
+class OnPolicySpec(_Block):
+    """DPO pairs sampled from the model being trained (docs/data.md): `samples` answers per task
+    prompt, scored by `reward`; correct answers are paired with incorrect ones."""
+
+    samples: int = Field(8, ge=2)  # answers per prompt (O1 Journey: 20)
+    pairs: int = Field(2, ge=1)  # at most this many pairs per prompt (O1 Journey: 5)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, gt=0)
+    reward: RewardRef = RewardRef(name="verifier")  # a reward of 1 (>= threshold) is correct
+    threshold: float = 1.0
+    batch_size: int = Field(32, gt=0)  # prompts per generate call
+    seed: int = 0
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value):
+        return _reward_ref(value)
+
+
+class DataSource(_Block):
+    """One dataset: a local file (`path`), a hub dataset (`hub`) or a generated task (`task`)."""
+
+    path: str | None = None
+    hub: str | None = None
+    task: str | None = None
+    name: str | None = None  # hub dataset configuration
+    split: str | None = None  # hub split; for tasks: train | heldout
+    n: int | None = Field(None, gt=0)  # task: how many records
+    seed: int = 0  # task: generator seed
+    options: dict[str, Any] = {}  # task: generator knobs
+    weight: float = Field(1.0, gt=0)
+    columns: dict[str, str] = {}  # rename {their_column: our_column}
+    format: Literal["gsm8k", "math", "tulu3_rlvr"] | None = None  # map onto the task format
+    system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
+    traces: TracesSpec | None = None  # the records are reasoning trees: build these traces
+    on_policy: OnPolicySpec | None = None  # DPO: task records -> pairs sampled from the policy
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        kinds = [k for k in ("path", "hub", "task") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a data source needs exactly one of 'path' (local file), 'hub' (dataset name) "
+                f"or 'task' (generated); got {kinds or 'none'}"
+            )
+        if self.weight > 1 and self.weight != int(self.weight):
+            raise ValueError(
+                f"weight {self.weight}: use a fraction <= 1 to subsample, "
+                "or a whole number of records (> 1) to up-sample"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.path or self.hub or f"task:{self.task}:{self.split or 'train'}"
+
+
+class DecontaminateSpec(_Block):
+    """Check training records against every evaluation set (data.eval and eval.data)."""
+
+    n: int = Field(8, gt=0)  # words per n-gram
+    threshold: float = Field(0.5, gt=0, le=1)  # share of one eval record's n-grams
+    action: Literal["report", "drop"] = "report"
+
+
+class DataSpec(_Block):
+    train: list[DataSource] = Field(min_length=1)
+    eval: list[DataSource] = []
+    eval_fraction: float | None = Field(None, gt=0, lt=1)
+    decontaminate: DecontaminateSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_eval(self):
+        if self.eval and self.eval_fraction is not None:
+            raise ValueError("give either 'eval' sources or 'eval_fraction', not both")
+        return self
+
+
+class BatchSpec(_Block):
+    per_device: int = Field(8, gt=0)
+    global_: int | None = Field(None, alias="global", gt=0)
+
+
+class WandbSpec(_Block):
+    project: str = "posttrain"
+    entity: str | None = None
+    name: str | None = None
+    group: str | None = None
+    tags: list[str] = []
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+
+
+class TrackingSpec(_Block):
+    wandb: WandbSpec | None = None
+
+
+class SlurmSpec(_Block):
+    """The job script `posttrain launch --slurm` writes (see docs/launching.md)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None  # sbatch --time: minutes (30), "HH:MM:SS", "D-HH:MM:SS"
+    job_name: str | None = None  # default: the run's name
+    gpus: bool = True  # request --gpus-per-node (false on CPU partitions)
+    cpus_per_task: int | None = Field(None, gt=0)
+    signal_seconds: int = Field(300, ge=30)  # SIGUSR1 this long before the time limit: checkpoint, requeue
+    requeue: bool = True  # on that signal, requeue the job; it resumes from the checkpoint
+    directives: list[str] = []  # more #SBATCH lines, e.g. "--exclusive", "--mem=0", "--constraint=h100"
+    setup: list[str] = []  # shell lines before training, e.g. "module load cuda/12.4"
+    env: dict[str, str | int] = {}  # exported variables, e.g. NCCL_SOCKET_IFNAME: ib0, NCCL_DEBUG: WARN
+    script: str | None = None  # where to write it (default: RUN_DIR/slurm/job.sbatch)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _minutes(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _signal_before_the_limit(self):
+        if self.time is not None:
+            limit = slurm_time_seconds(self.time)
+            if self.signal_seconds >= limit:
+                raise ValueError(f"signal_seconds ({self.signal_seconds}) must be shorter than the time "
+                                 f"limit ({self.time} = {limit} s)")
+        return self
+
+
+def slurm_time_seconds(text: str) -> int:
+    """sbatch --time in seconds: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match:
+        raise ValueError(f"time {text!r} is not a SLURM time (M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)")
+    days, a, b, c = match.groups()
+    a, b, c = int(a), int(b or 0), int(c or 0)
+    if days is not None:  # D-H[:M[:S]]
+        return int(days) * 86400 + a * 3600 + b * 60 + c
+    if c or match.group(4) is not None:  # H:M:S
+        return a * 3600 + b * 60 + c
+    return a * 60 + b  # M or M:S
+
+
+class LaunchSpec(_Block):
+    """How `posttrain launch` starts the run (see docs/launching.md)."""
+
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(1, gt=0)  # processes per node: GPUs, or CPU processes
+    backend: Literal["auto", "python", "torchrun", "accelerate"] = "auto"
+    zero: Literal[0, 1, 2, 3] = 0  # DeepSpeed ZeRO stage; 0: none
+    offload: bool = False  # ZeRO-3: parameters and optimizer states on CPU
+    fsdp: bool = False  # FSDP2 instead of DeepSpeed
+    port: int = Field(29500, gt=0, lt=65536)
+    slurm: SlurmSpec = SlurmSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.zero and self.fsdp:
+            raise ValueError("choose DeepSpeed ZeRO (zero) or FSDP (fsdp), not both")
+        if self.offload and self.zero != 3:
+            raise ValueError("offload needs zero: 3 (the shipped ZeRO-3 offload config)")
+        if (self.zero or self.fsdp) and self.backend in ("python", "torchrun"):
+            raise ValueError(f"ZeRO and FSDP run through accelerate; use backend: accelerate or auto, not {self.backend}")
+        if self.backend == "python" and self.nodes * self.gpus_per_node > 1:
+            raise ValueError("backend python starts one process; use torchrun or accelerate for several")
+        return self
+
+
+class RunSpec(_Block):
+    name: str | None = None  # default: the recipe file's name
+    dir: str = "runs"
+    # Stop training (and save the final model as usual) once this many seconds of training have
+    # passed, counted across resumes; the lr schedule still follows trainer.max_steps.
+    max_train_seconds: float | None = Field(None, gt=0)
+
+
+class EvalSpec(_Block):
+    """Sample answers for held-out tasks after training and score them with a reward."""
+
+    data: list[DataSource] = Field(min_length=1)
+    reward: RewardRef = RewardRef(name="numeric")  # or "verifier": each record's own `verifier` column
+    n: int = Field(1, gt=0)  # samples per prompt
+    k: list[int] = []  # pass@k and maj@k for each k (pass@1 always)
+    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 0
+    select_reward: RewardRef | None = None  # best-of-n and weighted majority by this reward
+    max_new_tokens: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0)  # prompts per generate call
+    baseline: bool = False  # also score the model before training
+
+    @field_validator("reward", "select_reward", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value):
+        return _reward_ref(value)
+
+    @model_validator(mode="after")
+    def _sampling(self):
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError(f"n = {self.n} samples need temperature > 0 (greedy samples are identical)")
+        if any(k < 1 or k > self.n for k in self.k):
+            raise ValueError(f"every k must be between 1 and n ({self.n}); got {self.k}")
+        return self
+
+
+class Recipe(_Block):
+    description: str | None = None
+    method: str  # a row of posttrain/methods.py
+    model: ModelSpec = ModelSpec()
+    data: DataSpec
+    peft: dict[str, Any] | None = None
+    trainer: dict[str, Any] = {}
+    batch: BatchSpec = BatchSpec()
+    tracking: TrackingSpec = TrackingSpec()
+    launch: LaunchSpec = LaunchSpec()
+    run: RunSpec = RunSpec()
+    eval: EvalSpec | None = None
+    rewards: list[RewardSpec] = []
+    dynamic_sampling: "DynamicSamplingSpec | None" = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value):
+        if value not in METHODS:
+            raise ValueError(f"Input should be {_choices(list(METHODS))}")
+        return value
+
+
+def _choices(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+class DynamicSamplingSpec(_Block):
+    """rlvr: DAPO's dynamic sampling (posttrain/trainers/dynamic.py)."""
+
+    max_retries: int = Field(4, ge=1)  # extra generation rounds per batch to replace zero-variance groups
+
+
+Recipe.model_rebuild()
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+class TreesSpec(_Block):
+    """The journey-vs-shortcut experiment's `trees:` block: reasoning trees sampled from the
+    phase-1 model for `questions` (posttrain data build-trees takes the same settings)."""
+
+    questions: DataSource
+    width: int = Field(4, gt=0)
+    depth: int = Field(8, gt=0)
+    beam: int = Field(2, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    step_tokens: int = Field(32, gt=0)
+    reward: RewardRef = RewardRef(name="verifier")
+    judge: str | None = None  # a task's step judge by the task's name, or a dotted path
+    include_gold: bool = False
+    seed: int = 0
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value):
+        return _reward_ref(value)
+
+
+class ExperimentSpec(_Block):
+    """A journey-vs-shortcut experiment recipe (posttrain/experiments/journey.py). `phase1` and
+    `phase2` are SFT recipe blocks, checked as recipes of their own with the shared `model`,
+    `eval` and `description` merged in."""
+
+    experiment: Literal["journey_vs_shortcut"]
+    description: str | None = None
+    model: dict[str, Any] = {}
+    eval: dict[str, Any]
+    phase1: dict[str, Any]
+    trees: TreesSpec
+    phase2: dict[str, Any]
+    run: RunSpec = RunSpec()
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.phase2.get("seeds", [0, 1, 2]))
+

@@ -1,0 +1,259 @@
+"""The run directory: every artefact's path, checkpoint completion, atomic writes, and which
+process writes. Nothing else in posttrain spells an artefact's name.
+
+    runs/<name>/recipe.resolved.yaml  the recipe, every default filled in; its trainer: block is
+                                      exactly the arguments TRL's config was built with
+                env.json              package versions, git commit, host, device, data fingerprints
+                metrics.jsonl         one line per logging step
+                checkpoints/          TRL checkpoints; complete ones hold posttrain-complete.json
+                final/                the trained model (adapter/ beside it for LoRA runs)
+                eval/                 report.json, report.md, samples.jsonl, baseline.json
+                stage.json            a pipeline stage's summary row
+    runs/<pipeline>/summary.{json,md} and runs/<experiment>/comparison.{json,md,png}, trees.{jsonl,json}
+
+Imports nothing from posttrain but its errors: every layer may use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.errors import UserError
+
+COMPLETE = "posttrain-complete.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old content or the new, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, value) -> None:
+    write_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_path(run_dir: str, name: str) -> Path:
+    """Where a run named `name` under `run.dir` lives (the one place this is computed)."""
+    return Path(run_dir) / name
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / COMPLETE).is_file()
+
+
+def mark_complete(checkpoint: Path, step: int, train_seconds: float | None = None) -> None:
+    record = {"step": step} if train_seconds is None else {"step": step, "train_seconds": round(train_seconds, 3)}
+    write_atomic(checkpoint / COMPLETE, json.dumps(record) + "\n")
+
+
+def completion_record(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / COMPLETE).read_text())
+
+
+def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
+    found = [(int(p.name.rpartition("-")[2]), p) for p in directory.glob("checkpoint-*")
+             if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
+    return sorted(found)
+
+
+def checkpoint_step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.rpartition("-")[2]) if checkpoint else 0
+
+
+def remove_incomplete(directory: Path) -> list[Path]:
+    """Delete checkpoints that never got their completion marker (rank 0 only)."""
+    removed = [p for _, p in checkpoints_by_step(directory) if not is_complete(p)]
+    for path in removed:
+        print(f"posttrain: removing incomplete checkpoint {path} (interrupted while it was written)")
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def rotate(directory: Path, limit: int | None) -> None:
+    """Keep the newest `limit` complete checkpoints."""
+    if not limit:
+        return
+    complete = [p for _, p in checkpoints_by_step(directory) if is_complete(p)]
+    for path in complete[:-limit]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def final(self) -> Path:
+        return self.path / "final"
+
+    @property
+    def final_staging(self) -> Path:
+        return self.path / "final.tmp"
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def resolved_recipe(self) -> Path:
+        return self.path / "recipe.resolved.yaml"
+
+    @property
+    def env(self) -> Path:
+        return self.path / "env.json"
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.path / "wandb_id"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def stage_record(self) -> Path:
+        return self.path / "stage.json"
+
+    @property
+    def slurm_script(self) -> Path:
+        return self.path / "slurm" / "job.sbatch"
+
+    def slurm_log(self, job: str) -> Path:
+        return self.path / f"slurm-{job}.out"
+
+    @property
+    def finished(self) -> bool:
+        """final/ holds a saved model (written last, by a rename, so it is whole)."""
+        return (self.final / "config.json").is_file()
+
+    @property
+    def evaluated(self) -> bool:
+        """Finished, and its evaluation report written."""
+        return self.finished and EvalDir(self.eval_dir).report.is_file()
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest checkpoint that every rank finished writing."""
+        complete = [p for _, p in checkpoints_by_step(self.checkpoints) if is_complete(p)]
+        return complete[-1] if complete else None
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """An evaluation's output: the run's eval/, or wherever `posttrain eval --output` says."""
+
+    path: Path
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.json"
+
+    @property
+    def report_markdown(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples.jsonl"
+
+    @property
+    def baseline(self) -> Path:
+        return self.path / "baseline.json"
+
+
+@dataclass(frozen=True)
+class GroupDir:
+    """The directory of a pipeline or an experiment: one RunDir per stage, and its summaries."""
+
+    path: Path
+
+    def stage(self, name: str) -> RunDir:
+        return RunDir(self.path / name)
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def summary_markdown(self) -> Path:
+        return self.path / "summary.md"
+
+    @property
+    def comparison(self) -> Path:
+        return self.path / "comparison.json"
+
+    @property
+    def comparison_markdown(self) -> Path:
+        return self.path / "comparison.md"
+
+    @property
+    def comparison_plot(self) -> Path:
+        return self.path / "comparison.png"
+
+    @property
+    def trees(self) -> Path:
+        return self.path / "trees.jsonl"
+
+    @property
+    def trees_stats(self) -> Path:
+        return self.path / "trees.json"
+
+    @property
+    def slurm_script(self) -> Path:
+        return self.path / "slurm" / "job.sbatch"
+
+    def slurm_log(self, job: str) -> Path:
+        return self.path / f"slurm-{job}.out"
+
+
+def prepare(run: RunDir, resume: bool, overwrite: bool) -> Path | None:
+    """Create (or reopen) a run directory; returns the checkpoint to resume from.
+
+    A finished run is never overwritten unless asked; an unfinished one with checkpoints needs
+    --resume (continue) or --overwrite (start over), so no work is lost by accident.
+    """
+    if overwrite and run.path.exists() and is_main_process():
+        shutil.rmtree(run.path)
+    checkpoint = run.last_checkpoint() if run.path.exists() else None
+    where = f"run directory {run.path}"
+    if run.finished and not overwrite:
+        raise UserError(f"{where} holds a finished run; pass --overwrite to replace it, "
+                        "or choose another name with run.name=NAME")
+    if checkpoint and not resume:
+        raise UserError(f"{where} holds an unfinished run (last checkpoint: {checkpoint.name}); "
+                        "pass --resume to continue it or --overwrite to start over")
+    if resume and checkpoint is None:
+        print(f"posttrain: no checkpoint in {run.checkpoints}; starting from the beginning")
+    if is_main_process():
+        try:
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+            probe = run.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"{where}: cannot write there: {exc.strerror or exc}") from None
+        remove_incomplete(run.checkpoints)
+    return checkpoint

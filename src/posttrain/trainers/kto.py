@@ -1,0 +1,67 @@
+"""Kahneman-Tversky optimisation over TRL's KTOTrainer: alignment from unpaired feedback, each
+completion labelled desirable or not (Ethayarajh et al., 2024, arXiv 2402.01306). Every KTOConfig
+option is reachable from `trainer:` (loss_type kto | apo_zero_unpaired, beta, desirable_weight,
+undesirable_weight, ...), with LoRA through `peft:`.
+
+    posttrain run recipes/quickstart/kto.yaml
+
+Records are {"prompt", "completion", "label": true | false}, or preference pairs, which become
+one desirable (chosen) and one undesirable (rejected) record each and are shuffled (seeded) so
+that TRL's sequential batches mix both labels. The order of a run is trainers/skeleton.py's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from posttrain.data.loading import build_mixture, to_dataset
+from posttrain.recipe import LoadedRecipe
+from posttrain.rewards.numeric import completion_text
+from posttrain.trainers import common
+from posttrain.trainers.skeleton import Context, TrainData
+
+
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    return {}
+
+
+def unpaired(records: list[dict], seed: int) -> tuple[list[dict], Counter]:
+    """Labelled records as they are; pairs split into a desirable and an undesirable record, then
+    shuffled. Records with an empty completion are dropped and counted."""
+    out: list[dict] = []
+    for record in records:
+        if "label" in record:
+            out.append(record)
+            continue
+        prompt = {"prompt": record["prompt"]} if "prompt" in record else {}
+        out += [{**prompt, "completion": record["chosen"], "label": True},
+                {**prompt, "completion": record["rejected"], "label": False}]
+    paired = any("label" not in r for r in records)
+    kept = [r for r in out if completion_text(r["completion"]).strip()]
+    if paired:
+        random.Random(f"kto/{seed}").shuffle(kept)
+    stats = Counter(desirable=sum(r["label"] for r in kept), undesirable=sum(not r["label"] for r in kept))
+    if len(kept) < len(out):
+        stats["dropped: empty completion"] = len(out) - len(kept)
+    return kept, stats
+
+
+def data(context: Context) -> TrainData:
+    loaded = context.loaded
+    records, sources = build_mixture(loaded.spec.data.train, "unpaired", context.data_seed)
+    records, stats = unpaired(records, context.data_seed)
+    print("posttrain: KTO records: " + ", ".join(f"{n} {what}" for what, n in stats.items()))
+    if not stats["desirable"] or not stats["undesirable"]:
+        raise loaded.error(("data", "train"), "KTO needs both desirable (label: true) and undesirable "
+                           f"(label: false) completions; got {stats['desirable']} and {stats['undesirable']}")
+    fingerprints = common.source_records(sources)
+    fingerprints["kto"] = dict(stats)
+    return TrainData(to_dataset(records), None, fingerprints)
+
+
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from trl import KTOTrainer
+
+    return KTOTrainer(model=context.model, args=config, train_dataset=data.train,
+                      processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)
