@@ -3,7 +3,7 @@
     python bench/dpo.py                  # ~2 minutes on 2 CPU cores
     python bench/dpo.py --rounds 6 --loss sigmoid_norm
 
-posttrain's trainer is built from a recipe through `build_dpo_trainer` (pair filtering, metrics
+posttrain's trainer is built from a recipe through `trainers.skeleton.build_trainer` (pair filtering, metrics
 callback) with the fault callback that `posttrain run` adds (stop-signal check and complete-
 checkpoint marker); the plain one is a DPOTrainer on the same tiny model, pairs and settings.
 They alternate in rounds in one process; the ratio of median step times is printed (goal:
@@ -49,17 +49,18 @@ run: {{name: bench, dir: {dir}}}
 
 
 def posttrain_trainer(workdir: Path, n: int, steps: int, loss: str):
-    from posttrain.recipe import Device, load_recipe
-    from posttrain.trainers.common import prepare_run_dir
-    from posttrain.trainers.dpo import build_dpo_trainer
+    from posttrain.recipe import Device, load_run
+    from posttrain.rundir import RunDir, prepare
+    from posttrain.trainers.skeleton import build_trainer
     from posttrain.trainers.faults import fault_callback
 
     trainer = json.dumps({**SETTINGS, "max_steps": steps, "loss_type": [loss]})
     recipe = workdir / "bench.yaml"
     recipe.write_text(RECIPE.format(n=n, per_device=PER_DEVICE, trainer=trainer, dir=workdir / "runs"))
-    loaded = load_recipe(recipe)
-    run, _ = prepare_run_dir(loaded, resume=False, overwrite=True)
-    built = build_dpo_trainer(loaded, run, None, Device.detect())
+    loaded = load_run(recipe)
+    run = RunDir(loaded.run_dir)
+    prepare(run, resume=False, overwrite=True)
+    built = build_trainer(loaded, run, None, Device.detect())
     built.add_callback(fault_callback(run.checkpoints, None))
     return built
 

@@ -3,7 +3,7 @@
     python bench/rlvr.py                 # ~3 minutes on 2 CPU cores
     python bench/rlvr.py --rounds 6
 
-Part 1 builds posttrain's RLVR trainer (from a recipe, through `build_rlvr_trainer`: the reward
+Part 1 builds posttrain's RLVR trainer (from a recipe, through `trainers.skeleton.build_trainer`: the reward
 registry's guarded `numeric` reward, metrics callback) and a plain GRPOTrainer with the same tiny
 model, data and settings and the bare reward function, alternates them in rounds in one process,
 and prints the ratio of median step times (goal: <= 1.03).
@@ -55,16 +55,17 @@ run: {{name: bench, dir: {dir}}}
 def posttrain_trainer(workdir: Path, n: int, steps: int):
     import json
 
-    from posttrain.recipe import Device, load_recipe
-    from posttrain.trainers.common import prepare_run_dir
-    from posttrain.trainers.rlvr import build_rlvr_trainer
+    from posttrain.recipe import Device, load_run
+    from posttrain.rundir import RunDir, prepare
+    from posttrain.trainers.skeleton import build_trainer
 
     trainer = json.dumps({**SETTINGS, "max_steps": steps})
     recipe = workdir / "bench.yaml"
     recipe.write_text(RECIPE.format(n=n, per_device=PER_DEVICE, trainer=trainer, dir=workdir / "runs"))
-    loaded = load_recipe(recipe)
-    run, _ = prepare_run_dir(loaded, resume=False, overwrite=True)
-    return build_rlvr_trainer(loaded, run, None, Device.detect())
+    loaded = load_run(recipe)
+    run = RunDir(loaded.run_dir)
+    prepare(run, resume=False, overwrite=True)
+    return build_trainer(loaded, run, None, Device.detect())
 
 
 def plain_trl_trainer(workdir: Path, n: int, steps: int):

@@ -3,7 +3,7 @@
     python bench/sft_overhead.py                 # ~3 minutes on 2 CPU cores
     python bench/sft_overhead.py --rounds 5      # tighter medians
 
-Part 1 builds posttrain's trainer (from a recipe, through `build_sft_trainer`) and a plain TRL
+Part 1 builds posttrain's trainer (from a recipe, through `trainers.skeleton.build_trainer`) and a plain TRL
 SFTTrainer with the same model, data and settings, then alternates them in rounds inside one
 process and prints the ratio of median step times (goal: <= 1.02). Both trainers are built
 once; each round calls `train()` again, and the first steps of each call are dropped as warm-up.
@@ -115,15 +115,16 @@ def plain_trl_trainer(records, tokenizer_path: str, out: str, steps: int, **layo
 
 
 def posttrain_trainer(workdir: Path, n: int, steps: int):
-    from posttrain.recipe import Device, load_recipe
-    from posttrain.trainers.common import prepare_run_dir
-    from posttrain.trainers.sft import build_sft_trainer
+    from posttrain.recipe import Device, load_run
+    from posttrain.rundir import RunDir, prepare
+    from posttrain.trainers.skeleton import build_trainer
 
     recipe = workdir / "bench.yaml"
     recipe.write_text(RECIPE.format(n=n, steps=steps, dir=workdir / "runs"))
-    loaded = load_recipe(recipe)
-    run, _ = prepare_run_dir(loaded, resume=False, overwrite=True)
-    return build_sft_trainer(loaded, run, None, Device.detect())
+    loaded = load_run(recipe)
+    run = RunDir(loaded.run_dir)
+    prepare(run, resume=False, overwrite=True)
+    return build_trainer(loaded, run, None, Device.detect())
 
 
 def overhead(workdir: Path, rounds: int, steps: int, n: int) -> float:
