@@ -19,3 +19,13 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_both():
     for command in commands:
         assert command in ci
     assert any("pytest" in c for c in commands) and any("posttrain run" in c for c in commands)
+
+
+def test_the_default_test_command_runs_the_doctests():
+    """README's `python -m pytest` collects src/posttrain with --doctest-modules (pyproject)."""
+    import tomllib
+
+    options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "src/posttrain" in options["testpaths"] and "--doctest-modules" in options["addopts"]
+    documented = [p for p in (REPO / "src" / "posttrain").rglob("*.py") if ">>> " in p.read_text()]
+    assert len(documented) >= 5

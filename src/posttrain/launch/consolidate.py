@@ -1,7 +1,7 @@
 """`posttrain consolidate CHECKPOINT OUTPUT`: a DeepSpeed ZeRO checkpoint (any stage; the shards
 under global_stepN/) into a normal Hugging Face model directory, on CPU.
 
-DeepSpeed's `zero_to_fp32 --safe_serialization` fails on tied embeddings (ENV): here the fp32
+DeepSpeed's `zero_to_fp32 --safe_serialization` fails on tied embeddings (measured with DeepSpeed 0.19.8): here the fp32
 state dict is loaded into the model built from the checkpoint's config, tied weights are tied
 again, and `save_pretrained` writes safetensors (one copy of a tied tensor). The tokenizer and
 generation config are copied. Written atomically.

@@ -40,8 +40,9 @@ def mixed_precision(trainer_args: dict) -> str:
 
 
 def render_command(loaded, recipe: str, overrides: list[str], trainer_args: dict,
-                   python: str = sys.executable) -> list[str]:
-    """argv that runs `recipe` (with `overrides`) as its launch block says."""
+                   python: str = sys.executable, rendezvous_id: str = "posttrain") -> list[str]:
+    """argv that runs `recipe` (with `overrides`) as its launch block says. `rendezvous_id` names a
+    multi-node torchrun rendezvous (the same on every node; a SLURM job passes its job id)."""
     launch = loaded.spec.launch
     program = ["-m", "posttrain", "run", recipe, *overrides]
     backend = backend_of(launch)
@@ -50,7 +51,7 @@ def render_command(loaded, recipe: str, overrides: list[str], trainer_args: dict
     if backend == "torchrun":
         rendezvous = (["--standalone"] if launch.nodes == 1 else
                       ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"${{MASTER_ADDR}}:{launch.port}",
-                       "--rdzv_id", "${RDZV_ID:-posttrain}"])
+                       "--rdzv_id", rendezvous_id])
         return [python, "-m", "torch.distributed.run", "--nnodes", str(launch.nodes),
                 "--nproc_per_node", str(launch.gpus_per_node), *rendezvous, *program]
     command = [python, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(launch)),

@@ -18,9 +18,6 @@ from pathlib import Path
 
 from posttrain.launch.render import render_command
 
-RENDEZVOUS_VARS = ("${MASTER_ADDR}", "${NODE_RANK}", "${RDZV_ID:-posttrain}")
-
-
 def _word(token: str) -> str:
     """Shell-quote a token; ones holding ${VAR} stay expandable (they are plain words otherwise)."""
     if "${" in token:
@@ -29,8 +26,7 @@ def _word(token: str) -> str:
 
 
 def task_command(loaded, recipe: str, overrides: list[str], trainer_args: dict, python: str) -> list[str]:
-    argv = render_command(loaded, recipe, overrides, trainer_args, python=python)
-    argv = [a.replace("${RDZV_ID:-posttrain}", "${SLURM_JOB_ID}") for a in argv]
+    argv = render_command(loaded, recipe, overrides, trainer_args, python=python, rendezvous_id="${SLURM_JOB_ID}")
     return [*argv, "--resume"]
 
 

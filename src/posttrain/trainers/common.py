@@ -105,7 +105,7 @@ def init_distributed(device: Device) -> None:
     """Under DeepSpeed (accelerate launch with a ZeRO config), start the process group before any
     model is loaded: TRL loads reference models itself, and inside ZeRO-3's `zero.Init` an
     uninitialised group looks like world size 1, so every rank would hold a different shard
-    layout (the failure ENV notes). Harmless when already initialised."""
+    layout (DeepSpeed then sees world size 1 inside zero.Init). Harmless when already initialised."""
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("true", "1"):
         return
     import torch.distributed as dist
