@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.data.loading import load_source
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report
+from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive
 from posttrain.rundir import EvalDir, RunDir, is_main_process, prepare, write_atomic, write_json
 from posttrain.trainers import common, skeleton
+from posttrain.trainers.faults import STOP, Interrupted
 
 
 def _needs_hub(loaded: LoadedRecipe) -> bool:
@@ -24,8 +27,6 @@ def _needs_hub(loaded: LoadedRecipe) -> bool:
 
 
 def eval_datasets(loaded: LoadedRecipe) -> dict[str, list[dict]]:
-    from posttrain.data.loading import load_source
-
     return {source.label: load_source(source, "task").records for source in loaded.spec.eval.data}
 
 
@@ -43,14 +44,10 @@ def report_header(loaded: LoadedRecipe) -> dict:
 
 
 def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False) -> dict:
-    from posttrain.hub import go_offline_if_unreachable
-
     if _needs_hub(loaded):
         reason = go_offline_if_unreachable()
         if reason:
             print(f"posttrain: the Hugging Face hub is unreachable ({reason}); using the local cache only")
-    from posttrain.trainers.faults import STOP, Interrupted
-
     STOP.install()  # a stop signal from here on checkpoints instead of killing (faults.py)
     device = Device.detect()
     run = RunDir(loaded.run_dir)

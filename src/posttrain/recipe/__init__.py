@@ -6,6 +6,7 @@ Nothing here imports torch, transformers or TRL: `posttrain validate` answers in
 second.
 """
 
+from posttrain.errors import UserError
 from posttrain.recipe.check import LoadedRecipe, gradient_accumulation, validate
 from posttrain.recipe.device import Device, check_vllm_installed, resolved_dict, to_yaml, trainer_arguments
 from posttrain.recipe.kinds import Experiment, Pipeline, RecipeKind, SingleRun, Stage, derive, load_recipe
@@ -16,8 +17,6 @@ from posttrain.recipe.schema import (DataSource, EvalSpec, OnPolicySpec, Recipe,
 
 def load_run(path, overrides=()) -> LoadedRecipe:
     """A single-run recipe (not a pipeline or an experiment), validated."""
-    from posttrain.errors import UserError
-
     loaded = load_recipe(path, overrides)
     if not isinstance(loaded, SingleRun):
         raise UserError(f"{path}: a {loaded.kind}, not a single run; name one of its stages' recipes")

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from posttrain.errors import RecipeError, UserError
 from posttrain.recipe.check import LoadedRecipe, check_reward, pydantic_error, validate
+from posttrain.recipe.device import resolved_dict
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
 from posttrain.recipe.schema import ExperimentSpec, TracesSpec
 from posttrain.rundir import GroupDir, run_path
@@ -95,8 +96,6 @@ class RecipeKind:
         raise NotImplementedError
 
     def resolved(self, device) -> dict:
-        from posttrain.recipe.device import resolved_dict
-
         return {self.kind: self.name, "stages": {s.name: resolved_dict(s.recipe, device) for s in self.stages}}
 
 
@@ -131,8 +130,6 @@ class SingleRun(RecipeKind):
         return f"{self.recipe.spec.method}, run {self.name}"
 
     def resolved(self, device) -> dict:
-        from posttrain.recipe.device import resolved_dict
-
         return resolved_dict(self.recipe, device)
 
 
@@ -291,8 +288,6 @@ class Experiment(RecipeKind):
         return f"experiment {self.spec.experiment}, run {self.name}"
 
     def resolved(self, device) -> dict:  # the recipe as written, phase 1 resolved
-        from posttrain.recipe.device import resolved_dict
-
         return {**self.data, "phase1 (resolved)": resolved_dict(self.phase1, device)}
 
     def phase2(self, kind: str, seed: int, trees: Path | None, model: Path | None = None) -> LoadedRecipe:

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from posttrain.chat_templates import install_chat_template
 from posttrain.errors import UserError
 from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
-from posttrain.rundir import RunDir, checkpoint_step, is_main_process, remove_incomplete, write_atomic, write_json
+from posttrain.rundir import RunDir, is_main_process, write_atomic, write_json
+from posttrain.tiny import tiny_model_path
+from posttrain.trainers import faults
 
 PACKAGES = ["posttrain", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
             "deepspeed", "wandb", "math-verify", "tokenizers", "pydantic"]
@@ -150,8 +153,6 @@ def metrics_callback(run: RunDir, resume_step: int):
 def model_path(loaded: LoadedRecipe) -> str:
     spec = loaded.spec.model
     if spec.name_or_path == "tiny":
-        from posttrain.tiny import tiny_model_path
-
         return str(tiny_model_path(spec.tiny))
     return spec.name_or_path
 
@@ -198,8 +199,6 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
     """A model and its tokenizer: the recipe's base model unless `path` names another (a
     trained final/ saves its own template). The base model gets the chat template the recipe
     names; `preflight` runs the chat-template checks."""
-    from posttrain.chat_templates import install_chat_template
-
     base = model_path(loaded)
     path = path or base
     tokenizer = load_tokenizer(loaded, path)
@@ -340,8 +339,6 @@ def data_seed(args: dict) -> int:
 def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None) -> dict:
     """Train (from the checkpoint, if resuming) and save the final model. A stop signal during
     training saves a checkpoint and raises faults.Interrupted instead (see faults.py)."""
-    from posttrain.trainers import faults
-
     faults.STOP.install()
     if is_main_process():
         checkpoint_size, final_size = faults.checkpoint_bytes(trainer.model)
@@ -415,6 +412,4 @@ def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
         shutil.rmtree(run.final, ignore_errors=True)
         staging.rename(run.final)
     if gathered:
-        from posttrain.trainers.faults import barrier
-
-        barrier()
+        faults.barrier()
