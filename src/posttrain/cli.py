@@ -284,6 +284,7 @@ def _decontaminate(args) -> int:
 
     from posttrain.data.decontaminate import DEFAULT_N, DEFAULT_THRESHOLD, contaminated
     from posttrain.data.loading import decontamination_index, load_source
+    from posttrain.methods import METHODS
 
     loaded = _load(args)
     stages = [loaded.stage(args.stage)] if args.stage else loaded.stages
@@ -306,7 +307,7 @@ def _decontaminate(args) -> int:
         print(f"{len(index.sizes)} evaluation records; {n}-grams, threshold {threshold}")
         print("| source | records | contaminated |\n|---|---|---|")
         for source in spec.data.train:
-            records = load_source(source, "sft").records
+            records = load_source(source, METHODS[spec.method].data).records
             flagged = set(contaminated(records, index, threshold))
             print(f"| {source.label} | {len(records)} | {len(flagged)} |")
             if args.write:

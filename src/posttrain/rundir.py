@@ -42,6 +42,11 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def holds_model(directory: Path) -> bool:
+    """A saved model directory (from_pretrained loads it): its config.json is there."""
+    return (Path(directory) / "config.json").is_file()
+
+
 def run_path(run_dir: str, name: str) -> Path:
     """Where a run named `name` under `run.dir` lives (the one place this is computed)."""
     return Path(run_dir) / name
@@ -67,6 +72,11 @@ def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
     found = [(int(p.name.rpartition("-")[2]), p) for p in directory.glob("checkpoint-*")
              if p.is_dir() and p.name.rpartition("-")[2].isdigit()]
     return sorted(found)
+
+
+def checkpoint_path(checkpoints: Path, step: int) -> Path:
+    """Where TRL saves the checkpoint of `step`."""
+    return checkpoints / f"checkpoint-{step}"
 
 
 def checkpoint_step(checkpoint: Path | None) -> int:
@@ -96,6 +106,9 @@ def rotate(directory: Path, limit: int | None) -> None:
 
 @dataclass(frozen=True)
 class RunDir:
+    """One run's directory; a pipeline's or experiment's top directory is one too for what a
+    SLURM job writes there (the job script and its log)."""
+
     path: Path
 
     @property
@@ -148,7 +161,7 @@ class RunDir:
     @property
     def finished(self) -> bool:
         """final/ holds a saved model (written last, by a rename, so it is whole)."""
-        return (self.final / "config.json").is_file()
+        return holds_model(self.final)
 
     @property
     def evaluated(self) -> bool:
@@ -220,13 +233,6 @@ class GroupDir:
     @property
     def trees_stats(self) -> Path:
         return self.path / "trees.json"
-
-    @property
-    def slurm_script(self) -> Path:
-        return self.path / "slurm" / "job.sbatch"
-
-    def slurm_log(self, job: str) -> Path:
-        return self.path / f"slurm-{job}.out"
 
 
 def prepare(run: RunDir, resume: bool, overwrite: bool) -> Path | None:

@@ -14,7 +14,7 @@ from posttrain.data.loading import load_source
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report
 from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive
-from posttrain.rundir import EvalDir, RunDir, is_main_process, prepare, write_atomic, write_json
+from posttrain.rundir import EvalDir, RunDir, holds_model, is_main_process, prepare, write_atomic, write_json
 from posttrain.trainers import common, skeleton
 from posttrain.trainers.faults import STOP, Interrupted
 
@@ -93,7 +93,7 @@ def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | N
         raise loaded.error(("eval",), "the recipe has no eval block to evaluate with")
     run = RunDir(loaded.run_dir)
     model_dir = model_dir or str(run.final)
-    if not (Path(model_dir) / "config.json").is_file() and model_dir != "tiny":
+    if not holds_model(Path(model_dir)) and model_dir != "tiny":
         raise UserError(f"{model_dir}: no model there (config.json missing); pass --model DIR")
     path = common.model_path(loaded) if model_dir == "tiny" else model_dir
     report = report_header(loaded)

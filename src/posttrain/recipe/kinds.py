@@ -146,7 +146,7 @@ class Pipeline(RecipeKind):
     source: Path
     name: str
     stages: list[Stage]
-    group: GroupDir = field(repr=False, default=None)
+    group: GroupDir = field(repr=False)
     kind = "pipeline"
 
     @property
@@ -244,11 +244,11 @@ class Experiment(RecipeKind):
 
     @property
     def name(self) -> str:
-        return self.spec.run.name or self.source.stem
+        return self.group.path.name
 
     @property
     def group(self) -> GroupDir:
-        return GroupDir(run_path(self.spec.run.dir, self.name))
+        return _experiment_group(self.spec, self.source)
 
     @property
     def root(self) -> Path:
@@ -270,8 +270,8 @@ class Experiment(RecipeKind):
     @property
     def stages(self) -> list[Stage]:
         trees = self.group.trees if self.group.trees.is_file() else None
-        final = self.group.stage("phase1").final
-        model = final if (final / "config.json").is_file() else None
+        phase1 = self.group.stage("phase1")
+        model = phase1.final if phase1.finished else None
         why = None if trees else "procedural trees stand in for the trees sampled from phase 1"
         phase2 = [Stage(f"{kind}-seed{seed}", self.phase2(kind, seed, trees, model), starts_from="phase1",
                         stand_in=why) for seed in self.seeds for kind in VARIANTS]
@@ -295,6 +295,10 @@ class Experiment(RecipeKind):
         phase-1 model at `model` (None: the shared model)."""
         return _validate_phase(_phase2_dict(self.data, self.root, kind, seed, trees, model),
                                self.origins, self.source, "phase2")
+
+
+def _experiment_group(spec: ExperimentSpec, source: Path) -> GroupDir:
+    return GroupDir(run_path(spec.run.dir, spec.run.name or source.stem))
 
 
 def _phase_recipe(raw: dict, block: str, replace: dict | None = None) -> dict:
@@ -357,7 +361,7 @@ def _load_experiment(data: dict, origins, source: Path) -> Experiment:
     except LookupError as exc:
         raise error(("trees", "judge"), str(exc)) from None
     check_reward(error, data, ("trees", "reward"), spec.trees.reward)
-    root = run_path(spec.run.dir, spec.run.name or source.stem)
+    root = _experiment_group(spec, source).path
     phase1 = _validate_phase(_phase_recipe(data, "phase1", {"run": {"name": "phase1", "dir": str(root)}}),
                              origins, source, "phase1")
     experiment = Experiment(source, spec, data, origins, phase1)

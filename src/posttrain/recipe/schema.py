@@ -8,9 +8,9 @@ come from the one table of methods (posttrain/methods.py).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from posttrain.methods import METHODS
 
@@ -88,6 +88,10 @@ def _reward_ref(value):
     return {"name": value} if isinstance(value, str) else value
 
 
+# A reward field: a bare name is the same as {name: NAME}.
+RewardField = Annotated[RewardRef, BeforeValidator(_reward_ref)]
+
+
 class RewardSpec(RewardRef):
     """A reward for RLVR: a reference plus its weight in the sum TRL maximises."""
 
@@ -103,15 +107,10 @@ class OnPolicySpec(_Block):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, gt=0)
-    reward: RewardRef = RewardRef(name="verifier")  # a reward of 1 (>= threshold) is correct
+    reward: RewardField = RewardRef(name="verifier")  # a reward of 1 (>= threshold) is correct
     threshold: float = 1.0
     batch_size: int = Field(32, gt=0)  # prompts per generate call
     seed: int = 0
-
-    @field_validator("reward", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value):
-        return _reward_ref(value)
 
 
 class DataSource(_Block):
@@ -274,21 +273,16 @@ class EvalSpec(_Block):
     """Sample answers for held-out tasks after training and score them with a reward."""
 
     data: list[DataSource] = Field(min_length=1)
-    reward: RewardRef = RewardRef(name="numeric")  # or "verifier": each record's own `verifier` column
+    reward: RewardField = RewardRef(name="numeric")  # or "verifier": each record's own `verifier` column
     n: int = Field(1, gt=0)  # samples per prompt
     k: list[int] = []  # pass@k and maj@k for each k (pass@1 always)
     temperature: float = Field(0.0, ge=0)  # 0: greedy
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = 0
-    select_reward: RewardRef | None = None  # best-of-n and weighted majority by this reward
+    select_reward: RewardField | None = None  # best-of-n and weighted majority by this reward
     max_new_tokens: int = Field(64, gt=0)
     batch_size: int = Field(64, gt=0)  # prompts per generate call
     baseline: bool = False  # also score the model before training
-
-    @field_validator("reward", "select_reward", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value):
-        return _reward_ref(value)
 
     @model_validator(mode="after")
     def _sampling(self):
@@ -349,15 +343,10 @@ class TreesSpec(_Block):
     beam: int = Field(2, gt=0)
     temperature: float = Field(1.0, gt=0)
     step_tokens: int = Field(32, gt=0)
-    reward: RewardRef = RewardRef(name="verifier")
+    reward: RewardField = RewardRef(name="verifier")
     judge: str | None = None  # a task's step judge by the task's name, or a dotted path
     include_gold: bool = False
     seed: int = 0
-
-    @field_validator("reward", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value):
-        return _reward_ref(value)
 
 
 class ExperimentSpec(_Block):

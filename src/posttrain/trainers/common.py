@@ -19,7 +19,7 @@ from pathlib import Path
 from posttrain.chat_templates import install_chat_template
 from posttrain.errors import UserError
 from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
-from posttrain.rundir import RunDir, is_main_process, write_atomic, write_json
+from posttrain.rundir import RunDir, checkpoint_path, is_main_process, write_atomic, write_json
 from posttrain.tiny import tiny_model_path
 from posttrain.trainers import faults
 
@@ -349,7 +349,7 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if guard.stopped_at is not None:
         name = signal_name(faults.STOP.signum)
-        raise faults.Interrupted(name, guard.stopped_at, run.checkpoints / f"checkpoint-{guard.stopped_at}")
+        raise faults.Interrupted(name, guard.stopped_at, checkpoint_path(run.checkpoints, guard.stopped_at))
     save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None)
     return {**result.metrics, "train_seconds": guard.spent()}  # counted across resumes
 

@@ -79,7 +79,7 @@ def data(context: Context) -> TrainData:
 
     if device.cuda and not any(hasattr(p, "ds_id") for p in model.parameters()):
         model.to("cuda")  # sampling on the GPU; ZeRO-3 shards stay where DeepSpeed put them
-    records, sources = build_mixture(loaded.spec.data.train, "preference", context.data_seed,
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
                                      pair_sampler=pair_sampler)
     records, dropped = usable_pairs(records, tokenizer, context.args.get("max_length", 1024))
     if dropped:

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from posttrain.errors import UserError
-from posttrain.rundir import completion_record, is_complete, mark_complete, rotate
+from posttrain.rundir import checkpoint_path, completion_record, is_complete, mark_complete, rotate
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: interrupted on purpose; resume to continue
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -119,7 +119,7 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
         def on_save(self, args, state, control, **kwargs):
             barrier()  # every rank's shards, optimizer and RNG states are on disk
             if state.is_world_process_zero:
-                mark_complete(checkpoints / f"checkpoint-{state.global_step}", state.global_step, self.spent())
+                mark_complete(checkpoint_path(checkpoints, state.global_step), state.global_step, self.spent())
                 rotate(checkpoints, save_total_limit)
             return control
 

@@ -49,7 +49,7 @@ def unpaired(records: list[dict], seed: int) -> tuple[list[dict], Counter]:
 
 def data(context: Context) -> TrainData:
     loaded = context.loaded
-    records, sources = build_mixture(loaded.spec.data.train, "unpaired", context.data_seed)
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
     records, stats = unpaired(records, context.data_seed)
     print("posttrain: KTO records: " + ", ".join(f"{n} {what}" for what, n in stats.items()))
     if not stats["desirable"] or not stats["undesirable"]:

@@ -12,15 +12,16 @@ trainers/skeleton.py's.
 from __future__ import annotations
 
 from posttrain.data.loading import build_mixture, to_dataset
+from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe, check_vllm_installed
 from posttrain.rewards import build_reward_ref
 from posttrain.trainers import common
 from posttrain.trainers.skeleton import Context, TrainData
 
 
-def rlvr_data(loaded: LoadedRecipe, seed: int):
+def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data):
     """Task records without their reference completions (the policy writes its own)."""
-    records, sources = build_mixture(loaded.spec.data.train, "task", seed)
+    records, sources = build_mixture(loaded.spec.data.train, kind, seed)
     records = [{k: v for k, v in r.items() if k != "completion"} for r in records]
     fingerprints = common.source_records(sources)
     return to_dataset(records), fingerprints
@@ -64,7 +65,7 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 
 
 def data(context: Context) -> TrainData:
-    train, fingerprints = rlvr_data(context.loaded, context.data_seed)
+    train, fingerprints = rlvr_data(context.loaded, context.data_seed, context.data_kind)
     return TrainData(train, None, fingerprints)
 
 

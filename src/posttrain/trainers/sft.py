@@ -9,6 +9,7 @@ The order of a run is trainers/skeleton.py's; this module holds what is SFT's ow
 from __future__ import annotations
 
 from posttrain.data.loading import build_mixture, decontamination_index, to_dataset
+from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import common
 from posttrain.trainers.skeleton import Context, TrainData
@@ -18,13 +19,13 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
     return {}
 
 
-def sft_data(loaded: LoadedRecipe, seed: int):
+def sft_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["sft"].data):
     """Train and eval records, and a fingerprint per source for the run record."""
     spec = loaded.spec.data
-    train, sources = build_mixture(spec.train, "sft", seed, decontamination(loaded))
+    train, sources = build_mixture(spec.train, kind, seed, decontamination(loaded))
     eval_records = None
     if spec.eval:
-        eval_records, eval_sources = build_mixture(spec.eval, "sft", seed)
+        eval_records, eval_sources = build_mixture(spec.eval, kind, seed)
         sources += eval_sources
     elif spec.eval_fraction:
         cut = max(1, round(len(train) * spec.eval_fraction))
@@ -60,7 +61,7 @@ def decontamination(loaded: LoadedRecipe):
 
 
 def data(context: Context) -> TrainData:
-    train, evaluation, fingerprints = sft_data(context.loaded, context.data_seed)
+    train, evaluation, fingerprints = sft_data(context.loaded, context.data_seed, context.data_kind)
     report_trace_tokens(fingerprints, context.tokenizer)
     return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
 

@@ -51,6 +51,11 @@ class Context:
     tokenizer: object
 
     @property
+    def data_kind(self) -> str:
+        """The record kind the method trains on (its row in methods.py)."""
+        return METHODS[self.loaded.spec.method].data
+
+    @property
     def data_seed(self) -> int:
         return common.data_seed(self.args)
 
