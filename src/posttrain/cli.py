@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    run.add_argument("--allow-changes", action="store_true", help="resume even though training settings changed "
+                     "since the run started (they are listed; the earlier record is kept)")
 
     launch = commands.add_parser("launch", help="render (and run) the command for the recipe's launch block")
     launch.add_argument("recipe")
@@ -141,19 +143,17 @@ def _run(args) -> int:
     if loaded.kind == "run":
         from posttrain.runs import run_recipe
 
-        run_recipe(loaded.recipe, resume=args.resume, overwrite=args.overwrite)
+        run_recipe(loaded.recipe, resume=args.resume, overwrite=args.overwrite, allow_changes=args.allow_changes)
     elif loaded.kind == "pipeline":
         from posttrain.runs import run_pipeline
 
-        run_pipeline(loaded, overwrite=args.overwrite)  # finished stages skip, interrupted ones resume
+        # finished stages skip, interrupted ones resume
+        run_pipeline(loaded, overwrite=args.overwrite, allow_changes=args.allow_changes)
     else:
         from posttrain.experiments.journey import run_experiment
 
-        if args.overwrite and loaded.root.exists():
-            import shutil
-
-            shutil.rmtree(loaded.root)
-        run_experiment(loaded)  # finished runs are reused, interrupted ones resume
+        # finished runs are reused, interrupted ones resume
+        run_experiment(loaded, overwrite=args.overwrite, allow_changes=args.allow_changes)
     return 0
 
 
@@ -401,7 +401,16 @@ COMMANDS = {"validate": _validate, "show": _show, "run": _run, "launch": _launch
             "eval": _eval, "data": _data}
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command that continues an interrupted `posttrain run ...` (never with --overwrite)."""
+    import shlex
+
+    kept = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return shlex.join(["posttrain", *kept, "--resume"])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -413,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, Interrupted):
             raise
-        print(f"posttrain: {exc}", file=sys.stderr)
+        print(f"posttrain: {exc}\nposttrain: continue with: {resume_command(argv)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("posttrain: interrupted", file=sys.stderr)

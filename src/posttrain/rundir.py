@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from posttrain.errors import UserError
 
 COMPLETE = "posttrain-complete.json"
+MARKER = ".posttrain-run"  # in every directory posttrain made for a run, a pipeline or an experiment
+LOCK = ".posttrain.lock"  # held while a run, pipeline or experiment is running there
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -50,6 +53,110 @@ def holds_model(directory: Path) -> bool:
 def run_path(run_dir: str, name: str) -> Path:
     """Where a run named `name` under `run.dir` lives (the one place this is computed)."""
     return Path(run_dir) / name
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run (or a stage) inside run.dir, or None: it must be a name or a
+    relative path that stays inside run.dir, so that no run writes or deletes outside it."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if not name.strip() or path.is_absolute() or name.startswith("~"):
+        return f"'{name}' is not a name inside run.dir (use a plain name such as my-run, or set run.dir)"
+    if any(part in ("..", ".") for part in PurePosixPath(name).parts) or name.strip() in (".", ""):
+        return f"'{name}' leaves run.dir or names it itself; use a plain name such as my-run"
+    return None
+
+
+# ----------------------------------------------------------------------------- ownership and locks
+
+
+def mark_as_run_directory(path: Path) -> None:
+    """Mark `path` as posttrain's, so that --overwrite may remove it later (rank 0)."""
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER
+    if not marker.is_file():
+        marker.write_text("a directory posttrain made; `posttrain run --overwrite` may remove it\n")
+
+
+def remove_run_directory(path: Path) -> None:
+    """--overwrite: remove `path`, but only a directory posttrain marked as its own."""
+    if not path.exists():
+        return
+    if not (path / MARKER).is_file():
+        raise UserError(f"{path}: --overwrite removes only directories posttrain made (they hold {MARKER}); "
+                        "this one does not: remove it yourself, or choose another run.name / run.dir")
+    for child in path.iterdir():  # all but the lock this process holds there
+        if child.name == LOCK:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """One process at a time in a run directory: a second `posttrain run` on it fails at once,
+    naming the holder. A lock left by a dead process on this host, or by an earlier run of the
+    same SLURM job (a requeued job), is taken over. Only the main process locks."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / LOCK
+        self.held = False
+
+    def _owner(self) -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+    def _stale(self, holder: dict) -> bool:
+        me = self._owner()
+        if holder.get("slurm_job_id") and holder.get("slurm_job_id") == me["slurm_job_id"]:
+            return True  # the same job, requeued: its earlier run is gone
+        return holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))
+
+    def acquire(self) -> "RunLock":
+        if not is_main_process():
+            return self
+        for _ in range(2):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = json.loads(self.path.read_text() or "{}")
+                except (OSError, json.JSONDecodeError):
+                    holder = {}
+                if holder and not self._stale(holder):
+                    raise UserError(f"{self.path.parent} is in use by posttrain process {holder.get('pid')} on "
+                                    f"{holder.get('host')}; wait for it to finish (if that process is gone, "
+                                    f"delete {self.path})") from None
+                self.path.unlink(missing_ok=True)  # stale (or half-written): take it over
+                continue
+            except OSError as exc:
+                raise UserError(f"run directory {self.path.parent}: cannot write there: {exc.strerror or exc}") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self._owner()) + "\n")
+            self.held = True
+            return self
+        raise UserError(f"{self.path}: could not take the run directory's lock")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -132,8 +239,17 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     @property
+    def lock(self) -> RunLock:
+        return RunLock(self.path)
+
+    @property
     def resolved_recipe(self) -> Path:
         return self.path / "recipe.resolved.yaml"
+
+    @property
+    def previous_recipe(self) -> Path:
+        """The resolved recipe a run had before it was resumed with --allow-changes."""
+        return self.path / "recipe.resolved.before-resume.yaml"
 
     @property
     def env(self) -> Path:
@@ -207,6 +323,10 @@ class GroupDir:
         return RunDir(self.path / name)
 
     @property
+    def lock(self) -> RunLock:
+        return RunLock(self.path)
+
+    @property
     def summary(self) -> Path:
         return self.path / "summary.json"
 
@@ -241,8 +361,8 @@ def prepare(run: RunDir, resume: bool, overwrite: bool) -> Path | None:
     A finished run is never overwritten unless asked; an unfinished one with checkpoints needs
     --resume (continue) or --overwrite (start over), so no work is lost by accident.
     """
-    if overwrite and run.path.exists() and is_main_process():
-        shutil.rmtree(run.path)
+    if overwrite and is_main_process():
+        remove_run_directory(run.path)
     checkpoint = run.last_checkpoint() if run.path.exists() else None
     where = f"run directory {run.path}"
     if run.finished and not overwrite:
@@ -256,6 +376,7 @@ def prepare(run: RunDir, resume: bool, overwrite: bool) -> Path | None:
     if is_main_process():
         try:
             run.checkpoints.mkdir(parents=True, exist_ok=True)
+            mark_as_run_directory(run.path)
             probe = run.path / ".write-test"
             probe.write_text("ok")
             probe.unlink()

@@ -5,7 +5,6 @@ eval`, and pipelines (stages in order, each from the previous stage's model)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -13,8 +12,9 @@ from posttrain.errors import UserError
 from posttrain.data.loading import load_source
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report
 from posttrain.hub import go_offline_if_unreachable
-from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive
-from posttrain.rundir import EvalDir, RunDir, holds_model, is_main_process, prepare, write_atomic, write_json
+from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive, resolved_dict
+from posttrain.rundir import (EvalDir, RunDir, holds_model, is_main_process, mark_as_run_directory, prepare,
+                              remove_run_directory, write_atomic, write_json)
 from posttrain.trainers import common, skeleton
 from posttrain.trainers.faults import STOP, Interrupted
 
@@ -43,15 +43,77 @@ def report_header(loaded: LoadedRecipe) -> dict:
             "temperature": spec.temperature, "max_new_tokens": spec.max_new_tokens}
 
 
-def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False) -> dict:
+# What a resumed run must train with as before: these recipe sections, and every trainer key but these.
+TRAINING_SECTIONS = ("method", "model", "data", "batch", "peft", "rewards", "dynamic_sampling")
+NOT_TRAINING = {"logging_steps", "logging_first_step", "logging_strategy", "logging_nan_inf_filter", "save_steps",
+                "save_strategy", "save_total_limit", "save_only_model", "report_to", "run_name", "output_dir",
+                "disable_tqdm", "log_level", "eval_steps", "eval_strategy", "per_device_eval_batch_size",
+                "eval_on_start", "push_to_hub", "hub_model_id", "hub_strategy", "dataloader_num_workers",
+                "reward_weights"}  # the rewards section holds the weights
+
+
+def _flat(value, prefix: str) -> dict:
+    """Dotted keys to values: mappings and lists of mappings (data sources, rewards) are opened."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        value = dict(enumerate(value))
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def training_changes(recorded: dict, fresh: dict) -> list[str]:
+    """The settings that alter training and differ between a run's recorded recipe and this one,
+    as `key (old -> new)`."""
+    old, new = {}, {}
+    for section in TRAINING_SECTIONS:
+        old.update(_flat(recorded.get(section), section))
+        new.update(_flat(fresh.get(section), section))
+    for side, record in ((old, recorded), (new, fresh)):
+        side.update({f"trainer.{k}": v for k, v in (record.get("trainer") or {}).items() if k not in NOT_TRAINING})
+        side["run.max_train_seconds"] = (record.get("run") or {}).get("max_train_seconds")
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in keys]
+
+
+def check_resume(loaded: LoadedRecipe, run: RunDir, device: Device, allow_changes: bool) -> None:
+    """A resumed run continues with the optimizer state and data order it had: refuse a recipe
+    whose training settings changed since, unless asked (then the old record is kept aside)."""
+    if not run.resolved_recipe.is_file():
+        return
+    import yaml
+
+    recorded = yaml.safe_load(run.resolved_recipe.read_text()) or {}
+    changes = training_changes(recorded, resolved_dict(loaded, device))
+    if not changes:
+        return
+    listed = "; ".join(changes)
+    if not allow_changes:
+        raise UserError(f"run directory {run.path} was trained with other settings; resuming would continue "
+                        f"its checkpoint with changed training: {listed}. Restore them, start over with "
+                        "--overwrite, or resume anyway with --allow-changes")
+    print(f"posttrain: resuming with changed training settings (--allow-changes): {listed}; the earlier "
+          f"record is kept in {run.previous_recipe.name}")
+    if is_main_process():
+        write_atomic(run.previous_recipe, run.resolved_recipe.read_text())
+
+
+def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False,
+               allow_changes: bool = False) -> dict:
     if _needs_hub(loaded):
         reason = go_offline_if_unreachable()
         if reason:
             print(f"posttrain: the Hugging Face hub is unreachable ({reason}); using the local cache only")
     STOP.install()  # a stop signal from here on checkpoints instead of killing (faults.py)
-    device = Device.detect()
     run = RunDir(loaded.run_dir)
+    with run.lock:  # one process at a time in a run directory
+        return _run_locked(loaded, run, resume, overwrite, allow_changes)
+
+
+def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool, allow_changes: bool) -> dict:
+    device = Device.detect()
     checkpoint = prepare(run, resume, overwrite)
+    if checkpoint is not None:
+        check_resume(loaded, run, device, allow_changes)
     outputs = EvalDir(run.eval_dir)
     report: dict = {}
     evaluating = loaded.spec.eval is not None and is_main_process()  # only rank 0 evaluates
@@ -151,7 +213,7 @@ def stage_for_running(stage, start: Path | None, budget: float | None) -> Loaded
     return derive(stage.recipe, changes, why)
 
 
-def run_pipeline(pipeline: Pipeline, overwrite: bool = False) -> list[dict]:
+def run_pipeline(pipeline: Pipeline, overwrite: bool = False, allow_changes: bool = False) -> list[dict]:
     """Run the stages in order, each from the previous stage's final model, in one directory.
 
     A finished stage is skipped; an interrupted one resumes from its last checkpoint; the
@@ -159,9 +221,16 @@ def run_pipeline(pipeline: Pipeline, overwrite: bool = False) -> list[dict]:
     is a comparison: it starts from the model S started from, trains for as long as S trained
     (unless it sets run.max_train_seconds itself), and later stages do not build on it.
     """
+    with pipeline.group.lock:  # one process at a time in a pipeline's directory
+        return _run_pipeline_locked(pipeline, overwrite, allow_changes)
+
+
+def _run_pipeline_locked(pipeline: Pipeline, overwrite: bool, allow_changes: bool) -> list[dict]:
     group = pipeline.group
-    if overwrite and group.path.exists() and is_main_process():
-        shutil.rmtree(group.path)
+    if is_main_process():
+        if overwrite:
+            remove_run_directory(group.path)
+        mark_as_run_directory(group.path)
     rows, baseline, by_name = [], None, {}
     for index, stage in enumerate(pipeline.stages):
         run = group.stage(stage.name)
@@ -181,7 +250,7 @@ def run_pipeline(pipeline: Pipeline, overwrite: bool = False) -> list[dict]:
             print(f"posttrain: stage {index + 1}/{len(pipeline.stages)}: {what}")
             began = time.monotonic()
             checkpoint = run.last_checkpoint() if run.path.exists() else None
-            result = run_recipe(recipe, resume=checkpoint is not None)
+            result = run_recipe(recipe, resume=checkpoint is not None, allow_changes=allow_changes)
             trained = result["eval"].get("trained", {})
             row = {"stage": stage.name, "method": recipe.spec.method, "instead_of": stage.instead_of,
                    "accuracy": trained.get("accuracy"), "mean_reward": trained.get("mean_reward"),

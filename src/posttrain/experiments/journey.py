@@ -29,18 +29,27 @@ from posttrain.data.loading import load_source
 from posttrain.recipe import Device, Experiment, TracesSpec
 from posttrain.recipe.kinds import VARIANTS
 from posttrain.rewards.answers import extract_final_answer
-from posttrain.rundir import EvalDir, GroupDir, RunDir, is_main_process, write_atomic, write_json
+from posttrain.rundir import (EvalDir, GroupDir, RunDir, is_main_process, mark_as_run_directory, remove_run_directory,
+                              write_atomic, write_json)
 from posttrain.runs import last_logged, run_recipe
 from posttrain.tasks import JUDGES, SOLUTIONS
 from posttrain.trainers.common import load_model_and_tokenizer
 
 
-def run_experiment(exp: Experiment) -> list[dict]:
+def run_experiment(exp: Experiment, overwrite: bool = False, allow_changes: bool = False) -> list[dict]:
+    with exp.group.lock:  # one process at a time in the experiment's directory
+        if is_main_process():
+            if overwrite:
+                remove_run_directory(exp.root)
+            mark_as_run_directory(exp.root)
+        return _run_experiment(exp, allow_changes)
+
+
+def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
     started = time.monotonic()
     group = exp.group
-    group.path.mkdir(parents=True, exist_ok=True)
     phase1 = group.stage("phase1")
-    phase1_eval = _run_or_reuse(exp.phase1, phase1)
+    phase1_eval = _run_or_reuse(exp.phase1, phase1, allow_changes)
     if not group.trees.is_file():
         _build_trees(exp, phase1.final, group)
     tree_stats = json.loads(group.trees_stats.read_text())
@@ -50,7 +59,7 @@ def run_experiment(exp: Experiment) -> list[dict]:
     for seed in exp.seeds:
         for kind in VARIANTS:
             run = group.stage(f"{kind}-seed{seed}")
-            report = _run_or_reuse(exp.phase2(kind, seed, group.trees, phase1.final), run)
+            report = _run_or_reuse(exp.phase2(kind, seed, group.trees, phase1.final), run, allow_changes)
             results[kind].append({"seed": seed, "accuracy": report["accuracy"],
                                   "tokens": last_logged(run.metrics, "num_tokens"),
                                   **stats.of(EvalDir(run.eval_dir).samples)})
@@ -79,12 +88,12 @@ def run_experiment(exp: Experiment) -> list[dict]:
     return rows
 
 
-def _run_or_reuse(loaded, run: RunDir) -> dict:
+def _run_or_reuse(loaded, run: RunDir, allow_changes: bool) -> dict:
     if run.evaluated:
         print(f"posttrain: {run.path.name} is finished; reusing it")
         return json.loads(EvalDir(run.eval_dir).report.read_text())["trained"]
     checkpoint = run.last_checkpoint()
-    return run_recipe(loaded, resume=checkpoint is not None)["eval"]["trained"]
+    return run_recipe(loaded, resume=checkpoint is not None, allow_changes=allow_changes)["eval"]["trained"]
 
 
 def _build_trees(exp: Experiment, model_dir: Path, group: GroupDir) -> None:

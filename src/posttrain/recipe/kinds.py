@@ -26,7 +26,7 @@ from posttrain.recipe.check import LoadedRecipe, check_reward, pydantic_error, v
 from posttrain.recipe.device import resolved_dict
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
 from posttrain.recipe.schema import ExperimentSpec, TracesSpec
-from posttrain.rundir import GroupDir, run_path
+from posttrain.rundir import GroupDir, name_problem, run_path
 from posttrain.tasks import resolve_judge
 
 
@@ -170,6 +170,9 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path) -> 
         raise RecipeError(str(locate(origins, source, prefix)), dotted(prefix), "a stage is a mapping of recipe keys")
     stage = dict(stage)
     name = str(stage.pop("name", None) or stage.get("method"))
+    problem = name_problem(name)
+    if problem:  # a stage's name is its directory's
+        raise RecipeError(str(locate(origins, source, (*prefix, "name"))), dotted((*prefix, "name")), problem)
     stage.pop("instead_of", None)  # a pipeline key, checked in _load_pipeline
     shared = {k: v for k, v in data.items() if k != "stages"}
     shared_origins = {p: o for p, o in origins.items() if p[:1] != ("stages",)}

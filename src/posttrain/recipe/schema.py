@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from posttrain.methods import METHODS
+from posttrain.rundir import name_problem
 
 KeyPath = tuple[Union[str, int], ...]
 
@@ -262,11 +263,19 @@ class LaunchSpec(_Block):
 
 
 class RunSpec(_Block):
-    name: str | None = None  # default: the recipe file's name
+    name: str | None = None  # default: the recipe file's name; a name (or relative path) inside dir
     dir: str = "runs"
     # Stop training (and save the final model as usual) once this many seconds of training have
     # passed, counted across resumes; the lr schedule still follows trainer.max_steps.
     max_train_seconds: float | None = Field(None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _inside_dir(cls, value):
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class EvalSpec(_Block):

@@ -32,20 +32,30 @@ class Interrupted(Exception):
     """Training stopped on a signal after saving a checkpoint."""
 
     def __init__(self, signame: str, step: int, checkpoint: Path):
-        super().__init__(f"received {signame}; saved {checkpoint} at step {step}; "
-                         "continue with `posttrain run RECIPE --resume`")
+        super().__init__(f"received {signame}; saved {checkpoint} at step {step}")
         self.signame, self.step, self.checkpoint = signame, step, checkpoint
 
 
 class _StopRequest:
     signum: int | None = None
+    training: bool = False  # between the trainer's first step and its end (the fault callback says)
 
     def install(self) -> None:
-        """Catch the stop signals (main thread only; elsewhere the defaults stay)."""
+        """Catch the stop signals and Ctrl-C (main thread only; elsewhere the defaults stay)."""
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._handle)
+        signal.signal(signal.SIGINT, self._interrupt)
+
+    def _interrupt(self, signum, frame) -> None:
+        """Ctrl-C during training checkpoints like SIGTERM; a second one, or one outside training,
+        stops at once (KeyboardInterrupt)."""
+        if not self.training or self.signum is not None:
+            raise KeyboardInterrupt
+        print("posttrain: Ctrl-C: saving a checkpoint at the end of this step "
+              "(Ctrl-C again stops at once, without one)", file=sys.stderr, flush=True)
+        self.signum = signum
 
     def _handle(self, signum, frame) -> None:
         if self.signum is None:
@@ -102,6 +112,10 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.monotonic()
+            STOP.training = True
+
+        def on_train_end(self, args, state, control, **kwargs):
+            STOP.training = False
 
         def on_step_end(self, args, state, control, **kwargs):
             if all_agree(STOP.signum is not None):
