@@ -17,6 +17,7 @@ import inspect
 import logging
 from typing import Callable
 
+from posttrain.errors import UserError
 from posttrain.rewards.code import code_reward
 from posttrain.rewards.countdown import countdown_reward
 from posttrain.rewards.format import (non_stop_penalty_reward, overlong_penalty_reward,
@@ -111,7 +112,7 @@ class GuardedReward:
     def __call__(self, completions, **columns) -> list:
         try:
             return self._call(completions, columns)
-        except RewardError:
+        except (RewardError, UserError):  # a wrong count of scores; a reward that cannot run here at all
             raise
         except Exception:  # noqa: BLE001 - find the sample, then apply the policy
             pass

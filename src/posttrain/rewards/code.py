@@ -2,44 +2,30 @@
 the fraction of tests passed.
 
 Tests come as either
-- `tests: ["assert add(1, 2) == 3", ...]` — run after the program, in its process; each test
-  passes if it raises nothing. The result is reported under a nonce the program never sees.
+- `tests: ["assert add(1, 2) == 3", ...]` (or HumanEval's `def check(candidate): ...` followed
+  by `check(add)`) — the program is loaded in a sandbox (sandbox.Candidate) and each test runs
+  *here*, in the caller, with every function the program defines standing in as a stub that
+  calls it across the pipe. Arguments and results cross as plain data (numbers, strings, bytes,
+  lists, tuples, sets, dicts, None), so the verdict is computed by an interpreter the program
+  cannot reach: an object whose `__eq__` is always true cannot cross, and nothing the program
+  does to its own interpreter (builtins, frames, gc, the protocol itself) changes what the test
+  compares. A test passes when it raises nothing. The tests are the dataset's, trusted like the
+  recipe; the program never sees them.
 - `test_cases: [{"input": "1 2\\n", "output": "3\\n"}, ...]` — stdin/stdout programs, one
-  sandboxed process per case, judged by the parent (output compared with whitespace trimmed).
+  sandboxed process per case, judged here (output compared with whitespace trimmed).
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
-import secrets
+import time
 
 from posttrain.rewards.numeric import completion_text
-from posttrain.rewards.sandbox import run_untrusted
+from posttrain.rewards.sandbox import Candidate, CandidateError, Limits, decode, run_untrusted
 
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S)
-
-# The harness reads the nonce from stdin before the untrusted program runs.
-_ASSERT_HARNESS = """\
-import json, sys
-_nonce = sys.stdin.readline().strip()
-_program, _tests = json.loads(sys.stdin.readline())
-_namespace = {"__name__": "__main__"}
-try:
-    exec(compile(_program, "solution.py", "exec"), _namespace)
-    _loaded = True
-except BaseException:
-    _loaded = False
-_passed = 0
-for _test in _tests if _loaded else []:
-    try:
-        exec(compile(_test, "test.py", "exec"), dict(_namespace))
-        _passed += 1
-    except BaseException:
-        pass
-sys.__stdout__.write("\\n" + _nonce + json.dumps(_passed) + "\\n")
-sys.__stdout__.flush()
-"""
 
 
 def extract_code(completion) -> str:
@@ -49,34 +35,65 @@ def extract_code(completion) -> str:
     return blocks[-1] if blocks else text
 
 
-def _run_asserts(program: str, tests: list[str], **limits) -> float:
-    nonce = secrets.token_hex(16)
-    stdin = nonce + "\n" + json.dumps([program, tests]) + "\n"
-    result = run_untrusted(_ASSERT_HARNESS, stdin=stdin, **limits)
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith(nonce):
-            return int(line[len(nonce):]) / len(tests)
-    return 0.0
+class _Remote:
+    """A function of the sandboxed program, as the tests see it."""
+
+    def __init__(self, candidate: Candidate, name: str):
+        self.candidate, self.__name__ = candidate, name
+
+    def __call__(self, *args, **kwargs):
+        return self.candidate.call(self.__name__, list(args), kwargs)
 
 
-def _run_cases(program: str, cases: list[dict], **limits) -> float:
+def _test_namespace(candidate: Candidate) -> dict:
+    namespace = {"__builtins__": builtins, "__name__": "__test__"}
+    for name, entry in candidate.names.items():
+        namespace[name] = _Remote(candidate, name) if entry.get("callable") else _plain(entry.get("value"))
+    return namespace
+
+
+def _plain(value):
+    try:
+        return decode(value)
+    except ValueError:
+        return None
+
+
+def _run_asserts(program: str, tests: list[str], limits: Limits) -> float:
+    passed = 0
+    try:
+        with Candidate(program, limits) as candidate:
+            if candidate.load_error is not None:
+                return 0.0
+            for test in tests:
+                if time.monotonic() >= candidate.process.deadline:
+                    break
+                try:
+                    exec(compile(test, "test.py", "exec"), _test_namespace(candidate))  # noqa: S102 - the dataset's tests
+                except Exception:  # noqa: BLE001 - a failed assertion, a failed call, a test the answer broke
+                    continue
+                passed += 1
+    except CandidateError:  # it did not load, or stopped answering
+        pass
+    return passed / len(tests)
+
+
+def _run_cases(program: str, cases: list[dict], limits: Limits) -> float:
     passed = 0
     for case in cases:
-        result = run_untrusted(program, stdin=case.get("input", ""), **limits)
+        result = run_untrusted(program, stdin=case.get("input", ""), wall_seconds=limits.wall_seconds,
+                               cpu_seconds=limits.cpu_seconds, memory_mb=limits.memory_mb)
         if result.returncode == 0 and result.stdout.strip() == str(case.get("output", "")).strip():
             passed += 1
     return passed / len(cases)
 
 
 def code_reward(completions, tests=None, test_cases=None, *, timeout: float = 10.0,
-                memory_mb: int = 1024, require_isolation: bool = False, **columns) -> list[float]:
-    """Fraction of the record's tests the completion's code passes.
-
-    >>> code_reward(["```python\\ndef add(a, b):\\n    return a + b\\n```"], tests=[["assert add(1, 2) == 3"]])
-    [1.0]
-    """
-    limits = {"wall_seconds": timeout, "cpu_seconds": max(1, int(timeout)), "memory_mb": memory_mb,
-              "require_isolation": require_isolation}
+                memory_mb: int = 1024, **columns) -> list[float]:
+    """Fraction of the record's tests the completion's code passes, e.g. 1.0 for
+    `code_reward(["def add(a, b):\\n    return a + b"], tests=[["assert add(1, 2) == 3"]])`
+    (tests/unit/test_sandbox.py; it needs bubblewrap, so it is not a doctest)."""
+    limits = Limits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)), memory_mb=memory_mb)
     scores = []
     for i, completion in enumerate(completions):
         program = extract_code(completion)
@@ -85,9 +102,9 @@ def code_reward(completions, tests=None, test_cases=None, *, timeout: float = 10
         if isinstance(cases, str):
             cases = json.loads(cases)
         if asserts:
-            scores.append(_run_asserts(program, list(asserts), **limits))
+            scores.append(_run_asserts(program, list(asserts), limits))
         elif cases:
-            scores.append(_run_cases(program, list(cases), **limits))
+            scores.append(_run_cases(program, list(cases), limits))
         else:
             raise ValueError("the record has no tests (a 'tests' list of asserts or 'test_cases')")
     return scores
