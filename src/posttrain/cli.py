@@ -313,9 +313,23 @@ def _decontaminate(args) -> int:
             if args.write:
                 directory = Path(args.write) / (stage.name if len(stages) > 1 else "")
                 out = directory / (re.sub(r"[^\w.-]+", "_", source.label).strip("_") + ".jsonl")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(records) if i not in flagged))
+                _write_output(out, "".join(json.dumps(r) + "\n" for i, r in enumerate(records) if i not in flagged))
     return 0
+
+
+def _write_output(path, text: str):
+    """A file the user named (-o, --write): its directory is made; a failure is one line."""
+    from pathlib import Path
+
+    from posttrain.rundir import write_atomic
+
+    output = Path(path)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output, text)
+    except OSError as exc:
+        raise UserError(f"{output}: cannot write: {exc.strerror or exc}") from None
+    return output
 
 
 def _reward_argument(text: str):
@@ -339,7 +353,6 @@ def _build_trees(args) -> int:
     from posttrain.data.build_trees import build_trees
     from posttrain.data.loading import load_source
     from posttrain.recipe import Device
-    from posttrain.rundir import write_atomic
     from posttrain.trainers.common import load_model_and_tokenizer
 
     loaded = _load(args)
@@ -357,9 +370,7 @@ def _build_trees(args) -> int:
                                    judge=args.judge, seed=args.seed)
     except LookupError as exc:
         raise UserError(f"--judge/--reward: {exc}") from None
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(output, "".join(json.dumps(t) + "\n" for t in trees))
+    output = _write_output(args.output, "".join(json.dumps(t) + "\n" for t in trees))
     print(f"posttrain: {stats['trees']} trees from {stats['questions']} questions "
           f"({stats['dropped: no correct path']} without a correct path dropped); {stats['steps']} steps, "
           f"{stats['incorrect steps']} incorrect; wrote {output}")
@@ -376,11 +387,17 @@ def _data(args) -> int:
 
     if args.task not in TASKS:
         raise UserError(f"unknown task {args.task!r} (tasks: {', '.join(TASKS)})")
-    lines = "".join(json.dumps(r) + "\n" for r in generate(args.task, args.n, args.split, args.seed))
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: the number of records must be at least 1")
+    try:
+        records = generate(args.task, args.n, args.split, args.seed)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"task {args.task!r}: {exc}") from None
+    lines = "".join(json.dumps(r) + "\n" for r in records)
     if args.output:
         from pathlib import Path
 
-        Path(args.output).write_text(lines, encoding="utf-8")
+        _write_output(args.output, lines)
     else:
         sys.stdout.write(lines)
     return 0

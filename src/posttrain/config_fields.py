@@ -134,3 +134,12 @@ def value_matches(value, annotation: str) -> bool:
     """Whether a YAML value fits a dataclass annotation (loosely: enums accept any string)."""
     node = ast.parse(annotation, mode="eval").body
     return any(_matches(value, alt) for alt in _alternatives(node))
+
+
+@lru_cache(maxsize=None)
+def enum_values(module: str, name: str) -> tuple[str, ...]:
+    """The string values of enum class `module.name` (`NAME = "value"` lines), read from source."""
+    _, cls = _find_class(module, name)
+    return tuple(node.value.value for node in cls.body
+                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                 and isinstance(node.value.value, str))

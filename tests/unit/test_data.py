@@ -74,12 +74,20 @@ def test_weights_subsample_fractions_and_upsample_counts():
 
 
 def test_mixture_is_seeded_and_keeps_training_columns(tmp_path):
-    a = write_jsonl(tmp_path / "a.jsonl", [{**SFT_PC, "extra": 1}] * 4)
+    chat = {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Hello"}]}
+    a = write_jsonl(tmp_path / "a.jsonl", [{**chat, "extra": 1}] * 4)
     sources = [DataSource(path=str(a), weight=0.5), DataSource(task="arithmetic", n=6, weight=12)]
     mixed, loaded = build_mixture(sources, "sft", seed=3)
     assert len(mixed) == 2 + 12 and [s.used for s in loaded] == [2, 12]
     assert all(set(r) == {"prompt", "completion"} for r in mixed)
     assert build_mixture(sources, "sft", seed=3)[0] == mixed
+
+
+def test_mixing_text_and_message_sources_is_an_error_naming_both(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", [SFT_PC])  # prompt/completion as text
+    with pytest.raises(DataError, match="mix text and message lists") as info:
+        build_mixture([DataSource(path=str(a)), DataSource(task="arithmetic", n=2)], "sft", seed=0)
+    assert f"{a}: prompt as text" in str(info.value) and "task:arithmetic:train: prompt as messages" in str(info.value)
 
 
 def test_mixing_message_and_prompt_formats_is_an_error(tmp_path):

@@ -52,7 +52,12 @@ def record_problem(record, kind: str) -> str | None:
                 problem = _message_problem(record["messages"], "messages")
                 if problem is None and not any(m["role"] == "assistant" for m in record["messages"]):
                     problem = "'messages' has no assistant turn to train on"
+                if problem is None and record["messages"][-1]["role"] != "assistant":
+                    problem = (f"'messages' ends with a {record['messages'][-1]['role']} turn, which nothing answers; "
+                               "end each conversation with the assistant's turn")
                 return problem
+            if kind == "task" and record.get("ground_truth") is None:
+                return "'ground_truth' is null; a task record needs the answer its verifier checks"
             if "label" in columns and not isinstance(record["label"], bool):
                 return f"'label' must be true (a desirable completion) or false, got {record['label']!r}"
             for column in columns:
@@ -65,6 +70,17 @@ def record_problem(record, kind: str) -> str | None:
             return None
     wanted = " or ".join("+".join(c) for c in FORMATS[kind])
     return f"a {kind} record needs {wanted}; this one has {sorted(record) or 'no keys'}"
+
+
+def shape(record: dict, kind: str) -> tuple:
+    """The record's format columns, each with whether it is text or messages: the records of one
+    dataset must agree on it (TRL cannot batch a string prompt with a message-list one)."""
+    return tuple((c, "messages" if isinstance(record.get(c), list) else type(record.get(c)).__name__)
+                 for c in format_columns(record, kind) if c in ("messages", "prompt", "completion", "chosen", "rejected"))
+
+
+def describe_shape(columns: tuple) -> str:
+    return ", ".join(f"{c} as {'text' if t == 'str' else t}" for c, t in columns)
 
 
 def format_columns(record: dict, kind: str) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.data.decontaminate import EvalIndex, contaminated, record_text
-from posttrain.data.formats import format_columns, record_problem
+from posttrain.data.formats import describe_shape, format_columns, record_problem, shape
 from posttrain.data.trees import TraceOptions, TreeError, build_traces, parse_tree
 from posttrain.data.verifiable import FORMATS as CONVERTERS
 from posttrain.errors import DataError
@@ -39,11 +39,24 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
-    """Records and their locations ("file:line"); blank lines are skipped."""
+DEFAULT_MAX_RECORD_MB = 8.0  # a data source's max_record_mb: one line (one record) at most this big
+
+
+def read_jsonl(path: Path, max_record_mb: float = DEFAULT_MAX_RECORD_MB) -> tuple[list[dict], list[str]]:
+    """Records and their locations ("file:line"); blank lines are skipped. A line over the size
+    limit or not UTF-8 is an error naming it, before anything is tokenized."""
+    limit = int(max_record_mb * (1 << 20))
     records, where = [], []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if len(raw) > limit:
+                raise DataError(f"{path}:{lineno}: a record of {len(raw) / (1 << 20):.1f} MB, over the limit of "
+                                f"{max_record_mb:g} MB (the data source's max_record_mb)")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {exc.start} of the line); "
+                                "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -54,13 +67,20 @@ def read_jsonl(path: Path) -> tuple[list[dict], list[str]]:
     return records, where
 
 
-def _read_file(path: Path) -> tuple[list[dict], list[str]]:
+def _read_file(path: Path, max_record_mb: float) -> tuple[list[dict], list[str]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.suffix == ".jsonl":
-        return read_jsonl(path)
+        return read_jsonl(path, max_record_mb)
     records = _read_whole_file(path)
-    return records, [f"{path}: record {i}" for i in range(len(records))]
+    where = [f"{path}: record {i}" for i in range(len(records))]
+    limit = int(max_record_mb * (1 << 20))
+    for record, location in zip(records, where):
+        size = len(json.dumps(record, default=str))
+        if size > limit:
+            raise DataError(f"{location}: a record of {size / (1 << 20):.1f} MB, over the limit of "
+                            f"{max_record_mb:g} MB (the data source's max_record_mb)")
+    return records, where
 
 
 def _read_whole_file(path: Path) -> list[dict]:
@@ -69,13 +89,19 @@ def _read_whole_file(path: Path) -> list[dict]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of records")
         return data
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json or .parquet)")
 
 
@@ -135,7 +161,7 @@ def load_source(source, kind: str) -> LoadedSource:
     """Read one source, rename its columns and check every record against `kind`."""
     if source.path is not None:
         path = Path(source.path)
-        records, where = _read_file(path)
+        records, where = _read_file(path, source.max_record_mb)
         fingerprint = f"sha256:{_sha256_file(path)}"
     elif source.hub is not None:
         records, fingerprint = _load_hub(source)
@@ -162,10 +188,17 @@ def load_source(source, kind: str) -> LoadedSource:
         raise DataError(f"{source.label}: no records")
     if getattr(source, "on_policy", None) is not None:
         kind = "task"  # prompts to sample pairs for; the DPO trainer turns them into pairs
+    first = None
     for record, location in zip(records, where):
         problem = record_problem(record, kind)
         if problem:
             raise DataError(f"{location}: {problem}")
+        columns = shape(record, kind)
+        if first is None:
+            first = (columns, location)
+        elif columns != first[0]:
+            raise DataError(f"{location}: {describe_shape(columns)}, but {first[1]} has {describe_shape(first[0])}; "
+                            "one dataset must use one format (convert the records, or split the file)")
     return LoadedSource(source.label, records, fingerprint)
 
 
@@ -194,6 +227,8 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
     `pair_sampler(source, records)` turns an on-policy source's task records into pairs."""
     rng = random.Random(seed)
     mixed, loaded = [], []
+    formats: dict[tuple, str] = {}  # column sets -> the first source with them
+    typed: dict[tuple, str] = {}  # columns with text or messages -> the first source with them
     for source in sources:
         item = load_source(source, kind)
         if decontaminate is not None:
@@ -214,15 +249,22 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
                 raise DataError(f"{item.label}: on-policy sampling gave no pair (every prompt's answers were "
                                 "all correct or all wrong); sample more answers or use other prompts")
         item.used = len(chosen)
-        mixed.extend(_keep_columns(chosen, kind))
+        kept = _keep_columns(chosen, kind)
+        if kept:
+            formats.setdefault(tuple(sorted(kept[0])), item.label)
+            typed.setdefault(shape(kept[0], kind if "label" not in kept[0] else "unpaired"), item.label)
+        mixed.extend(kept)
         loaded.append(item)
-    shapes = {tuple(sorted(r)) for r in mixed}
-    if len(shapes) > 1:
+    if len(formats) > 1:
         raise DataError(
             "the training sources mix record formats "
-            f"({' and '.join('+'.join(s) for s in sorted(shapes))}); convert them to one format "
-            "or rename columns with `columns:`"
+            f"({' and '.join('+'.join(s) + ' (' + label + ')' for s, label in sorted(formats.items()))}); "
+            "convert them to one format or rename columns with `columns:`"
         )
+    if len(typed) > 1:
+        raise DataError("the training sources mix text and message lists ("
+                        + " and ".join(f"{label}: {describe_shape(s)}" for s, label in typed.items())
+                        + "); convert them to one format")
     rng.shuffle(mixed)
     return mixed, loaded
 

@@ -18,9 +18,10 @@ from posttrain.errors import RecipeError, did_you_mean
 from posttrain.methods import METHOD_KEYS, METHODS, methods_taking
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate
 from posttrain.recipe.schema import DataSource, Recipe, RewardRef
-from posttrain.recipe.trl_fields import check_dataclass_block, managed_keys, peft_fields, trainer_fields
+from posttrain.recipe.trl_fields import (PEFT_BOUNDS, TRAINER_BOUNDS, check_dataclass_block, check_values, managed_keys,
+                                         peft_fields, trainer_fields)
 from posttrain.rewards import REWARDS, resolve_reward, reward_options
-from posttrain.rundir import run_path
+from posttrain.rundir import holds_model, run_path
 from posttrain.tasks import TASKS
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -165,8 +166,12 @@ def with_resolved_paths(raw: dict, spec: Recipe, origins, source: Path) -> dict:
                                       "expected a .jsonl, .json or .parquet file")
     name = spec.model.name_or_path
     if name != "tiny" and _looks_local(name):
-        out.setdefault("model", {})["name_or_path"] = resolve_path(origins, source, ("model", "name_or_path"),
-                                                                   name, must_exist=True)
+        path = resolve_path(origins, source, ("model", "name_or_path"), name, must_exist=True)
+        if not holds_model(Path(path)):
+            raise RecipeError(str(locate(origins, source, ("model", "name_or_path"))), "model.name_or_path",
+                              f"{path} holds no model (no config.json): a model directory saved with "
+                              "save_pretrained, such as a run's final/, is expected")
+        out.setdefault("model", {})["name_or_path"] = path
     return out
 
 
@@ -191,8 +196,10 @@ def check(loaded: LoadedRecipe) -> None:
     method = METHODS[spec.method]
     fields, what = trainer_fields(spec.method)
     check_dataclass_block(loaded, "trainer", spec.trainer, fields, what, managed_keys(spec.method))
+    check_values(loaded, "trainer", spec.trainer, TRAINER_BOUNDS)
     if spec.peft is not None:
         check_dataclass_block(loaded, "peft", spec.peft, peft_fields(), "peft.LoraConfig")
+        check_values(loaded, "peft", spec.peft, PEFT_BOUNDS)
     _check_method_keys(loaded)
     _check_trainer_flags(loaded)
     loaded.accumulation  # noqa: B018 - raises when the batch arithmetic is impossible
@@ -280,12 +287,32 @@ def check_reward(error, raw: dict, path: KeyPath, ref: RewardRef | str):
         suggestion = did_you_mean(name, REWARDS) if "." not in name and ":" not in name else ""
         raise error(name_path, f"unknown reward '{name}'{suggestion}" if suggestion else str(exc)) from None
     accepted = reward_options(fn)
-    for option in options:
+    for option, value in options.items():
         if option not in accepted:
             extra = "name, weight, on_error" if path[:1] == ("rewards",) else "name, on_error"
             raise error((*path, option), f"reward '{name}' has no option '{option}'{did_you_mean(option, accepted)} "
                                          f"(options: {', '.join(accepted) or 'none'}; also {extra})")
+        expected = _option_type(accepted[option])
+        if expected is not None and not _is_a(value, expected):
+            raise error((*path, option), f"reward '{name}' takes {option} as {expected.__name__} "
+                                         f"(its default is {accepted[option].default!r}); got {value!r}")
     return fn
+
+
+def _option_type(parameter) -> type | None:
+    """The type a reward option takes, from its default (None when it has none to go by)."""
+    default = parameter.default
+    if default is parameter.empty or default is None:
+        return None
+    return type(default)
+
+
+def _is_a(value, expected: type) -> bool:
+    if expected is bool or isinstance(value, bool):
+        return type(value) is expected
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
 
 
 def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSource]) -> None:

@@ -46,8 +46,42 @@ _RecipeLoader.add_implicit_resolver(
 )
 
 
+def _no_duplicate_keys(loader, node, deep=False):
+    """A mapping that names a key twice is an error (YAML would silently keep the last)."""
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key '{key}' appears twice in one mapping (lines {seen[key]} and "
+                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_RecipeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                              lambda loader, node: _no_duplicate_keys(loader, node))
+
+MAX_VALUES = 100_000  # values in a recipe once its aliases are expanded (an "alias bomb" grows exponentially)
+
+
 def _yaml_load(text: str):
     return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _expanded_size(node: yaml.Node, memo: dict) -> int:
+    """How many values `node` holds with every alias expanded, counted without expanding them."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle counts once
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, memo) for item in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
 
 
 @dataclass(frozen=True)
@@ -92,14 +126,24 @@ def _line_map(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:
 
 def _read_yaml(path: Path) -> tuple[dict, dict[KeyPath, Origin]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise RecipeError(str(path), "", "file not found") from None
     except OSError as exc:
         raise RecipeError(str(path), "", f"cannot read: {exc.strerror}") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecipeError(f"{path}:{line}", "", f"not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                          "save the recipe as UTF-8") from None
+    try:
+        node = yaml.compose(text, Loader=_RecipeLoader)
+        size = _expanded_size(node, {}) if node is not None else 0
+        if size > MAX_VALUES:
+            raise RecipeError(str(path), "", f"{size:,} values once its YAML aliases (*name) are expanded; "
+                              f"a recipe may hold at most {MAX_VALUES:,}")
         data = _yaml_load(text)
-        node = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -176,7 +220,11 @@ def apply_override(data: dict, origins: dict[KeyPath, Origin], override: str) ->
     try:
         value = _yaml_load(text) if text.strip() else ""
     except yaml.YAMLError as exc:
-        raise RecipeError("command line", key, f"cannot parse value {text!r} as YAML: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError("command line", key, f"cannot parse value {text!r} as YAML: {problem}") from None
+    if any(not part.strip() for part in key.strip().split(".")):
+        raise RecipeError("command line", key.strip(), "a key path has an empty part (two dots, or a dot at an "
+                          "end); write it as a.b.c=value")
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     target = data
     for i, part in enumerate(parts[:-1]):

@@ -131,6 +131,7 @@ class DataSource(_Block):
     system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
     traces: TracesSpec | None = None  # the records are reasoning trees: build these traces
     on_policy: OnPolicySpec | None = None  # DPO: task records -> pairs sampled from the policy
+    max_record_mb: float = Field(8.0, gt=0)  # a record (a line of a file) over this size is an error
 
     @model_validator(mode="after")
     def _one_kind(self):

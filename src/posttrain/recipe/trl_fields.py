@@ -7,7 +7,9 @@ Fields are read from the installed packages' source (config_fields.py), without 
 
 from __future__ import annotations
 
-from posttrain.config_fields import FieldSpec, dataclass_fields, value_matches
+import math
+
+from posttrain.config_fields import FieldSpec, dataclass_fields, enum_values, value_matches
 from posttrain.errors import did_you_mean
 from posttrain.methods import METHODS
 
@@ -36,6 +38,55 @@ MANAGED_KEYS = {
     "resume_from_checkpoint": "use `posttrain run --resume`",
     "use_cpu": "set by posttrain when no GPU is present",
 }
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+# Numeric bounds of trainer and peft keys that TRL and peft do not check before training starts
+# (a negative or NaN learning rate trains, or fails at the first step): key -> (test, what it must be).
+TRAINER_BOUNDS = {
+    "learning_rate": (_positive, "a positive number"),
+    "num_train_epochs": (_positive, "a positive number (or set max_steps)"),
+    "max_steps": (lambda v: v == -1 or v > 0, "a positive number of steps (or -1: use num_train_epochs)"),
+    "warmup_steps": (_non_negative, "0 or more (a value below 1 is a ratio of the steps)"),
+    "weight_decay": (_non_negative, "0 or more"),
+    "max_grad_norm": (_non_negative, "0 or more"),
+    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"), "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_epsilon": (_positive, "a positive number"),
+    "logging_steps": (_positive, "a positive number"), "save_steps": (_positive, "a positive number"),
+    "eval_steps": (_positive, "a positive number"),
+    "beta": (_non_negative, "0 or more"), "temperature": (_positive, "a positive number"),
+    "max_length": (_positive, "a positive number of tokens (or null)"),
+    "max_completion_length": (_positive, "a positive number of tokens"),
+    "seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)"), "data_seed": (lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)"),
+}
+PEFT_BOUNDS = {
+    "r": (_positive, "a positive rank"), "lora_alpha": (_positive, "a positive number"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+SCHEDULERS = ("transformers.trainer_utils", "SchedulerType")
+
+
+def check_values(loaded, key: str, block: dict, bounds: dict) -> None:
+    """Numbers in range and finite (`.nan` and `.inf` are numbers to YAML)."""
+    for name, value in block.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise loaded.error((key, name), f"{value!r} is not a finite number")
+        if name in bounds and not bounds[name][0](value):
+            raise loaded.error((key, name), f"must be {bounds[name][1]} (got {value!r})")
+    if key == "trainer" and isinstance(block.get("lr_scheduler_type"), str):
+        names = enum_values(*SCHEDULERS)
+        if block["lr_scheduler_type"] not in names:
+            raise loaded.error((key, "lr_scheduler_type"), f"unknown scheduler '{block['lr_scheduler_type']}'"
+                               f"{did_you_mean(block['lr_scheduler_type'], names)} (schedulers: {', '.join(names)})")
 
 
 def managed_keys(method: str) -> dict[str, str]:

@@ -4,6 +4,8 @@ which a run uses them is written once, in trainers/skeleton.py."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
@@ -17,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from posttrain.chat_templates import install_chat_template
-from posttrain.errors import UserError
+from posttrain.errors import UserError, did_you_mean
 from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
 from posttrain.rundir import RunDir, checkpoint_path, is_main_process, write_atomic, write_json
 from posttrain.tiny import tiny_model_path
@@ -320,6 +322,21 @@ def lora_config(loaded: LoadedRecipe):
     return LoraConfig(task_type="CAUSAL_LM", **loaded.spec.peft)
 
 
+def check_lora_targets(loaded: LoadedRecipe, model) -> None:
+    """Every module `peft.target_modules` names must exist in the model (peft raises a traceback
+    at run time otherwise); 'all-linear' and regular expressions are peft's to resolve."""
+    targets = (loaded.spec.peft or {}).get("target_modules")
+    if not targets or isinstance(targets, str):
+        return
+    names = [name for name, _ in model.named_modules()]
+    leaves = sorted({name.rpartition(".")[2] for name, module in model.named_modules()
+                     if type(module).__name__ in ("Linear", "Conv1D", "Embedding")})
+    for target in targets:
+        if not any(name == target or name.endswith("." + target) for name in names):
+            raise loaded.error(("peft", "target_modules"), f"'{target}' names no module of {loaded.spec.model.name_or_path}"
+                               f"{did_you_mean(target, leaves)} (its layers: {', '.join(leaves)}; or all-linear)")
+
+
 def source_records(sources, contamination: bool = False) -> dict:
     """What the run records about each data source: fingerprint, size, records used (and,
     when decontamination ran, how many overlapped the evaluation sets and were dropped)."""
@@ -346,12 +363,29 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
     guard = faults.fault_callback(run.checkpoints, loaded.spec.trainer.get("save_total_limit"),
                                   loaded.spec.run.max_train_seconds, checkpoint)
     trainer.add_callback(guard)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with _disk_errors_reported(run, "saving a checkpoint"):
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if guard.stopped_at is not None:
         name = signal_name(faults.STOP.signum)
         raise faults.Interrupted(name, guard.stopped_at, checkpoint_path(run.checkpoints, guard.stopped_at))
-    save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None)
+    with _disk_errors_reported(run, "saving final/"):
+        save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None)
     return {**result.metrics, "train_seconds": guard.spent()}  # counted across resumes
+
+
+@contextlib.contextmanager
+def _disk_errors_reported(run: RunDir, what: str):
+    """A full, over-quota or read-only disk while saving: a user error that says what is kept."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        shutil.rmtree(run.final_staging, ignore_errors=True)
+        last = run.last_checkpoint()
+        kept = f"the last complete checkpoint, {last.name}, is kept" if last else "no checkpoint was complete"
+        raise UserError(f"{run.path}: {os.strerror(exc.errno)} while {what}; {kept}. Free space, then "
+                        "continue with --resume") from None
 
 
 def signal_name(signum: int | None) -> str:

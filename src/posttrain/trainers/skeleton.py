@@ -80,6 +80,7 @@ def build_trainer(loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None, de
     common.init_distributed(device)
     config = common.build_config(loaded, config_class(loaded.spec.method), args)
     model, tokenizer = common.load_model_and_tokenizer(loaded, device)
+    common.check_lora_targets(loaded, model)
     context = Context(loaded, run, device, args, model, tokenizer)
     data = module.data(context)
     resolved = resolved_dict(loaded, device, trl_args=args)
