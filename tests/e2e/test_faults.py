@@ -168,3 +168,25 @@ def test_a_read_only_output_directory_is_reported(tmp_path, capsys):
     with run_on_tmpfs(tmp_path, "ro,size=1m") as (recipe, readonly):
         assert main(["run", str(recipe)]) == 2
         assert f"{readonly}/r: cannot write there: Read-only file system" in capsys.readouterr().err
+
+
+def test_a_disk_that_fills_up_during_training_is_one_line_and_keeps_the_checkpoint(tmp_path):
+    """Another process fills the disk while the run trains: the final save fails with a message
+    that names what is kept, not a safetensors traceback."""
+    with run_on_tmpfs(tmp_path, "size=24m") as (recipe, disk):
+        recipe.write_text(recipe.read_text().replace("save_steps: 10, save_total_limit: 2", "save_steps: 30"))
+        process = subprocess.Popen([sys.executable, "-m", "posttrain", "run", str(recipe)], cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        run = disk / "r"
+        wait_for_step(process, run, 35)  # a checkpoint at step 30 is written
+        with open(disk / "filler", "wb") as f:  # the rest of the disk, taken
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        output, _ = process.communicate(timeout=240)
+    assert process.returncode == 2, output
+    assert "Traceback" not in output
+    assert "No space left on device while saving" in output and "checkpoint-30, is kept" in output

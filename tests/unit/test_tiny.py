@@ -81,3 +81,33 @@ def test_preflight_needs_a_chat_template(tiny):
     bare.chat_template = None
     with pytest.raises(UserError, match="no chat template"):
         preflight_chat_template(bare, model.generation_config, "tiny")
+
+
+def test_a_damaged_cache_is_built_again(tmp_path, monkeypatch, capsys):
+    from posttrain.recipe import TinyModelSpec
+    from posttrain.tiny import tiny_model_path
+
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path))
+    spec = TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    first = tiny_model_path(spec)
+    weights = first / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # cut short, as by a full disk or a killed copy
+    again = tiny_model_path(spec)
+    assert again == first and weights.read_bytes() == good  # rebuilt, and the build is deterministic
+    assert "is damaged; building it again" in capsys.readouterr().out
+    (first / "tokenizer.json").unlink()
+    assert (tiny_model_path(spec) / "tokenizer.json").is_file()
+    assert not list(tmp_path.glob("tiny/.damaged-*"))  # the damaged copies are cleaned up
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    from posttrain.errors import UserError
+    from posttrain.recipe import TinyModelSpec
+    from posttrain.tiny import tiny_model_path
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(blocker))
+    with pytest.raises(UserError, match="cannot build the tiny model in .*set POSTTRAIN_CACHE"):
+        tiny_model_path(TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
