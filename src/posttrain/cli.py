@@ -348,8 +348,6 @@ def _reward_argument(text: str):
 
 
 def _build_trees(args) -> int:
-    from pathlib import Path
-
     from posttrain.data.build_trees import build_trees
     from posttrain.data.loading import load_source
     from posttrain.recipe import Device
@@ -395,8 +393,6 @@ def _data(args) -> int:
         raise UserError(f"task {args.task!r}: {exc}") from None
     lines = "".join(json.dumps(r) + "\n" for r in records)
     if args.output:
-        from pathlib import Path
-
         _write_output(args.output, lines)
     else:
         sys.stdout.write(lines)

@@ -6,7 +6,6 @@ it got nothing and that the caller is unharmed. As the suite runs in CI: root, P
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -336,6 +335,27 @@ def test_without_bubblewrap_nothing_runs_and_the_error_says_what_to_install(monk
         lenient = build_reward("code", {}, on_error="zero")  # even so: not a score of 0, an error
         with pytest.raises(SandboxUnavailable):
             lenient(["def add(a, b): return a + b"], tests=[TESTS])
+    finally:
+        monkeypatch.undo()
+        sandbox_module.sandbox_problem.cache_clear()
+    assert sandbox_problem() is None
+
+
+def test_where_bubblewrap_cannot_make_its_namespaces_nothing_runs(tmp_path, monkeypatch):
+    """A bwrap that fails as it does where user namespaces are disabled: the sandbox refuses."""
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(sandbox_module, "_bwrap_flags", lambda: ())
+    sandbox_module.sandbox_problem.cache_clear()
+    original = sandbox_module._command
+    monkeypatch.setattr(sandbox_module, "_command", lambda *a, **k: [str(fake), *original(*a, **k)[1:]])
+    try:
+        assert "cannot create its namespaces" in sandbox_problem()
+        with pytest.raises(SandboxUnavailable, match="No permissions to creating new namespace"):
+            REWARDS["code"](["def add(a, b): return a + b"], tests=[TESTS])
     finally:
         monkeypatch.undo()
         sandbox_module.sandbox_problem.cache_clear()

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
