@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from shutil import which as shutil_which
 
 import pytest
 
@@ -360,3 +361,62 @@ def test_where_bubblewrap_cannot_make_its_namespaces_nothing_runs(tmp_path, monk
         monkeypatch.undo()
         sandbox_module.sandbox_problem.cache_clear()
     assert sandbox_problem() is None
+
+
+ORDINARY_USER_HELPER = r"""
+import importlib.util, json, os, socket, sys, tempfile
+sys.path.insert(0, sys.argv[1])  # src/: posttrain.errors, without the reward modules' dependencies
+spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1] + "/posttrain/rewards/sandbox.py")
+sandbox = importlib.util.module_from_spec(spec)
+sys.modules["sandbox"] = sandbox
+spec.loader.exec_module(sandbox)
+root = tempfile.mkdtemp()
+canary = os.path.join(root, "canary.txt")
+open(canary, "w").write("the trainer's data")
+tcp = socket.socket(); tcp.bind(("127.0.0.1", 0)); tcp.listen()
+sock = os.path.join(root, "s.sock"); unix = socket.socket(socket.AF_UNIX); unix.bind(sock); unix.listen()
+abstract = socket.socket(socket.AF_UNIX); abstract.bind("\0posttrain-user-probe"); abstract.listen()
+os.environ["POSTTRAIN_PROBE_SECRET"] = "hunter2"
+values = {"pid": os.getpid(), "port": tcp.getsockname()[1], "canary": canary, "abstract": "posttrain-user-probe",
+          "sock": sock, "package_file": sys.argv[1] + "/posttrain/rewards/code.py", "site": root,
+          "repo": sys.argv[1], "venv": root, "root": root}
+probes = json.load(open(sys.argv[2]))
+print(json.dumps({"problem": sandbox.sandbox_problem(), "uid": os.getuid(),
+                  "results": {name: sandbox.run_untrusted(p.format(**values), wall_seconds=10).stdout
+                              for name, p in probes.items()}}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists() or not shutil_which("setpriv"),
+                    reason="needs root (to become an ordinary user), setpriv and a system Python")
+def test_as_an_ordinary_user_the_probes_get_nothing_either(tmp_path):
+    """The same probes, with the sandbox started by an ordinary user (uid 65534, the system's
+    Python): no cgroups then, RLIMIT_NPROC instead, and user namespaces made without root."""
+    import shutil
+    import tempfile
+
+    # Where the ordinary user can read: a copy of the two modules the sandbox needs.
+    shared = Path(tempfile.mkdtemp(prefix="posttrain-user-probe-", dir="/tmp"))
+    try:
+        source = REPO / "src" / "posttrain"
+        for name in ("__init__.py", "errors.py", "rewards/sandbox.py"):
+            (shared / "posttrain" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source / name, shared / "posttrain" / name)
+        (shared / "posttrain" / "rewards" / "code.py").write_text("# stands in for posttrain's installed code\n")
+        helper, probes = shared / "helper.py", shared / "probes.json"
+        helper.write_text(ORDINARY_USER_HELPER)
+        probes.write_text(json.dumps(PROBES))
+        for path in [shared, *shared.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "/usr/bin/python3",
+                               str(helper), str(shared), str(probes)], capture_output=True, text=True, timeout=600,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(shared)}, cwd=shared)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["uid"] == 65534
+    if report["problem"]:
+        pytest.fail(f"the sandbox does not run as an ordinary user here: {report['problem']}")
+    escaped = {name: out for name, out in report["results"].items() if ESCAPED in out}
+    assert not escaped and len(report["results"]) == len(PROBES)
