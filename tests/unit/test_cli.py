@@ -42,3 +42,15 @@ def test_unreachable_hub_model_fails_fast_naming_the_key(write_recipe, capsys, t
     assert time.monotonic() - start < 30
     err = capsys.readouterr().err
     assert "model.name_or_path: cannot load a tokenizer from 'posttrain-tests/absent-model'" in err
+
+
+def test_data_generate_checks_n_and_makes_the_output_directory(tmp_path, capsys):
+    assert main(["data", "generate", "arithmetic", "--n", "-5"]) == 2
+    assert "error: --n -5: the number of records must be at least 1" in capsys.readouterr().err
+    out = tmp_path / "no" / "such" / "dir" / "x.jsonl"
+    assert main(["data", "generate", "arithmetic", "--n", "3", "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 3
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["data", "generate", "arithmetic", "--n", "3", "-o", str(blocker / "x.jsonl")]) == 2
+    assert f"error: {blocker}/x.jsonl: cannot write" in capsys.readouterr().err
