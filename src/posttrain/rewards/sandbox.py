@@ -31,6 +31,7 @@ tests can be judged in another process than the one the program controls (code.p
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import math
 import os
@@ -132,42 +133,8 @@ if limits["mode"] == "run":
     sys.argv = ["program.py"]
     exec(compile(source, "program.py", "exec"), {"__name__": "__main__"})
     sys.exit(0)
-""" + r'''
-import base64, math
-def encode(value):
-    kind = type(value)
-    if value is None or kind in (bool, str):
-        return value
-    if kind is int:
-        return value if abs(value) < 2 ** 53 else {"__int__": str(value)}
-    if kind is float:
-        return value if math.isfinite(value) else {"__float__": repr(value)}
-    if kind is list:
-        return [encode(v) for v in value]
-    if kind is tuple:
-        return {"__tuple__": [encode(v) for v in value]}
-    if kind in (set, frozenset):
-        return {"__" + kind.__name__ + "__": [encode(v) for v in value]}
-    if kind is dict:
-        return {"__dict__": [[encode(k), encode(v)] for k, v in value.items()]}
-    if kind is bytes:
-        return {"__bytes__": base64.b64encode(value).decode()}
-    if kind is complex:
-        return {"__complex__": [value.real, value.imag]}
-    raise TypeError(kind.__name__)
-def decode(data):
-    if type(data) is list:
-        return [decode(v) for v in data]
-    if type(data) is dict:
-        (tag, item), = data.items()
-        if tag == "__int__": return int(item)
-        if tag == "__float__": return float(item)
-        if tag in ("__tuple__", "__set__", "__frozenset__"):
-            return {"__tuple__": tuple, "__set__": set, "__frozenset__": frozenset}[tag](decode(v) for v in item)
-        if tag == "__dict__": return {decode(k): decode(v) for k, v in item}
-        if tag == "__bytes__": return base64.b64decode(item)
-        if tag == "__complex__": return complex(*item)
-    return data
+"""
+_SERVE = r"""
 requests = os.fdopen(limits["requests"], "r", encoding="utf-8")
 responses = os.fdopen(limits["responses"], "w", encoding="utf-8")
 def reply(message):
@@ -198,7 +165,13 @@ for line in requests:
         reply({"value": encode(result)})
     except BaseException as exc:
         reply({"error": type(exc).__name__})
-'''
+"""
+
+
+# The serving child encodes and decodes with the very functions above (their source, as the
+# sandbox cannot import posttrain).
+_BOOTSTRAP = (_BOOTSTRAP + "import base64, math\n" + inspect.getsource(encode) + inspect.getsource(decode)
+              + _SERVE)
 
 
 # ----------------------------------------------------------------------------- availability
