@@ -356,7 +356,7 @@ class _Output:
 
     def _drain(self, pipe, limit, on_over):
         while True:
-            chunk = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
+            chunk = pipe.read1(65536)  # a BufferedReader: what is there, up to 64 KiB
             if not chunk:
                 break
             if self.size < limit:
