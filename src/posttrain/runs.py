@@ -8,8 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from posttrain.errors import UserError
 from posttrain.data.loading import load_source
+from posttrain.errors import UserError
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report
 from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive, resolved_dict

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.rundir import holds_model
 
 
 def consolidate(checkpoint: Path, output: Path) -> Path:
@@ -20,7 +21,7 @@ def consolidate(checkpoint: Path, output: Path) -> Path:
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    if not (checkpoint / "config.json").is_file():
+    if not holds_model(checkpoint):
         raise UserError(f"{checkpoint}: no config.json; pass a checkpoint directory (checkpoints/checkpoint-N)")
     if not any(checkpoint.glob("global_step*/*model_states.pt")):
         raise UserError(f"{checkpoint}: no DeepSpeed shards (global_stepN/*model_states.pt); "
