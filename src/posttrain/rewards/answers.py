@@ -1,16 +1,46 @@
-"""Find the final answer in a model's text: the last \\boxed{...}, <answer>...</answer>,
-"The final answer is ...", "#### ..." or "Answer: ...". Linear time on any input."""
+"""Find the final answer in a model's text: whichever of \\boxed{...}, <answer>...</answer>,
+"the final answer is ...", "#### ..." and "Answer: ..." comes last.
+
+Linear time on any input: every search is for a literal marker, and the answer is cut out by
+index, never by a pattern that can backtrack (tests/unit/test_rewards.py runs 1 MB inputs).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 MAX_ANSWER_CHARS = 1000  # an "answer" longer than this is not an answer
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-_FINAL_IS = re.compile(r"final answer is:?\s*(.+?)\s*(?:\.\s*$|$)", re.I | re.M)
-_HASHES = re.compile(r"^####\s*(.+?)\s*$", re.M)
-_ANSWER_LINE = re.compile(r"^Answer:\s*(.+?)\s*$", re.M)
+_FINAL_IS = re.compile(r"final answer is", re.I)
+_HASHES = re.compile(r"^####", re.M)
+_ANSWER_LINE = re.compile(r"^Answer:", re.M)
+
+
+class Marked(NamedTuple):
+    kind: str  # "boxed", "tag", "final", "hashes", "line"
+    start: int  # where the marker begins
+    answer: str | None  # the text it marks (None: unbalanced braces, an unclosed tag)
+
+
+def _last(pattern: re.Pattern, text: str) -> re.Match | None:
+    found = None
+    for found in pattern.finditer(text):
+        pass
+    return found
+
+
+def _boxed_content(text: str, start: int) -> str | None:
+    i = text.index("{", start) + 1
+    depth, begin = 1, i
+    while i < len(text) and depth:
+        c = text[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        i += 1
+    return text[begin : i - 1] if depth == 0 else None
 
 
 def last_boxed(text: str) -> str | None:
@@ -20,14 +50,33 @@ def last_boxed(text: str) -> str | None:
     '\\\\frac{1}{2}'
     """
     start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text) and depth:
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        i += 1
-    return text[begin : i - 1] if depth == 0 else None
+    return None if start < 0 else _boxed_content(text, start)
+
+
+def _rest_of_line(text: str, begin: int) -> str:
+    end = text.find("\n", begin)
+    return text[begin : end if end >= 0 else len(text)]
+
+
+def last_marker(text: str) -> Marked | None:
+    """The marker that comes last in `text`, and what it marks."""
+    found: list[Marked] = []
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start >= 0:
+        found.append(Marked("boxed", start, _boxed_content(text, start)))
+    start = text.rfind("<answer>")
+    if start >= 0:
+        end = text.find("</answer>", start)
+        found.append(Marked("tag", start, text[start + 8 : end] if end >= 0 else None))
+    for kind, pattern in (("final", _FINAL_IS), ("hashes", _HASHES), ("line", _ANSWER_LINE)):
+        match = _last(pattern, text)
+        if match:
+            rest = _rest_of_line(text, match.end()).strip()
+            if kind == "final":
+                rest = rest.removeprefix(":").strip()
+                rest = rest[:-1].rstrip() if rest.endswith(".") else rest
+            found.append(Marked(kind, match.start(), rest))
+    return max(found, key=lambda m: m.start) if found else None
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -39,16 +88,9 @@ def extract_final_answer(text: str) -> str | None:
     '$\\\\frac{3}{4}$'
     >>> extract_final_answer("steps\\n#### 1,234")
     '1,234'
+    >>> extract_final_answer(r"first \\boxed{3}; no wait, the final answer is 4.")
+    '4'
     """
-    candidates = []
-    boxed = last_boxed(text)
-    if boxed is not None:
-        candidates.append(boxed)
-    else:
-        for pattern in (_ANSWER_TAG, _FINAL_IS, _HASHES, _ANSWER_LINE):
-            found = pattern.findall(text)
-            if found:
-                candidates.append(found[-1])
-                break
-    answer = candidates[0].strip() if candidates else None
+    marked = last_marker(text)
+    answer = marked.answer.strip() if marked and marked.answer else None
     return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None

@@ -1,15 +1,19 @@
-"""Run a function in a worker process and give up after a time limit, from any thread or
-process.
+"""Run a function over many items in worker processes, each item bounded in time, from any
+thread or process.
 
 math-verify bounds its own time with `signal.alarm`, which works only on the main thread, and
 TRL runs async reward functions on a worker thread. A child process can be stopped from
-anywhere: each call waits at most `seconds`, and a call that overruns kills the worker (the
-next call starts a fresh one).
+anywhere: `BoundedPool.map(fn, items)` hands the items out to up to `processes` workers, which
+answer item by item; a worker whose current item runs past `seconds` is killed, that item is
+reported as a timeout, and a fresh worker takes over the rest of its share. So one call uses
+every core it is given, and no item, however pathological, holds a call for longer than its
+bound.
 
-The worker is a plain child interpreter started with `subprocess`, not `multiprocessing`: it
-forks no threaded parent (torch, tokenizers), and it also works inside daemonic processes such
-as `multiprocessing.Pool` workers, which may not have multiprocessing children. Calls travel
-pickled over its stdin and stdout, so the function must be importable by name.
+The workers are plain child interpreters started with `subprocess`, not `multiprocessing`: they
+fork no threaded parent (torch, tokenizers), and they also work inside daemonic processes such
+as `multiprocessing.Pool` workers, which may not have multiprocessing children. Work travels
+pickled over their stdin and stdout (the caller's own functions and data, never a model's), so
+the function must be importable by name. Each worker is single-threaded (OMP/MKL threads 1).
 """
 
 from __future__ import annotations
@@ -17,74 +21,196 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import struct
 import subprocess
 import sys
 import threading
-from typing import Any, Callable
+import time
+from collections import deque
+from typing import Any, Callable, Sequence
 
 _SERVE = "from posttrain.rewards.bounded import serve; serve()"
+_HEADER = struct.Struct("<I")
+
+
+def _frame(obj) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _read_exactly(stream, n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
 
 
 def serve() -> None:
-    """The worker's loop: read (fn, args), answer ("ok", result) or ("error", message)."""
+    """A worker's loop: read (fn, [args, ...]); answer each item as ("ok", result) or
+    ("error", message), one frame per item, as soon as it is done."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints from the function must not corrupt the channel
     while True:
         try:
-            fn, args = pickle.load(stdin)
+            (size,) = _HEADER.unpack(_read_exactly(stdin, _HEADER.size))
+            fn, items = pickle.loads(_read_exactly(stdin, size))
         except (EOFError, KeyboardInterrupt):
             return
+        for args in items:
+            try:
+                reply = ("ok", fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller, who decides
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+            stdout.write(_frame(reply))
+            stdout.flush()
+
+
+def default_processes() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Worker:
+    def __init__(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        self.process = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        self.fd = self.process.stdout.fileno()
+        self.buffer = bytearray()
+        self.pending: deque[int] = deque()  # indices of the items it was given, in order
+        self.deadline = 0.0
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def send(self, fn, indices: list[int], items: Sequence[tuple], seconds: float) -> bool:
+        self.pending = deque(indices)
+        self.deadline = time.monotonic() + seconds
         try:
-            reply = ("ok", fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller, who decides
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        pickle.dump(reply, stdout)
-        stdout.flush()
+            self.process.stdin.write(_frame((fn, [tuple(items[i]) for i in indices])))
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
 
+    def replies(self) -> list | None:
+        """The complete replies that have arrived (None when the worker has gone)."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return None
+        self.buffer += chunk
+        out = []
+        while len(self.buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < _HEADER.size + size:
+                break
+            out.append(pickle.loads(bytes(self.buffer[_HEADER.size : _HEADER.size + size])))
+            del self.buffer[: _HEADER.size + size]
+        return out
 
-class BoundedWorker:
-    """`call(fn, *args)` -> ("ok", result) | ("error", message) | ("timeout", None)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen | None = None
-
-    def _start(self) -> subprocess.Popen:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        return subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-
-    def _stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            for pipe in (self._process.stdin, self._process.stdout):
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
                 pipe.close()
-        self._process = None
+            except OSError:
+                pass
 
-    def call(self, fn: Callable, *args: Any) -> tuple[str, Any]:
+
+class BoundedPool:
+    """`map(fn, items)` -> one ("ok", result) | ("error", message) | ("timeout", None) per item.
+
+    `seconds` bounds each item; `processes` caps the workers (default: the cores available).
+    Workers are started on first use and kept for the next call. Thread-safe (calls queue).
+    """
+
+    def __init__(self, seconds: float, processes: int | None = None):
+        self.seconds = float(seconds)
+        self.processes = max(1, int(processes or default_processes()))
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+
+    def _take(self) -> _Worker:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive():
+                return worker
+            worker.stop()
+        return _Worker()
+
+    def map(self, fn: Callable, items: Sequence[tuple]) -> list[tuple[str, Any]]:
+        n = len(items)
+        results: list[tuple[str, Any] | None] = [None] * n
+        if n == 0:
+            return []
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._stop()
-                self._process = self._start()
-            process = self._process
-            try:
-                pickle.dump((fn, args), process.stdin)
-                process.stdin.flush()
-            except BrokenPipeError:
-                self._stop()
-                return ("error", "the worker process died")
-            ready, _, _ = select.select([process.stdout], [], [], self.seconds)
-            if not ready:
-                self._stop()
-                return ("timeout", None)
-            try:
-                return pickle.load(process.stdout)
-            except (EOFError, pickle.UnpicklingError):
-                self._stop()
-                return ("error", "the worker process died")
+            workers = min(self.processes, n)
+            # Several small shares per worker, so a slow share does not leave the others idle.
+            share = max(1, -(-n // (workers * 4)))
+            queue = deque(list(range(i, min(i + share, n))) for i in range(0, n, share))
+            busy: dict[int, _Worker] = {}
+
+            def hand_out(worker: _Worker) -> None:
+                while queue:
+                    indices = queue.popleft()
+                    if worker.send(fn, indices, items, self.seconds):
+                        busy[worker.fd] = worker
+                        return
+                    worker.stop()  # it died between calls: a fresh one takes the share
+                    worker = _Worker()
+                self._idle.append(worker)
+
+            def restart(worker: _Worker) -> None:
+                """Replace a stopped or stuck worker; what it had not done goes back first."""
+                del busy[worker.fd]
+                rest = list(worker.pending)
+                worker.stop()
+                if rest:
+                    queue.appendleft(rest)
+                if queue:
+                    hand_out(_Worker())
+
+            for _ in range(workers):
+                if queue:
+                    hand_out(self._take())
+            while busy:
+                timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
+                ready, _, _ = select.select(list(busy), [], [], timeout)
+                for fd in ready:
+                    worker = busy[fd]
+                    replies = worker.replies()
+                    if replies is None:  # it died on its current item (memory, a signal)
+                        results[worker.pending.popleft()] = ("error", "the worker process died")
+                        restart(worker)
+                        continue
+                    for reply in replies:
+                        results[worker.pending.popleft()] = reply
+                    if replies:
+                        worker.deadline = time.monotonic() + self.seconds
+                    if not worker.pending:
+                        del busy[fd]
+                        hand_out(worker)
+                now = time.monotonic()
+                for worker in [w for w in busy.values() if w.deadline <= now]:
+                    results[worker.pending.popleft()] = ("timeout", None)
+                    restart(worker)
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         with self._lock:
-            self._stop()
+            for worker in self._idle:
+                worker.stop()
+            self._idle.clear()
+
+
+def call_bounded(pool: BoundedPool, fn: Callable, *args) -> tuple[str, Any]:
+    """One item through `pool`."""
+    return pool.map(fn, [args])[0]

@@ -1,5 +1,7 @@
-"""`ifeval`: instruction-following constraints (IFEval; Tulu 3 RLVR), scored as the fraction
-satisfied, or all-or-nothing with `strict: true`.
+"""`ifeval`: instruction-following constraints (IFEval; Tulu 3 RLVR), checked as the reference
+implementation (Google's, as lm-evaluation-harness ships it) checks them, in IFEval's strict
+mode or (`loose: true`) its loose one; scored as the fraction followed, or all or nothing with
+`prompt_level: true`. docs/rewards.md lists where it differs and why.
 
 The constraints are data in the task record, in any of three shapes:
 
@@ -13,133 +15,237 @@ Only the text after a closing `</think>` is checked, so reasoning does not count
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections import Counter
+from functools import lru_cache
 from typing import Any, Callable
 
 from posttrain.rewards.numeric import completion_text
 
-# ----------------------------------------------------------------------------- counting
+logger = logging.getLogger(__name__)
+COUNTS: Counter = Counter()  # "timeout", "error": responses scored 0 for running past the bound
+
+# ----------------------------------------------------------------------------- text units
+# As the reference implementation (Google's, as lm-evaluation-harness ships it) counts them.
+
+_WORD = re.compile(r"\w+")
+
+
+def count_words(text: str) -> int:
+    """Runs of word characters (the reference: nltk's RegexpTokenizer(r"\\w+"))."""
+    return sum(1 for _ in _WORD.finditer(text))
+
+
+@lru_cache(maxsize=1)
+def _sentence_tokenizer():
+    """nltk's Punkt algorithm with English parameters shipped here (the reference loads
+    nltk's trained English model, which has to be downloaded; see sentences.py)."""
+    from posttrain.rewards.sentences import english_punkt
+
+    return english_punkt()
+
+
+def count_sentences(text: str) -> int:
+    return len(_sentence_tokenizer().tokenize(text))
+
+
+def _words_for_case(text: str) -> list[str]:
+    """nltk's word_tokenize, the reference's tokenizer for capital words. Splitting into
+    sentences first (as word_tokenize does by default) only moves sentence-final periods into
+    tokens of their own, which changes no token's case."""
+    from nltk.tokenize import word_tokenize
+
+    return word_tokenize(text, preserve_line=True)
+
+
+def _detect_language(text: str) -> str | None:
+    from langdetect import DetectorFactory, LangDetectException, detect
+
+    DetectorFactory.seed = 0  # langdetect is random unless seeded; the reference does not seed it
+    try:
+        return detect(text)
+    except LangDetectException:  # no letters to judge by; the reference counts it as followed
+        return None
 
 
 def _compare(actual: int, relation: str, target: int) -> bool:
+    """IFEval's relations are "less than" and "at least"; Tulu 3's data adds the others."""
     relation = (relation or "at least").lower()
     if relation in {"at least", "no less than"}:
         return actual >= target
-    if relation in {"at most", "no more than"}:
-        return actual <= target
     if relation == "less than":
         return actual < target
+    if relation in {"at most", "no more than"}:
+        return actual <= target
     if relation == "more than":
         return actual > target
     if relation == "around":
         return abs(actual - target) <= max(round(target * 0.1), 1)
     if relation in {"exactly", "equal to"}:
         return actual == target
-    raise ValueError(f"unknown relation {relation!r} (at least, at most, less than, more than, around, exactly)")
+    raise ValueError(f"unknown relation {relation!r} (less than, at least, at most, more than, around, exactly)")
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\b\w+(?:'\w+)?\b", text)
+def _search(pattern: str, text: str, flags=re.IGNORECASE) -> re.Match | None:
+    """The reference treats keywords as regular expressions; a keyword that is not a valid one
+    (`c++`) is looked for as written."""
+    try:
+        return re.search(pattern, text, flags)
+    except re.error:
+        return re.search(re.escape(pattern), text, flags)
 
 
-def _sentences(text: str) -> list[str]:
-    parts = re.split(r"(?<=[.!?])\s+", text.strip())
-    return [p for p in parts if re.search(r"\w", p)]
-
-
-def _divider_paragraphs(text: str) -> list[str] | None:
-    """Paragraphs separated by the markdown divider `* * *`; None if one is empty."""
-    parts = [p.strip() for p in re.split(r"\s*\*\s\*\s\*\s*", text.strip())]
-    return None if any(not p for p in parts) else parts
+def _count(pattern: str, text: str, flags=re.IGNORECASE) -> int:
+    try:
+        return sum(1 for _ in re.finditer(pattern, text, flags))
+    except re.error:
+        return sum(1 for _ in re.finditer(re.escape(pattern), text, flags))
 
 
 # ----------------------------------------------------------------------------- checks
-# Each check takes the response text and the constraint's arguments and returns a bool.
+# Each check takes the response and the instruction's arguments (IFEval's kwargs names) and
+# returns a bool, as the reference's check_following does, in linear time on any input.
 
 
 def keywords_existence(text, keywords):
-    return all(re.search(re.escape(k), text, re.I) for k in keywords)
+    return all(_search(k, text) for k in keywords)
 
 
 def keywords_forbidden(text, forbidden_words):
-    return not any(re.search(r"\b" + re.escape(w) + r"\b", text, re.I) for w in forbidden_words)
+    return not any(_search(r"\b" + w + r"\b", text) for w in forbidden_words)
 
 
 def keywords_frequency(text, keyword, frequency, relation="at least"):
-    count = len(re.findall(r"\b" + re.escape(keyword) + r"\b", text, re.I))
-    return _compare(count, relation, frequency)
+    return _compare(_count(keyword.strip(), text), relation, frequency)  # substrings, as the reference
 
 
 def letter_frequency(text, letter, let_frequency, let_relation="at least"):
-    return _compare(text.lower().count(letter.lower()), let_relation, let_frequency)
+    return _compare(text.lower().count(letter.strip().lower()), let_relation, let_frequency)
 
 
 def response_language(text, language):
-    from langdetect import DetectorFactory, LangDetectException, detect
-
-    DetectorFactory.seed = 0  # langdetect is random unless seeded
-    try:
-        return detect(text) == language
-    except LangDetectException:  # no letters to judge by
-        return True
+    detected = _detect_language(text)
+    return detected is None or detected == language
 
 
 def number_words(text, num_words, relation="at least"):
-    return _compare(len(_words(text)), relation, num_words)
+    return _compare(count_words(text), relation, num_words)
 
 
 def number_sentences(text, num_sentences, relation="at least"):
-    return _compare(len(_sentences(text)), relation, num_sentences)
+    return _compare(count_sentences(text), relation, num_sentences)
+
+
+_DIVIDER = re.compile(r"\s?\*\*\*\s?")
 
 
 def number_paragraphs(text, num_paragraphs):
-    paragraphs = _divider_paragraphs(text)
-    return paragraphs is not None and len(paragraphs) == num_paragraphs
+    """Paragraphs separated by the markdown divider `***` (empty ones only at either end)."""
+    paragraphs = _DIVIDER.split(text)
+    count = len(paragraphs)
+    for index, paragraph in enumerate(paragraphs):
+        if not paragraph.strip():
+            if index in (0, len(paragraphs) - 1):
+                count -= 1
+            else:
+                return False
+    return count == num_paragraphs
 
 
 def nth_paragraph_first_word(text, num_paragraphs, nth_paragraph, first_word):
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    if len(paragraphs) != num_paragraphs or not 1 <= nth_paragraph <= len(paragraphs):
+    """Paragraphs separated by a blank line ("\n\n"); the nth starts with `first_word`."""
+    paragraphs = text.split("\n\n")
+    count = sum(1 for p in paragraphs if p.strip())
+    if nth_paragraph > count:
         return False
-    words = _words(paragraphs[nth_paragraph - 1])
-    return bool(words) and words[0].lower() == first_word.lower()
+    paragraph = paragraphs[nth_paragraph - 1].strip()
+    if not paragraph:
+        return False
+    word = paragraph.split()[0].strip().lstrip("'").lstrip('"')
+    first = ""
+    for letter in word:
+        if letter in {".", ",", "?", "!", "'", '"'}:
+            break
+        first += letter.lower()
+    return count == num_paragraphs and first == first_word.lower()
 
 
 def postscript(text, postscript_marker):
-    match = re.search(r"^\s*" + re.escape(postscript_marker) + r"\s*\S", text, re.M | re.I)
-    return match is not None
+    """The marker anywhere (`P.S.` also as `p. s.`, `P.P.S` as `p. p. s`), case-insensitive."""
+    text = text.lower()
+    if postscript_marker == "P.P.S":
+        pattern = r"p\.\s?p\.\s?s"
+    elif postscript_marker == "P.S.":
+        pattern = r"p\.\s?s\."
+    else:
+        pattern = postscript_marker.lower()
+    return _search(pattern, text, 0) is not None
 
 
 def number_placeholders(text, num_placeholders):
-    return len(re.findall(r"\[[^\[\]\n]+\]", text)) >= num_placeholders
+    """Square-bracket placeholders `[name]` (the reference's `\\[.*?\\]`, counted in linear time:
+    from each `[` to the nearest `]` on the same line)."""
+    count = 0
+    for line in text.split("\n"):
+        i = line.find("[")
+        while i >= 0:
+            j = line.find("]", i + 1)
+            if j < 0:
+                break
+            count += 1
+            i = line.find("[", j + 1)
+    return count >= num_placeholders
+
+
+_STAR_BULLET = re.compile(r"^[^\S\n]*\*[^*].*$", re.M)
+_DASH_BULLET = re.compile(r"^[^\S\n]*-.*$", re.M)
 
 
 def number_bullet_lists(text, num_bullets):
-    bullets = re.findall(r"^\s*[*-]\s+\S", text, re.M)
-    return len(bullets) == num_bullets
+    """Lines starting with `* ` or `-` (the reference's patterns, anchored per line so they
+    run in linear time; they match the same lines)."""
+    count = sum(1 for _ in _STAR_BULLET.finditer(text)) + sum(1 for _ in _DASH_BULLET.finditer(text))
+    return count == num_bullets
 
 
 def title(text):
-    return re.search(r"<<[^<>\n]+>>", text) is not None
+    """A title in double angular brackets, `<<like this>>`, not empty. The reference's pattern
+    `<<[^\n]+>>` is greedy: on each line it spans from the first `<<` to the last `>>`, which is
+    found here by index, in linear time."""
+    for line in text.split("\n"):
+        start, end = line.find("<<"), line.rfind(">>")
+        if start >= 0 and end >= start + 3 and line[start : end + 2].lstrip("<").rstrip(">").strip():
+            return True
+    return False
 
 
 def constrained_response(text, options=("My answer is yes.", "My answer is no.", "My answer is maybe.")):
-    return any(option.strip().lower() in text.strip().lower() for option in options)
+    text = text.strip()
+    return any(option in text for option in options)  # case-sensitive, as the reference
+
+
+_HIGHLIGHT = re.compile(r"\*[^\n*]*\*")
+_DOUBLE_HIGHLIGHT = re.compile(r"\*\*[^\n*]*\*\*")
 
 
 def number_highlighted_sections(text, num_highlights):
-    highlights = re.findall(r"\*[^\n*]+\*", text) + re.findall(r"\*\*[^\n*]+\*\*", text)
-    return len(highlights) >= num_highlights
+    """`*highlighted*` sections, not empty. As in the reference, `**bold**` is found by both of
+    its patterns (a quirk: it counts as two)."""
+    count = sum(1 for m in _HIGHLIGHT.finditer(text) if m.group().strip("*").strip())
+    count += sum(1 for m in _DOUBLE_HIGHLIGHT.finditer(text)
+                 if m.group().removeprefix("**").removesuffix("**").strip())
+    return count >= num_highlights
 
 
 def multiple_sections(text, num_sections, section_spliter="Section"):
-    sections = re.split(r"\s?" + re.escape(section_spliter) + r"\s?\d+\s?", text)
+    sections = re.split(r"\s?" + section_spliter + r"\s?\d+\s?", text)
     return len(sections) - 1 >= num_sections
 
 
 def json_format(text):
-    body = text.strip().removeprefix("```json").removeprefix("```JSON").removeprefix("```")
-    body = body.removesuffix("```").strip()
+    body = (text.strip().removeprefix("```json").removeprefix("```Json").removeprefix("```JSON")
+            .removeprefix("```").removesuffix("```").strip())
     try:
         json.loads(body)
     except ValueError:
@@ -152,25 +258,41 @@ def repeat_prompt(text, prompt_to_repeat):
 
 
 def two_responses(text):
+    """Two different responses separated by `******` (empty pieces only at either end)."""
+    valid = []
     parts = text.split("******")
-    return len(parts) == 2 and all(p.strip() for p in parts) and parts[0].strip() != parts[1].strip()
+    for index, part in enumerate(parts):
+        if not part.strip():
+            if index not in (0, len(parts) - 1):
+                return False
+        else:
+            valid.append(part)
+    return len(valid) == 2 and valid[0].strip() != valid[1].strip()
 
 
 def english_capital(text):
-    return text == text.upper() and any(c.isalpha() for c in text)
+    if not text.isupper():
+        return False
+    detected = _detect_language(text)
+    return detected is None or detected == "en"
 
 
 def english_lowercase(text):
-    return text == text.lower() and any(c.isalpha() for c in text)
+    if not text.islower():
+        return False
+    detected = _detect_language(text)
+    return detected is None or detected == "en"
 
 
 def capital_word_frequency(text, capital_frequency, capital_relation="at least"):
-    capitals = [w for w in _words(text) if w.isupper() and len(w) > 1]
-    return _compare(len(capitals), capital_relation, capital_frequency)
+    """Words in capitals (nltk's word tokens; `I`, `A` and `U.S.` count)."""
+    capitals = sum(1 for w in _words_for_case(text) if w.isupper())
+    return _compare(capitals, capital_relation, capital_frequency)
 
 
 def end_checker(text, end_phrase):
-    return text.strip().lower().endswith(end_phrase.strip().lower())
+    """Ends with the phrase, ignoring case and quotes around the response."""
+    return text.strip().strip('"').lower().endswith(end_phrase.strip().lower())
 
 
 def quotation(text):
@@ -279,30 +401,85 @@ def check(text: str, constraint: dict[str, Any]) -> bool:
 
 
 def response_part(completion) -> str:
+    """What is checked: the response as it is (IFEval's strict mode checks it unstripped), or,
+    after a closing `</think>`, what follows it, stripped."""
     text = completion_text(completion)
-    return text.rsplit("</think>", 1)[1].strip() if "</think>" in text else text.strip()
+    return text.rsplit("</think>", 1)[1].strip() if "</think>" in text else text
+
+
+def loose_variants(text: str) -> list[str]:
+    """IFEval's loose mode: the response, without its first line, its last line or both, each
+    also with every `*` removed; an instruction is followed if any of them follows it."""
+    lines = text.split("\n")
+    cut = ["\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()]
+    return [text, text.replace("*", ""), *cut, *(c.replace("*", "") for c in cut)]
+
+
+def verdicts(text: str, record: list[dict], loose: bool = False) -> list[bool]:
+    """Whether the response follows each instruction. An empty response follows none (as in
+    the reference: it does not pass "no commas" by saying nothing)."""
+    variants = loose_variants(text) if loose else [text]
+    return [any(v.strip() and check(v, c) for v in variants) for c in record]
+
+
+def _score(text: str, record: list[dict], loose: bool, prompt_level: bool) -> float:
+    passed = verdicts(text, record, loose)
+    if prompt_level:
+        return float(all(passed))
+    return sum(passed) / len(passed) if passed else 0.0
+
+
+IN_PROCESS_CHARS = 16384  # longer responses are scored in the bounded worker pool
+
+
+@lru_cache(maxsize=None)
+def _pool(seconds: float):
+    from posttrain.rewards.bounded import BoundedPool
+
+    return BoundedPool(seconds)
 
 
 def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraints=None,
-                  ground_truth=None, *, strict: bool = False, **columns) -> list[float]:
-    """Fraction of the record's constraints the response satisfies (strict: all or nothing).
+                  ground_truth=None, *, prompt_level: bool = False, loose: bool = False,
+                  timeout: float = 2.0, **columns) -> list[float]:
+    """Fraction of the record's instructions the response follows (IFEval's instruction-level
+    accuracy); with `prompt_level: true` all or nothing (its prompt-level accuracy); with
+    `loose: true` IFEval's loose mode instead of its strict one.
 
-    >>> ifeval_reward(["all lower, no caps"], constraints=[[
+    Every check runs in linear time; responses longer than 16 KB are scored in worker processes
+    bounded by `timeout` (score 0 past it, counted). A malformed record raises, naming it.
+
+    >>> ifeval_reward(["the quick brown fox jumps over the lazy dog, twice"], constraints=[[
     ...     {"type": "change_case:english_lowercase"}, {"type": "punctuation:no_comma"}]])
     [0.5]
     """
-    scores = []
-    for i, completion in enumerate(completions):
-        record = constraints_of(
-            instruction_id_list[i] if instruction_id_list else None,
-            kwargs[i] if kwargs else None,
-            constraints[i] if constraints else None,
-            ground_truth[i] if ground_truth else None,
-        )
-        text = response_part(completion)
-        passed = [check(text, c) for c in record]
-        if strict:
-            scores.append(float(all(passed)))
-        else:
-            scores.append(sum(passed) / len(passed) if passed else 0.0)
+    records = []
+    for i in range(len(completions)):
+        try:
+            record = constraints_of(
+                instruction_id_list[i] if instruction_id_list else None,
+                kwargs[i] if kwargs else None,
+                constraints[i] if constraints else None,
+                ground_truth[i] if ground_truth else None,
+            )
+            for c in record:  # the record's arguments are checked once, on an ordinary text
+                check("A plain response.", c)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"ifeval: record {i} is malformed: {exc}") from None
+        records.append(record)
+    texts = [response_part(c) for c in completions]
+    scores: list[float] = [0.0] * len(completions)
+    long = [i for i, t in enumerate(texts) if len(t) > IN_PROCESS_CHARS]
+    for i, text in enumerate(texts):
+        if len(text) <= IN_PROCESS_CHARS:
+            scores[i] = _score(text, records[i], loose, prompt_level)
+    if long:
+        results = _pool(float(timeout)).map(_score, [(texts[i], records[i], loose, prompt_level) for i in long])
+        for i, (status, value) in zip(long, results):
+            if status == "ok":
+                scores[i] = value
+            else:
+                COUNTS[status] += 1
+                logger.warning("ifeval: sample %d: %s (scored 0; %d so far)", i,
+                               value or f"ran past {timeout} s", COUNTS[status])
     return scores

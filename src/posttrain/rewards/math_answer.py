@@ -1,58 +1,198 @@
 """`math`: the final answer, checked for mathematical equivalence with math-verify.
 
-Each item is bounded in time (default 2 s) on any thread: parsing and comparison run in a
-worker process that is replaced when an item overruns (see bounded.py). Pathological answers
-(deep nesting, 9^9^9^9, megabytes of text) score 0 within the bound.
+What is compared:
+
+- the completion's answer is found by math-verify's own extraction (its LaTeX and expression
+  configs, as TRL's and open-r1's accuracy rewards use it), with posttrain's markers as
+  priorities on top: whichever of `\\boxed{}`, `<answer>`, "the final answer is", `####`,
+  `Answer:` comes last decides where to look; with no marker math-verify reads the whole text
+  (a bare `-5`, `$\\frac13$`, `1,000.99€`). When the last marker is a `\\boxed{}`, every boxed
+  answer is considered together (a set or multi-part answer) as well as the last one alone.
+- the gold answer is parsed once and cached. A gold answer that does not parse scores None
+  (TRL leaves it out of the reward), is counted and logged — never 1.0.
+
+Fast path: when both answers are plain numbers (integers, decimals, thousands separators,
+`a/b`, `\\frac{a}{b}`), they are compared exactly here, without sympy. Everything else runs in
+a pool of worker processes (bounded.py), one per core by default, each item bounded in time
+(default 2 s) on any thread; an item that overruns, or that makes math-verify raise, scores 0
+and is counted.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from collections import Counter
+from fractions import Fraction
 from functools import lru_cache
 
-from posttrain.rewards.answers import extract_final_answer
-from posttrain.rewards.bounded import BoundedWorker
+from posttrain.rewards.answers import last_marker
+from posttrain.rewards.bounded import BoundedPool
 from posttrain.rewards.numeric import completion_text
+
+logger = logging.getLogger(__name__)
+
+# How often each kind of event happened in this process: "timeout", "error", "gold_unparsed".
+COUNTS: Counter = Counter()
+
+MAX_TEXT_CHARS = 1 << 20  # beyond 1 MB only the last megabyte is read (the answer is at the end)
+
+_INTEGER = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
+_PLAIN = re.compile(rf"([-+]?)({_INTEGER}(?:\.\d+)?|\.\d+)")
+_SLASH = re.compile(r"([-+]?)(\d+)\s*/\s*(\d+)")
+_ARG = r"(?:\{\s*(\d+)\s*\}|(\d))"  # \frac{12}{5}, or \frac12 (one digit each, as LaTeX reads it)
+_FRAC = re.compile(rf"([-+]?)\\[dt]?frac\s*{_ARG}\s*{_ARG}")
+
+
+def _unwrap(text: str) -> str:
+    text = text.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("\\boxed{", "}")):
+        if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
+            text = text[len(left) : len(text) - len(right)].strip()
+    return text.rstrip(".").strip()
+
+
+@lru_cache(maxsize=65536)
+def plain_number(text: str) -> Fraction | None:
+    """`text` as an exact number when it is nothing but one, else None.
+
+    >>> plain_number("1,000.50"), plain_number(r"$-\\frac{3}{4}$"), plain_number("2/4")
+    (Fraction(2001, 2), Fraction(-3, 4), Fraction(1, 2))
+    >>> plain_number("x + 1") is None, plain_number("50%") is None
+    (True, True)
+    """
+    if len(text) > 200:
+        return None
+    body = _unwrap(text)
+    match = _PLAIN.fullmatch(body)
+    if match:
+        return Fraction(match.group(1) + match.group(2).replace(",", ""))
+    match = _SLASH.fullmatch(body)
+    if match:
+        sign, numerator, denominator = match.groups()
+    else:
+        match = _FRAC.fullmatch(body)
+        if not match:
+            return None
+        sign, numerator, denominator = match.group(1), match.group(2) or match.group(3), match.group(4) or match.group(5)
+    if int(denominator) == 0:
+        return None
+    return Fraction(int(numerator), int(denominator)) * (-1 if sign == "-" else 1)
 
 
 def _as_latex(answer: str) -> str:
     return answer if ("$" in answer or "\\boxed" in answer) else f"\\boxed{{{answer}}}"
 
 
-def equivalent(gold: str, answer: str) -> bool:
-    """math-verify with its signal-based timeouts off (they fail off the main thread).
-
-    Runs inside the worker process; call it directly only where time does not matter.
-    """
-    import logging
-
-    from math_verify import parse, verify
-
-    # It warns that its timeouts are off; they are, because this worker process is the bound.
+def _quiet():
+    # math-verify warns that its own timeouts are off: they are; the worker process is the bound.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    gold_parsed = parse(_as_latex(gold), parsing_timeout=None)
-    answer_parsed = parse(_as_latex(answer), parsing_timeout=None)
-    if not gold_parsed or not answer_parsed:
-        return False
-    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
+
+
+@lru_cache(maxsize=4096)
+def parse_gold(gold: str):
+    """math-verify's parse of a gold answer (a bare answer, LaTeX, or a solution with \\boxed{}),
+    or None when nothing in it parses. Runs in the worker; cached there."""
+    from math_verify import parse
+
+    _quiet()
+    for text in (_as_latex(gold), gold):
+        # Parsed means parsed into mathematics, not merely matched as a string.
+        if parse(text, parsing_timeout=None, fallback_mode="no_fallback"):
+            return parse(text, parsing_timeout=None)
+    return None
+
+
+def _clean(text: str) -> str:
+    """An escaped `\\$` is a currency sign, and quotes around an answer are not part of it."""
+    return text.replace("\\$", "").replace('"', " ")
+
+
+def parse_completion(text: str) -> list:
+    """The parses of the completion's answer that are compared with the gold one (any may match)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    _quiet()
+    boxed_first = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    marked = last_marker(text)
+    if marked is None:
+        return [parse(_clean(text), boxed_first, parsing_timeout=None)]
+    if marked.kind == "boxed":
+        candidates = [parse(text, boxed_first, parsing_timeout=None)]  # every \boxed{} together
+        if marked.answer is not None:
+            candidates.append(parse(f"\\boxed{{{marked.answer}}}", boxed_first, parsing_timeout=None))
+        return candidates
+    if marked.answer is None:  # an unclosed <answer>
+        return []
+    end = text.find("\n", marked.start)
+    tail = _clean(text[marked.start : end if end >= 0 else len(text)] if marked.kind != "tag" else marked.answer)
+    parsed = parse(tail, parsing_timeout=None)
+    return [parsed or parse(_as_latex(_clean(marked.answer).strip()), parsing_timeout=None)]
+
+
+def judge(gold: str, text: str) -> bool | None:
+    """True when the completion's answer equals the gold one; None when the gold one does not
+    parse. Runs in a worker process (call it directly only where time does not matter)."""
+    from math_verify import verify
+
+    gold_parsed = parse_gold(gold)
+    if gold_parsed is None:
+        return None
+    return any(parsed and verify(gold_parsed, parsed, timeout_seconds=None)
+               for parsed in parse_completion(text))
+
+
+def equivalent(gold: str, answer: str) -> bool:
+    """Whether two answers are the same mathematically (both bare or LaTeX), in this process."""
+    return bool(judge(gold, _as_latex(answer)))
 
 
 @lru_cache(maxsize=None)
-def _worker(seconds: float) -> BoundedWorker:
-    return BoundedWorker(seconds)
+def _pool(seconds: float, processes: int | None) -> BoundedPool:
+    return BoundedPool(seconds, processes)
 
 
-def math_reward(completions, ground_truth, *, timeout: float = 2.0, **columns) -> list[float]:
-    """1.0 where the completion's final answer equals the ground truth mathematically.
+def _count(event: str, detail: str) -> None:
+    COUNTS[event] += 1
+    if COUNTS[event] in (1, 10, 100) or COUNTS[event] % 1000 == 0:
+        logger.warning("math reward: %s (%s; %d so far)", event, detail, COUNTS[event])
 
-    >>> math_reward([r"so \\boxed{\\frac{1}{2}}", "The final answer is 0.4."], ["0.5", "1/2"])
-    [1.0, 0.0]
+
+def math_reward(completions, ground_truth, *, timeout: float = 2.0, processes: int | None = None,
+                **columns) -> list[float | None]:
+    """1.0 where the completion's final answer equals the ground truth mathematically; None
+    where the ground truth does not parse.
+
+    >>> math_reward([r"so \\boxed{\\frac{1}{2}}", "The final answer is 0.4.", "-5"], ["0.5", "1/2", "-5"])
+    [1.0, 0.0, 1.0]
     """
-    scores = []
-    for completion, gold in zip(completions, ground_truth):
-        answer = extract_final_answer(completion_text(completion))
-        if answer is None or gold is None:
-            scores.append(0.0)
+    scores: list[float | None] = [None] * len(completions)
+    slow = []
+    for i, (completion, gold) in enumerate(zip(completions, ground_truth)):
+        if gold is None or not str(gold).strip():
+            _count("gold_unparsed", f"sample {i} has no ground truth")
             continue
-        status, same = _worker(float(timeout)).call(equivalent, str(gold), answer)
-        scores.append(1.0 if status == "ok" and same else 0.0)
+        gold = str(gold)
+        text = completion_text(completion)[-MAX_TEXT_CHARS:]
+        gold_number = plain_number(gold)
+        if gold_number is not None:
+            marked = last_marker(text)
+            answer = marked.answer if marked else (text if len(text) <= 200 else None)
+            number = plain_number(answer) if answer is not None else None
+            if number is not None:
+                scores[i] = float(number == gold_number)
+                continue
+        slow.append(i)
+    if slow:
+        pool = _pool(float(timeout), processes)
+        results = pool.map(judge, [(str(ground_truth[i]), completion_text(completions[i])[-MAX_TEXT_CHARS:])
+                                   for i in slow])
+        for i, (status, value) in zip(slow, results):
+            if status == "ok":
+                if value is None:
+                    _count("gold_unparsed", f"ground truth {str(ground_truth[i])[:80]!r} does not parse")
+                scores[i] = None if value is None else float(value)
+            else:
+                _count(status, f"sample {i}: {value}" if value else f"sample {i} ran past {timeout} s")
+                scores[i] = 0.0
     return scores

@@ -1,4 +1,8 @@
-"""GSM8K-style numeric answers: find the final number in a completion and compare it exactly."""
+"""GSM8K-style numeric answers: find the final number in a completion and compare it exactly.
+
+Linear time on any input (the patterns cannot backtrack across a run of characters more than
+once), and never raises on a model's text: a "number" of more than 1,000 digits is no answer.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from fractions import Fraction
 _NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?"
 _MARKED = re.compile(rf"(?:Answer:|####|answer is)\s*({_NUMBER})", re.IGNORECASE)
 _ANY = re.compile(_NUMBER)
+MAX_DIGITS = 1000
 
 
 def completion_text(completion) -> str:
@@ -27,11 +32,18 @@ def extract_number(text: str) -> Fraction | None:
     >>> extract_number("no digits") is None
     True
     """
-    marked = _MARKED.findall(text)
-    found = marked[-1] if marked else (_ANY.findall(text) or [None])[-1]
+    found = None
+    for found in _MARKED.finditer(text):
+        pass
+    if found is None:
+        for found in _ANY.finditer(text):
+            pass
     if found is None:
         return None
-    return Fraction(found.replace(",", "").replace("$", ""))
+    number = found.group(found.lastindex or 0).replace(",", "").replace("$", "")
+    if len(number) > MAX_DIGITS:
+        return None
+    return Fraction(number)
 
 
 def numeric_reward(completions, ground_truth, **columns) -> list[float]:
