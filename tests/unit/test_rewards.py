@@ -106,7 +106,7 @@ IFEVAL_CASES = [  # (type, arguments, passing response, failing response)
      "This is a short sentence in English, and it is written very plainly."),
     ("length_constraints:number_words", {"num_words": 3, "relation": "at most"}, "one two three", "one two three four"),
     ("length_constraints:number_sentences", {"num_sentences": 2, "relation": "at least"}, "One. Two.", "Only one."),
-    ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "First.\n* * *\nSecond.", "Just one."),
+    ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "First.\n***\nSecond.", "First.\n* * *\nSecond."),
     ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
      "First part.\n\nThen second.", "First part.\n\nAnd second."),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Body.\nP.S. more", "Body only."),
@@ -140,12 +140,12 @@ def test_ifeval_constraint(kind, arguments, good, bad):
     assert REWARDS["ifeval"]([good, bad], constraints=[[constraint]] * 2) == [1.0, 0.0]
 
 
-def test_ifeval_record_shapes_and_strict_mode():
+def test_ifeval_record_shapes_and_prompt_level():
     response = "<think>private</think>all lowercase, with a comma"
     ifeval_style = {"instruction_id_list": [["change_case:english_lowercase", "punctuation:no_comma"]],
                     "kwargs": [[{}, {}]]}
     assert REWARDS["ifeval"]([response], **ifeval_style) == [0.5]
-    assert REWARDS["ifeval"]([response], **ifeval_style, strict=True) == [0.0]
+    assert REWARDS["ifeval"]([response], **ifeval_style, prompt_level=True) == [0.0]
     tulu = '{"func_name": "validate_word_constraint", "N": 3, "quantifier": "at least"}'
     assert REWARDS["ifeval"](["one two three"], ground_truth=[tulu]) == [1.0]
     assert REWARDS["ifeval"](["one two"], ground_truth=[tulu]) == [0.0]

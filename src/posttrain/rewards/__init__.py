@@ -102,6 +102,12 @@ class GuardedReward:
         self.__name__ = name  # TRL logs rewards/<__name__>/mean
         self.fn, self.options, self.on_error, self.errors = fn, options, on_error, 0
 
+    def warm(self) -> None:
+        """Start what the reward needs before the first batch (a worker pool), if anything."""
+        warm = getattr(self.fn, "warm", None)
+        if warm is not None:
+            warm(**self.options)
+
     def _call(self, completions, columns) -> list:
         scores = list(self.fn(completions, **columns, **self.options))
         if len(scores) != len(completions):

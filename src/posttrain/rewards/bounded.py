@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 _SERVE = "from posttrain.rewards.bounded import serve; serve()"
 _HEADER = struct.Struct("<I")
+STARTUP_SECONDS = 60.0
 
 
 def _frame(obj) -> bytes:
@@ -56,6 +57,8 @@ def serve() -> None:
             fn, items = pickle.loads(_read_exactly(stdin, size))
         except (EOFError, KeyboardInterrupt):
             return
+        stdout.write(_frame(("start", None)))  # the function's module is imported: time starts now
+        stdout.flush()
         for args in items:
             try:
                 reply = ("ok", fn(*args))
@@ -66,11 +69,17 @@ def serve() -> None:
 
 
 def default_processes() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on, shared with the other ranks on this node (torchrun
+    and accelerate set LOCAL_WORLD_SIZE)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:
+        ranks = 1
+    return max(1, cores // max(1, ranks))
 
 
 class _Worker:
@@ -89,7 +98,9 @@ class _Worker:
 
     def send(self, fn, indices: list[int], items: Sequence[tuple], seconds: float) -> bool:
         self.pending = deque(indices)
-        self.deadline = time.monotonic() + seconds
+        # Until the worker says it has started (a fresh one imports the function's module
+        # first), it is given STARTUP_SECONDS more; the items' own bound starts then.
+        self.deadline = time.monotonic() + seconds + STARTUP_SECONDS
         try:
             self.process.stdin.write(_frame((fn, [tuple(items[i]) for i in indices])))
             self.process.stdin.flush()
@@ -192,7 +203,8 @@ class BoundedPool:
                         restart(worker)
                         continue
                     for reply in replies:
-                        results[worker.pending.popleft()] = reply
+                        if reply[0] != "start":
+                            results[worker.pending.popleft()] = reply
                     if replies:
                         worker.deadline = time.monotonic() + self.seconds
                     if not worker.pending:
@@ -203,6 +215,25 @@ class BoundedPool:
                     results[worker.pending.popleft()] = ("timeout", None)
                     restart(worker)
         return results  # type: ignore[return-value]
+
+    def warm(self, fn: Callable, *args) -> None:
+        """Start the workers now, import `fn`'s module in them and (given `args`) call it once,
+        so that the first real items are not kept waiting for imports."""
+        with self._lock:
+            workers = [w for w in self._idle if w.alive()]
+            workers += [_Worker() for _ in range(self.processes - len(workers))]
+            self._idle = []
+            for worker in workers:
+                worker.send(fn, [0] if args else [], [args], self.seconds)
+            for worker in workers:
+                expected, got = 2 if args else 1, 0
+                while got < expected:
+                    replies = worker.replies()
+                    if replies is None:
+                        break
+                    got += len(replies)
+                worker.pending.clear()
+                self._idle.append(worker)
 
     def close(self) -> None:
         with self._lock:

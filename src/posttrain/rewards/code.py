@@ -21,7 +21,9 @@ import builtins
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from posttrain.rewards.bounded import default_processes
 from posttrain.rewards.numeric import completion_text
 from posttrain.rewards.sandbox import Candidate, CandidateError, Limits, decode, run_untrusted
 
@@ -89,22 +91,34 @@ def _run_cases(program: str, cases: list[dict], limits: Limits) -> float:
 
 
 def code_reward(completions, tests=None, test_cases=None, *, timeout: float = 10.0,
-                memory_mb: int = 1024, **columns) -> list[float]:
+                memory_mb: int = 1024, processes: int | None = None, **columns) -> list[float]:
     """Fraction of the record's tests the completion's code passes, e.g. 1.0 for
     `code_reward(["def add(a, b):\\n    return a + b"], tests=[["assert add(1, 2) == 3"]])`
-    (tests/unit/test_sandbox.py; it needs bubblewrap, so it is not a doctest)."""
+    (tests/unit/test_sandbox.py; it needs bubblewrap, so it is not a doctest).
+
+    Up to `processes` programs (default: the cores available) run at once, each in its own
+    sandbox; the tests of each are judged here on a thread of its own.
+    """
     limits = Limits(wall_seconds=timeout, cpu_seconds=max(1, int(timeout)), memory_mb=memory_mb)
-    scores = []
+    jobs = []
     for i, completion in enumerate(completions):
-        program = extract_code(completion)
         asserts = tests[i] if tests else None
         cases = test_cases[i] if test_cases else None
         if isinstance(cases, str):
-            cases = json.loads(cases)
-        if asserts:
-            scores.append(_run_asserts(program, list(asserts), limits))
-        elif cases:
-            scores.append(_run_cases(program, list(cases), limits))
-        else:
-            raise ValueError("the record has no tests (a 'tests' list of asserts or 'test_cases')")
-    return scores
+            try:
+                cases = json.loads(cases)
+            except ValueError as exc:
+                raise ValueError(f"code: record {i}: test_cases is not JSON: {exc}") from None
+        if not asserts and not cases:
+            raise ValueError(f"code: record {i} has no tests (a 'tests' list of asserts or 'test_cases')")
+        jobs.append((extract_code(completion), list(asserts) if asserts else None, list(cases or [])))
+
+    def score(job) -> float:
+        program, asserts, cases = job
+        return _run_asserts(program, asserts, limits) if asserts else _run_cases(program, cases, limits)
+
+    workers = min(len(jobs), processes or default_processes())
+    if workers <= 1:
+        return [score(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posttrain-code") as pool:
+        return list(pool.map(score, jobs))

@@ -230,8 +230,8 @@ _DOUBLE_HIGHLIGHT = re.compile(r"\*\*[^\n*]*\*\*")
 
 
 def number_highlighted_sections(text, num_highlights):
-    """`*highlighted*` sections, not empty. As in the reference, `**bold**` is found by both of
-    its patterns (a quirk: it counts as two)."""
+    """`*highlighted*` sections, not empty. As in the reference, `**bold**` counts once: the
+    double pattern finds it, the single one sees only its two empty `**`."""
     count = sum(1 for m in _HIGHLIGHT.finditer(text) if m.group().strip("*").strip())
     count += sum(1 for m in _DOUBLE_HIGHLIGHT.finditer(text)
                  if m.group().removeprefix("**").removesuffix("**").strip())
@@ -400,6 +400,29 @@ def check(text: str, constraint: dict[str, Any]) -> bool:
     return bool(CHECKS[kind](text, **arguments))
 
 
+@lru_cache(maxsize=None)
+def _signature(kind: str):
+    import inspect
+
+    return inspect.signature(CHECKS[kind])
+
+
+def validate(constraint: dict[str, Any]) -> None:
+    """Raise ValueError for an unknown type, a missing or unknown argument, or a relation that
+    is not one; cheap, so that a malformed record is named before any response is checked."""
+    arguments = dict(constraint)
+    kind = arguments.pop("type", None)
+    if kind not in CHECKS:
+        raise ValueError(f"unknown constraint type {kind!r}")
+    try:
+        _signature(kind).bind("", **arguments)
+    except TypeError as exc:
+        raise ValueError(f"{kind}: {exc}") from None
+    for name in ("relation", "let_relation", "capital_relation"):
+        if name in arguments:
+            _compare(0, arguments[name], 0)
+
+
 def response_part(completion) -> str:
     """What is checked: the response as it is (IFEval's strict mode checks it unstripped), or,
     after a closing `</think>`, what follows it, stripped."""
@@ -462,8 +485,8 @@ def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraint
                 constraints[i] if constraints else None,
                 ground_truth[i] if ground_truth else None,
             )
-            for c in record:  # the record's arguments are checked once, on an ordinary text
-                check("A plain response.", c)
+            for c in record:
+                validate(c)
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"ifeval: record {i} is malformed: {exc}") from None
         records.append(record)
@@ -472,7 +495,10 @@ def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraint
     long = [i for i, t in enumerate(texts) if len(t) > IN_PROCESS_CHARS]
     for i, text in enumerate(texts):
         if len(text) <= IN_PROCESS_CHARS:
-            scores[i] = _score(text, records[i], loose, prompt_level)
+            try:
+                scores[i] = _score(text, records[i], loose, prompt_level)
+            except (ValueError, TypeError, AttributeError) as exc:  # e.g. num_words: "five"
+                raise ValueError(f"ifeval: record {i} is malformed: {type(exc).__name__}: {exc}") from None
     if long:
         results = _pool(float(timeout)).map(_score, [(texts[i], records[i], loose, prompt_level) for i in long])
         for i, (status, value) in zip(long, results):
@@ -483,3 +509,13 @@ def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraint
                 logger.warning("ifeval: sample %d: %s (scored 0; %d so far)", i,
                                value or f"ran past {timeout} s", COUNTS[status])
     return scores
+
+
+def _warm(*, timeout: float = 2.0, **_) -> None:
+    warming = [{"type": "length_constraints:number_sentences", "num_sentences": 1},
+               {"type": "change_case:capital_word_frequency", "capital_frequency": 1},
+               {"type": "language:response_language", "language": "en"}]
+    _pool(float(timeout)).warm(_score, "Warm up, please. It is cold.", warming, False, False)
+
+
+ifeval_reward.warm = _warm

@@ -196,3 +196,10 @@ def math_reward(completions, ground_truth, *, timeout: float = 2.0, processes: i
                 _count(status, f"sample {i}: {value}" if value else f"sample {i} ran past {timeout} s")
                 scores[i] = 0.0
     return scores
+
+
+def _warm(*, timeout: float = 2.0, processes: int | None = None, **_) -> None:
+    _pool(float(timeout), processes).warm(judge, "1/2", r"so \boxed{0.5}")
+
+
+math_reward.warm = _warm

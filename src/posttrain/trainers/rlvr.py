@@ -74,6 +74,8 @@ def build(context: Context, config, data: TrainData, callbacks: list):
 
     loaded = context.loaded
     rewards = [build_reward_ref(r) for r in loaded.spec.rewards]
+    for reward in rewards:
+        reward.warm()
     trainer_class, extra = GRPOTrainer, {}
     if loaded.spec.dynamic_sampling is not None:
         from posttrain.trainers.dynamic import dynamic_grpo_class
