@@ -41,9 +41,10 @@ REWARDS: dict[str, Callable] = {
 }
 
 
-def verifier_reward(completions, verifier, **columns) -> list[float | None]:
+def verifier_reward(completions, verifier, *, timeout: float = 2.0, **columns) -> list[float | None]:
     """Score each completion with the reward its record names in the `verifier` column
-    (mixed data such as Tulu 3 RLVR: numeric for GSM8K, math for MATH, ifeval for IFEval).
+    (mixed data such as Tulu 3 RLVR: numeric for GSM8K, math for MATH, ifeval for IFEval);
+    `timeout` reaches every reward that is bounded by one.
 
     >>> verifier_reward(["Answer: 3", r"\\boxed{\\frac12}"], verifier=["numeric", "math"], ground_truth=["3", "0.5"])
     [1.0, 1.0]
@@ -55,11 +56,19 @@ def verifier_reward(completions, verifier, **columns) -> list[float | None]:
         rows = [i for i, v in enumerate(verifier) if v == name]
         picked = {k: [v[i] for i in rows] if isinstance(v, list) and len(v) == len(completions) else v
                   for k, v in columns.items()}
-        for i, score in zip(rows, REWARDS[name]([completions[i] for i in rows], **picked)):
+        fn = REWARDS[name]
+        options = {"timeout": timeout} if "timeout" in reward_options(fn) else {}
+        for i, score in zip(rows, fn([completions[i] for i in rows], **picked, **options)):
             scores[i] = score
     return scores
 
 
+def _warm_verifiers(*, timeout: float = 2.0, **_) -> None:
+    for name in ("math", "ifeval"):
+        REWARDS[name].warm(timeout=timeout)
+
+
+verifier_reward.warm = _warm_verifiers
 REWARDS["verifier"] = verifier_reward
 
 

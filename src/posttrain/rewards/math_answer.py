@@ -38,14 +38,14 @@ COUNTS: Counter = Counter()
 MAX_TEXT_CHARS = 1 << 20  # beyond 1 MB only the last megabyte is read (the answer is at the end)
 
 _INTEGER = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
-_PLAIN = re.compile(rf"([-+]?)({_INTEGER}(?:\.\d+)?|\.\d+)")
+_PLAIN = re.compile(rf"([-+]?)((?:{_INTEGER}(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d{{1,3}})?)")
 _SLASH = re.compile(r"([-+]?)(\d+)\s*/\s*(\d+)")
 _ARG = r"(?:\{\s*(\d+)\s*\}|(\d))"  # \frac{12}{5}, or \frac12 (one digit each, as LaTeX reads it)
 _FRAC = re.compile(rf"([-+]?)\\[dt]?frac\s*{_ARG}\s*{_ARG}")
 
 
 def _unwrap(text: str) -> str:
-    text = text.strip()
+    text = text.strip().rstrip(".").strip()
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("\\boxed{", "}")):
         if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
             text = text[len(left) : len(text) - len(right)].strip()
@@ -80,6 +80,20 @@ def plain_number(text: str) -> Fraction | None:
     return Fraction(int(numerator), int(denominator)) * (-1 if sign == "-" else 1)
 
 
+_SPACES = re.compile(r"\s+|\\[,;:! ]|\\left|\\right")
+
+
+@lru_cache(maxsize=65536)
+def normal_form(text: str) -> str:
+    """A spelling-level normal form: two answers with the same one are the same answer.
+
+    >>> normal_form(r"$\\dfrac{\\sqrt{2}}{2}$."), normal_form(r"\\left( 0, 1 \\right]")
+    ('\\\\frac{\\\\sqrt{2}}{2}', '(0,1]')
+    """
+    text = _SPACES.sub("", _unwrap(text))
+    return text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+
+
 def _as_latex(answer: str) -> str:
     return answer if ("$" in answer or "\\boxed" in answer) else f"\\boxed{{{answer}}}"
 
@@ -108,26 +122,36 @@ def _clean(text: str) -> str:
     return text.replace("\\$", "").replace('"', " ")
 
 
+SHORT_ANSWER_CHARS = 200  # a marked answer, or a whole completion, this short is also read as LaTeX
+
+
 def parse_completion(text: str) -> list:
-    """The parses of the completion's answer that are compared with the gold one (any may match)."""
+    """The parses of the completion's answer that are compared with the gold one (a match with
+    any of them counts: they are readings of the same text, not several answers)."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     _quiet()
     boxed_first = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+
+    def as_latex(answer: str) -> list:
+        answer = _clean(answer).strip().rstrip(".").strip()
+        if not answer or len(answer) > SHORT_ANSWER_CHARS or "\n" in answer:
+            return []
+        return [parse(_as_latex(answer), parsing_timeout=None)]
+
     marked = last_marker(text)
-    if marked is None:
-        return [parse(_clean(text), boxed_first, parsing_timeout=None)]
-    if marked.kind == "boxed":
-        candidates = [parse(text, boxed_first, parsing_timeout=None)]  # every \boxed{} together
-        if marked.answer is not None:
-            candidates.append(parse(f"\\boxed{{{marked.answer}}}", boxed_first, parsing_timeout=None))
-        return candidates
-    if marked.answer is None:  # an unclosed <answer>
+    if marked is None:  # math-verify's own extraction over the whole text; a short one is also LaTeX
+        return [parse(_clean(text), boxed_first, parsing_timeout=None), *as_latex(text)]
+    if marked.answer is None:  # unbalanced braces, an unclosed <answer>
         return []
+    if marked.kind == "boxed":
+        # every \boxed{} together (a set or multi-part answer), and the last one alone
+        return [parse(text, boxed_first, parsing_timeout=None), *as_latex(marked.answer)]
+    if marked.kind == "tag":
+        return [*as_latex(marked.answer), parse(_clean(marked.answer), boxed_first, parsing_timeout=None)]
     end = text.find("\n", marked.start)
-    tail = _clean(text[marked.start : end if end >= 0 else len(text)] if marked.kind != "tag" else marked.answer)
-    parsed = parse(tail, parsing_timeout=None)
-    return [parsed or parse(_as_latex(_clean(marked.answer).strip()), parsing_timeout=None)]
+    line = _clean(text[marked.start : end if end >= 0 else len(text)])
+    return [parse(line, parsing_timeout=None), *as_latex(marked.answer)]
 
 
 def judge(gold: str, text: str) -> bool | None:
@@ -174,13 +198,17 @@ def math_reward(completions, ground_truth, *, timeout: float = 2.0, processes: i
             continue
         gold = str(gold)
         text = completion_text(completion)[-MAX_TEXT_CHARS:]
-        gold_number = plain_number(gold)
-        if gold_number is not None:
-            marked = last_marker(text)
-            answer = marked.answer if marked else (text if len(text) <= 200 else None)
-            number = plain_number(answer) if answer is not None else None
-            if number is not None:
+        marked = last_marker(text)
+        answer = marked.answer if marked else (text if len(text) <= SHORT_ANSWER_CHARS else None)
+        if answer is not None and len(answer) <= SHORT_ANSWER_CHARS:
+            gold_number = plain_number(gold)
+            number = plain_number(answer) if gold_number is not None else None
+            if number is not None:  # two plain numbers: compared exactly, here
                 scores[i] = float(number == gold_number)
+                continue
+            if normal_form(answer) == normal_form(gold) and (marked is None or marked.kind != "boxed"
+                                                             or text.count("\\boxed") == 1):
+                scores[i] = 1.0  # spelt the same: the same answer, whatever it is
                 continue
         slow.append(i)
     if slow:
