@@ -453,24 +453,28 @@ def _score(text: str, record: list[dict], loose: bool, prompt_level: bool) -> fl
 
 
 IN_PROCESS_CHARS = 16384  # longer responses are scored in the bounded worker pool
+# langdetect takes milliseconds a response: records asking for a language are spread over cores
+LANGUAGE_CHECKS = {"language:response_language", "change_case:english_capital", "change_case:english_lowercase"}
 
 
 @lru_cache(maxsize=None)
-def _pool(seconds: float):
+def _pool(seconds: float, processes: int | None = None):
     from posttrain.rewards.bounded import BoundedPool
 
-    return BoundedPool(seconds)
+    return BoundedPool(seconds, processes)
 
 
 def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraints=None,
                   ground_truth=None, *, prompt_level: bool = False, loose: bool = False,
-                  timeout: float = 2.0, **columns) -> list[float]:
+                  timeout: float = 2.0, processes: int | None = None, **columns) -> list[float]:
     """Fraction of the record's instructions the response follows (IFEval's instruction-level
     accuracy); with `prompt_level: true` all or nothing (its prompt-level accuracy); with
     `loose: true` IFEval's loose mode instead of its strict one.
 
     Every check runs in linear time; responses longer than 16 KB are scored in worker processes
-    bounded by `timeout` (score 0 past it, counted). A malformed record raises, naming it.
+    bounded by `timeout` (score 0 past it, counted), and so are records that ask for a language
+    when there are several (langdetect is slow), on up to `processes` cores. A malformed record
+    raises, naming it.
 
     >>> ifeval_reward(["the quick brown fox jumps over the lazy dog, twice"], constraints=[[
     ...     {"type": "change_case:english_lowercase"}, {"type": "punctuation:no_comma"}]])
@@ -492,15 +496,17 @@ def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraint
         records.append(record)
     texts = [response_part(c) for c in completions]
     scores: list[float] = [0.0] * len(completions)
-    long = [i for i, t in enumerate(texts) if len(t) > IN_PROCESS_CHARS]
+    languages = [i for i, r in enumerate(records) if any(c["type"] in LANGUAGE_CHECKS for c in r)]
+    spread = set(languages) if len(languages) > 1 and (processes or 2) > 1 else set()
+    long = [i for i, t in enumerate(texts) if len(t) > IN_PROCESS_CHARS or i in spread]
     for i, text in enumerate(texts):
-        if len(text) <= IN_PROCESS_CHARS:
+        if len(text) <= IN_PROCESS_CHARS and i not in spread:
             try:
                 scores[i] = _score(text, records[i], loose, prompt_level)
             except (ValueError, TypeError, AttributeError) as exc:  # e.g. num_words: "five"
                 raise ValueError(f"ifeval: record {i} is malformed: {type(exc).__name__}: {exc}") from None
     if long:
-        results = _pool(float(timeout)).map(_score, [(texts[i], records[i], loose, prompt_level) for i in long])
+        results = _pool(float(timeout), processes).map(_score, [(texts[i], records[i], loose, prompt_level) for i in long])
         for i, (status, value) in zip(long, results):
             if status == "ok":
                 scores[i] = value
@@ -511,11 +517,12 @@ def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraint
     return scores
 
 
-def _warm(*, timeout: float = 2.0, **_) -> None:
+def _warm(*, timeout: float = 2.0, processes: int | None = None, **_) -> None:
     warming = [{"type": "length_constraints:number_sentences", "num_sentences": 1},
                {"type": "change_case:capital_word_frequency", "capital_frequency": 1},
                {"type": "language:response_language", "language": "en"}]
-    _pool(float(timeout)).warm(_score, "Warm up, please. It is cold.", warming, False, False)
+    _score("Warm up, please. It is cold.", warming, False, False)  # nltk and langdetect, here too
+    _pool(float(timeout), processes).warm(_score, "Warm up, please. It is cold.", warming, False, False)
 
 
 ifeval_reward.warm = _warm

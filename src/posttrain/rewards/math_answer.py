@@ -125,33 +125,45 @@ def _clean(text: str) -> str:
 SHORT_ANSWER_CHARS = 200  # a marked answer, or a whole completion, this short is also read as LaTeX
 
 
-def parse_completion(text: str) -> list:
-    """The parses of the completion's answer that are compared with the gold one (a match with
-    any of them counts: they are readings of the same text, not several answers)."""
+def readings(text: str):
+    """The parses of the completion's answer that are compared with the gold one, lazily, most
+    likely first (a match with any counts: they are readings of the same text, not several
+    answers). A reading whose answer text is one already parsed is not parsed again."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     _quiet()
     boxed_first = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    seen: set[str] = set()
+
+    def found(parsed: list) -> list:
+        if parsed and isinstance(parsed[-1], str):
+            seen.add(normal_form(parsed[-1]))
+        return parsed
 
     def as_latex(answer: str) -> list:
         answer = _clean(answer).strip().rstrip(".").strip()
-        if not answer or len(answer) > SHORT_ANSWER_CHARS or "\n" in answer:
+        if not answer or len(answer) > SHORT_ANSWER_CHARS or "\n" in answer or normal_form(answer) in seen:
             return []
-        return [parse(_as_latex(answer), parsing_timeout=None)]
+        return found(parse(_as_latex(answer), parsing_timeout=None))
 
     marked = last_marker(text)
     if marked is None:  # math-verify's own extraction over the whole text; a short one is also LaTeX
-        return [parse(_clean(text), boxed_first, parsing_timeout=None), *as_latex(text)]
+        yield found(parse(_clean(text), boxed_first, parsing_timeout=None))
+        yield as_latex(text)
+        return
     if marked.answer is None:  # unbalanced braces, an unclosed <answer>
-        return []
+        return
     if marked.kind == "boxed":
         # every \boxed{} together (a set or multi-part answer), and the last one alone
-        return [parse(text, boxed_first, parsing_timeout=None), *as_latex(marked.answer)]
-    if marked.kind == "tag":
-        return [*as_latex(marked.answer), parse(_clean(marked.answer), boxed_first, parsing_timeout=None)]
-    end = text.find("\n", marked.start)
-    line = _clean(text[marked.start : end if end >= 0 else len(text)])
-    return [parse(line, parsing_timeout=None), *as_latex(marked.answer)]
+        yield found(parse(text, boxed_first, parsing_timeout=None))
+        yield as_latex(marked.answer)
+    elif marked.kind == "tag":
+        yield as_latex(marked.answer)
+        yield found(parse(_clean(marked.answer), boxed_first, parsing_timeout=None))
+    else:
+        end = text.find("\n", marked.start)
+        yield found(parse(_clean(text[marked.start : end if end >= 0 else len(text)]), parsing_timeout=None))
+        yield as_latex(marked.answer)
 
 
 def judge(gold: str, text: str) -> bool | None:
@@ -162,8 +174,7 @@ def judge(gold: str, text: str) -> bool | None:
     gold_parsed = parse_gold(gold)
     if gold_parsed is None:
         return None
-    return any(parsed and verify(gold_parsed, parsed, timeout_seconds=None)
-               for parsed in parse_completion(text))
+    return any(parsed and verify(gold_parsed, parsed, timeout_seconds=None) for parsed in readings(text))
 
 
 def equivalent(gold: str, answer: str) -> bool:

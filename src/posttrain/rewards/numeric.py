@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 _NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?"
 _MARKED = re.compile(rf"(?:Answer:|####|answer is)\s*({_NUMBER})", re.IGNORECASE)
@@ -22,6 +23,20 @@ def completion_text(completion) -> str:
     return "".join(m.get("content", "") for m in completion if m.get("role", "assistant") == "assistant")
 
 
+def _last_number(text: str) -> str | None:
+    """The last marked number's text (else the last number's), commas and `$` removed."""
+    found = None
+    for found in _MARKED.finditer(text):
+        pass
+    if found is None:
+        for found in _ANY.finditer(text):
+            pass
+    if found is None:
+        return None
+    number = found.group(found.lastindex or 0).replace(",", "").replace("$", "")
+    return number if len(number) <= MAX_DIGITS else None
+
+
 def extract_number(text: str) -> Fraction | None:
     """The number after the last 'Answer:' / '####' / 'answer is', else the last number.
 
@@ -32,29 +47,40 @@ def extract_number(text: str) -> Fraction | None:
     >>> extract_number("no digits") is None
     True
     """
-    found = None
-    for found in _MARKED.finditer(text):
-        pass
-    if found is None:
-        for found in _ANY.finditer(text):
-            pass
-    if found is None:
-        return None
-    number = found.group(found.lastindex or 0).replace(",", "").replace("$", "")
-    if len(number) > MAX_DIGITS:
-        return None
-    return Fraction(number)
+    number = _last_number(text)
+    return None if number is None else Fraction(number)
+
+
+def canonical(number: str) -> str:
+    """One spelling per value of a decimal numeral, without converting it (exact, any length).
+
+    >>> canonical("+007.50"), canonical("-0.0"), canonical("12")
+    ('7.5', '0', '12')
+    """
+    sign = "-" if number.startswith("-") else ""
+    number = number.lstrip("+-")
+    whole, _, fraction = number.partition(".")
+    whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+    if whole == "0" and not fraction:
+        sign = ""
+    return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+
+
+@lru_cache(maxsize=65536)
+def _gold(truth: str) -> str | None:
+    number = _last_number(truth)
+    return None if number is None else canonical(number)
 
 
 def numeric_reward(completions, ground_truth, **columns) -> list[float]:
     """1.0 where the completion's final number equals the ground truth, else 0.0.
 
-    >>> numeric_reward(["Answer: 12", "Answer: 13"], ["12", "12"])
-    [1.0, 0.0]
+    >>> numeric_reward(["Answer: 12", "Answer: 13", "#### 1,000.0"], ["12", "12", "1000"])
+    [1.0, 0.0, 1.0]
     """
     scores = []
     for completion, truth in zip(completions, ground_truth):
-        predicted = extract_number(completion_text(completion))
-        expected = extract_number(str(truth))
-        scores.append(float(predicted is not None and predicted == expected))
+        predicted = _last_number(completion if isinstance(completion, str) else completion_text(completion))
+        expected = _gold(str(truth))
+        scores.append(float(predicted is not None and expected is not None and canonical(predicted) == expected))
     return scores
