@@ -90,6 +90,23 @@ def test_dpo_on_message_pairs(tmp_path):
     assert (tmp_path / "runs" / "messages" / "final" / "config.json").is_file()
 
 
+def test_dpo_on_ultrafeedback_shaped_rows(tmp_path):
+    """A string prompt with chosen/rejected conversations that repeat it (UltraFeedback
+    binarized, the Tulu 3 preference mixture): TRL's tokenizer crashed on these (issue 13)."""
+    rows = [{"prompt": f"Compute {i} + 1.", "prompt_id": str(i),
+             "chosen": [{"content": f"Compute {i} + 1.", "role": "user"},
+                        {"content": f"Answer: {i + 1}", "role": "assistant"}],
+             "rejected": [{"content": f"Compute {i} + 1.", "role": "user"},
+                          {"content": f"Answer: {i + 2}", "role": "assistant"}],
+             "score_chosen": 9.0, "score_rejected": 2.0} for i in range(8)]
+    data = tmp_path / "ultrafeedback.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(RECIPE.format(data=data, extra="", name="ultrafeedback", dir=tmp_path / "runs"))
+    assert main(["run", str(recipe)]) == 0
+    assert (tmp_path / "runs" / "ultrafeedback" / "final" / "config.json").is_file()
+
+
 def test_on_policy_pairs_are_sampled_from_the_starting_model_and_trained_on(tmp_path, monkeypatch, capsys):
     """Pairs sampled from the tiny model itself, scored by a reward that splits its answers."""
     from safetensors.torch import load_file

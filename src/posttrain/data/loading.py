@@ -14,6 +14,7 @@ from pathlib import Path
 
 from posttrain.data.decontaminate import EvalIndex, contaminated, record_text
 from posttrain.data.formats import describe_shape, format_columns, record_problem, shape
+from posttrain.data.shapes import ACCEPTED, normalise
 from posttrain.data.trees import TraceOptions, TreeError, build_traces, parse_tree
 from posttrain.data.verifiable import FORMATS as CONVERTERS
 from posttrain.errors import DataError
@@ -117,8 +118,9 @@ def _load_hub(source) -> tuple[list[dict], str]:
     return ds.to_list(), f"hub:{source.hub}:{ds._fingerprint}"
 
 
-def _rename(record: dict, columns: dict[str, str]) -> dict:
-    return {columns.get(k, k): v for k, v in record.items()}
+def _rename(record: dict, columns: dict[str, str | None]) -> dict:
+    """Rename {their_column: our_column}; a column mapped to null is dropped."""
+    return {columns.get(k, k): v for k, v in record.items() if not (k in columns and columns[k] is None)}
 
 
 def _with_system_prompt(record: dict, text: str) -> dict:
@@ -188,11 +190,19 @@ def load_source(source, kind: str) -> LoadedSource:
         raise DataError(f"{source.label}: no records")
     if getattr(source, "on_policy", None) is not None:
         kind = "task"  # prompts to sample pairs for; the DPO trainer turns them into pairs
+    shaped = []
+    for record, location in zip(records, where):
+        try:
+            shaped.append(normalise(record, kind))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{location}: {exc}") from None
+    records = shaped
     first = None
     for record, location in zip(records, where):
         problem = record_problem(record, kind)
         if problem:
-            raise DataError(f"{location}: {problem}")
+            raise DataError(f"{location}: {problem} (shapes read: {ACCEPTED[kind]}; "
+                            "rename or drop columns with `columns:`, see docs/data.md)")
         columns = shape(record, kind)
         if first is None:
             first = (columns, location)

@@ -126,7 +126,7 @@ class DataSource(_Block):
     seed: int = 0  # task: generator seed
     options: dict[str, Any] = {}  # task: generator knobs
     weight: float = Field(1.0, gt=0)
-    columns: dict[str, str] = {}  # rename {their_column: our_column}
+    columns: dict[str, str | None] = {}  # rename {their_column: our_column}; null drops a column
     format: Literal["gsm8k", "math", "tulu3_rlvr"] | None = None  # map onto the task format
     system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
     traces: TracesSpec | None = None  # the records are reasoning trees: build these traces

@@ -1,0 +1,134 @@
+"""The shapes the hub's most used post-training datasets come in, recognised by their columns
+and mapped onto posttrain's records (formats.py) before they are checked.
+
+| shape | columns | example datasets | becomes |
+|---|---|---|---|
+| preference, string prompt + conversations | `prompt` (text), `chosen`/`rejected` (messages that repeat the user turn) | HuggingFaceH4/ultrafeedback_binarized, allenai/llama-3.1-tulu-3-8b-preference-mixture | `prompt` = the turns chosen and rejected share, `chosen`/`rejected` = the rest |
+| preference, conversations only | `chosen`/`rejected` (messages) | Anthropic/hh-rlhf in chat form | the same split |
+| preference, chat prompt + text answers | `prompt` (messages), `chosen`/`rejected` (text) | | answers as assistant turns |
+| prompt/completion, one as text and one as messages | `prompt`, `completion` | | both as messages |
+| alpaca | `instruction`, `input`, `output` (+ `system`, `history`) | tatsu-lab/alpaca, LLaMA-Factory's alpaca format | `messages`; `input` follows the instruction after a newline, as LLaMA-Factory joins them |
+| ShareGPT | `conversations: [{from, value}]`, from human/gpt/system | LLaMA-Factory's sharegpt format, ShareGPT dumps | `messages` |
+| GSM8K | `question`, `answer` with `#### n` | openai/gsm8k | a task record (as `format: gsm8k`) |
+| MATH | `problem`, `solution` with `\\boxed{}` | hendrycks MATH, MATH-500 | a task record (as `format: math`) |
+
+Records already in posttrain's formats pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from posttrain.data.verifiable import from_gsm8k, from_math
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
+                  "system": "system"}
+
+ACCEPTED = {  # what an error names when a record fits nothing
+    "sft": "messages; prompt+completion; alpaca (instruction+input+output); ShareGPT (conversations with from/value)",
+    "preference": "prompt+chosen+rejected (text or messages, also a text prompt with full conversations); chosen+rejected",
+    "unpaired": "prompt+completion+label; prompt+chosen+rejected; chosen+rejected",
+    "task": "prompt+ground_truth; GSM8K (question+answer); MATH (problem+solution)",
+}
+
+
+def _is_messages(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _shared_prefix(a: list[dict], b: list[dict]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) - 1 and a[n] == b[n]:
+        n += 1
+    while n and a[n - 1].get("role") == "assistant":  # a prompt ends with a turn the answer answers
+        n -= 1
+    return n
+
+
+def _split_pair(record: dict) -> dict:
+    chosen, rejected = record["chosen"], record["rejected"]
+    prompt = record.get("prompt")
+    if _is_messages(chosen) and _is_messages(rejected):
+        if _is_messages(prompt):  # a chat prompt the conversations repeat
+            n = len(prompt)
+            if chosen[:n] == prompt and rejected[:n] == prompt:
+                return {**record, "chosen": chosen[n:], "rejected": rejected[n:]}
+            return record
+        n = _shared_prefix(chosen, rejected)
+        if n:
+            return {**record, "prompt": chosen[:n], "chosen": chosen[n:], "rejected": rejected[n:]}
+        if isinstance(prompt, str):  # the conversations hold only the answers
+            return {**record, "prompt": _user(prompt)}
+        return record
+    if _is_messages(prompt):
+        return {**record, **{k: _assistant(record[k]) for k in ("chosen", "rejected") if isinstance(record[k], str)}}
+    return record
+
+
+def _prompt_completion(record: dict) -> dict:
+    prompt, completion = record["prompt"], record["completion"]
+    if isinstance(prompt, str) and _is_messages(completion):
+        n = 0
+        if completion and completion[0].get("role") != "assistant":  # the conversation repeats the prompt
+            while n < len(completion) and completion[n].get("role") != "assistant":
+                n += 1
+            return {**record, "prompt": completion[:n], "completion": completion[n:]}
+        return {**record, "prompt": _user(prompt)}
+    if _is_messages(prompt) and isinstance(completion, str):
+        return {**record, "completion": _assistant(completion)}
+    return record
+
+
+def _alpaca(record: dict) -> dict:
+    instruction, extra = record["instruction"], record.get("input") or ""
+    query = f"{instruction}\n{extra}" if extra else instruction
+    messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+    for turn in record.get("history") or []:
+        messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    messages += [{"role": "user", "content": query}, {"role": "assistant", "content": record["output"]}]
+    rest = {k: v for k, v in record.items() if k not in {"instruction", "input", "output", "system", "history"}}
+    return {**rest, "messages": messages}
+
+
+def _sharegpt(record: dict) -> dict:
+    messages = []
+    for i, turn in enumerate(record["conversations"]):
+        speaker = str(turn.get("from", "")).lower()
+        if speaker not in SHAREGPT_ROLES:
+            raise ValueError(f"conversations[{i}].from is {turn.get('from')!r}; posttrain reads "
+                             f"{', '.join(sorted(SHAREGPT_ROLES))}")
+        messages.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
+    if record.get("system") and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": record["system"]})
+    rest = {k: v for k, v in record.items() if k not in {"conversations", "system"}}
+    return {**rest, "messages": messages}
+
+
+def normalise(record, kind: str):
+    """`record` in posttrain's format for `kind`, if its columns are one of the shapes above;
+    otherwise unchanged (formats.record_problem then says what is wrong). Raises ValueError
+    for a recognised shape with a bad value."""
+    if not isinstance(record, dict):
+        return record
+    if kind in ("preference", "unpaired") and "chosen" in record and "rejected" in record:
+        return _split_pair(record)
+    if "prompt" in record and "completion" in record:
+        return _prompt_completion(record)
+    if kind == "sft" and "messages" not in record:
+        if "instruction" in record and "output" in record:
+            return _alpaca(record)
+        if isinstance(record.get("conversations"), list):
+            return _sharegpt(record)
+    if kind == "task" and "prompt" not in record:
+        if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
+            return from_gsm8k(record)
+        if "problem" in record and "solution" in record:
+            return from_math(record)
+    return record
