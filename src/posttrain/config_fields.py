@@ -58,6 +58,26 @@ def _find_class(module: str, name: str) -> tuple[str, ast.ClassDef]:
     raise LookupError(f"class {name} not found from module {module}")
 
 
+_LIST_INTRO = re.compile(r"(?:Must be one of|Supported values are|Possible values are|One of)\s*:?\s*", re.I)
+_QUOTED = re.compile(r"`?['\"]?`?(\w+)`?['\"]?`?")
+_SEPARATORS = re.compile(r"[\s,]+|\bor\b|\band\b")
+
+
+def _listed_choices(help_text: str) -> tuple | None:
+    """The values a field's help lists as its only ones ("Possible values are: `'sigmoid'`,
+    `'hinge'`, ..." in TRL's configs), or None. Conservative: the list must be a sentence of
+    quoted names and nothing else, so a help that explains its values in prose gives none
+    (checking against half a list would reject good values)."""
+    for intro in _LIST_INTRO.finditer(help_text):
+        end = re.search(r"\.(?:\s|$)", help_text[intro.end():])
+        sentence = help_text[intro.end(): intro.end() + end.start()] if end else help_text[intro.end():]
+        names = re.findall(r"`?['\"]([\w-]+)['\"]`?|`([\w-]+)`", sentence)
+        rest = re.sub(r"`?['\"][\w-]+['\"]`?|`[\w-]+`", "", sentence)
+        if len(names) >= 2 and not _SEPARATORS.sub("", rest).strip(":;"):
+            return tuple(a or b for a, b in names)
+    return None
+
+
 def _choices(value: ast.expr | None) -> tuple | None:
     if not (isinstance(value, ast.Call) and getattr(value.func, "id", "") == "field"):
         return None
@@ -67,6 +87,12 @@ def _choices(value: ast.expr | None) -> tuple | None:
                 if isinstance(key, ast.Constant) and key.value == "choices":
                     try:
                         return tuple(ast.literal_eval(val))
+                    except ValueError:
+                        return None
+            for key, val in zip(kw.value.keys, kw.value.values):
+                if isinstance(key, ast.Constant) and key.value == "help":
+                    try:
+                        return _listed_choices(str(ast.literal_eval(val)))
                     except ValueError:
                         return None
     return None

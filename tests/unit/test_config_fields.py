@@ -26,3 +26,13 @@ def test_fields_match_the_imported_dataclass(module, name):
 ])
 def test_value_matches(value, annotation, ok):
     assert value_matches(value, annotation) is ok
+
+
+def test_choices_listed_only_in_trls_help_are_read_from_it():
+    grpo, dpo = dataclass_fields("trl", "GRPOConfig"), dataclass_fields("trl", "DPOConfig")
+    assert {"grpo", "dr_grpo", "dapo", "bnpo"} <= set(grpo["loss_type"].choices)
+    assert grpo["vllm_mode"].choices == ("server", "colocate")
+    assert {"sigmoid", "ipo", "sigmoid_norm", "sft"} <= set(dpo["loss_type"].choices)
+    # A help that explains its values in prose gives no list: half a list would reject good values.
+    assert grpo["scale_rewards"].choices is None
+

@@ -32,6 +32,13 @@ BAD_RECIPES = [
     ("wrong type", GOOD + "trainer:\n  learning_rate: fast\n", "trainer.learning_rate", ["expected float", "'fast'"], 6),
     ("bool for int", GOOD + "trainer:\n  max_steps: true\n", "trainer.max_steps", ["expected int"], 6),
     ("choice not allowed", GOOD + "trainer: {loss_type: focal}\n", "trainer.loss_type", ["not one of", "nll"], 5),
+    # issue 13 point 5: choices TRL lists only in its help text, read from it (not copied here)
+    ("GRPO loss_type typo", GOOD.replace("sft", "rlvr") + "rewards: [{name: numeric}]\ntrainer: {loss_type: bnpoo}\n",
+     "trainer.loss_type", ["'bnpoo' is not one of", "did you mean 'bnpo'"], 6),
+    ("GRPO vllm_mode typo", GOOD.replace("sft", "rlvr") + "rewards: [{name: numeric}]\ntrainer: {vllm_mode: serve}\n",
+     "trainer.vllm_mode", ["did you mean 'server'"], 6),
+    ("DPO loss_type list typo", GOOD.replace("sft", "dpo").replace("arithmetic,", "arithmetic_pairs,")
+     + "trainer: {loss_type: [sigmoid_nrm]}\n", "trainer.loss_type", ["'sigmoid_nrm'", "did you mean 'sigmoid_norm'"], 5),
     ("unknown method", GOOD.replace("sft", "ppo"), "method", ["'sft'", "'dpo'", "'rlvr'"], 1),
     ("no data", "method: sft\n", "data", ["required key is missing"], None),
     ("two kinds in one source", "method: sft\ndata:\n  train:\n    - {task: arithmetic, path: a.jsonl}\n",

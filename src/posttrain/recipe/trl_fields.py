@@ -118,4 +118,6 @@ def check_dataclass_block(loaded, key: str, block: dict, fields: dict[str, Field
         if spec.choices and value not in spec.choices and not (
             isinstance(value, list) and all(v in spec.choices for v in value)
         ):
-            raise loaded.error(path, f"{value!r} is not one of {list(spec.choices)}")
+            bad = next((v for v in value if v not in spec.choices), value) if isinstance(value, list) else value
+            raise loaded.error(path, f"{bad!r} is not one of {', '.join(map(repr, spec.choices))} "
+                                     f"({what}){did_you_mean(bad, spec.choices)}")
