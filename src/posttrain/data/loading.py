@@ -279,6 +279,20 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
     return mixed, loaded
 
 
+def held_out(data_spec, train: list[dict], kind: str, seed: int) -> tuple[list[dict], list[dict] | None, list]:
+    """(train, eval records or None, the eval sources read): `data.eval` sources, or the first
+    `data.eval_fraction` of the shuffled training mixture, taken out of it."""
+    if data_spec.eval:
+        evaluation, sources = build_mixture(data_spec.eval, kind, seed)
+        return train, evaluation, sources
+    if data_spec.eval_fraction:
+        cut = max(1, round(len(train) * data_spec.eval_fraction))
+        if cut >= len(train):
+            raise DataError(f"eval_fraction {data_spec.eval_fraction} of {len(train)} records leaves none to train on")
+        return train[cut:], train[:cut], []
+    return train, None, []
+
+
 def to_dataset(records: list[dict]):
     import datasets
 

@@ -51,12 +51,23 @@ def serve() -> None:
     ("error", message), one frame per item, as soon as it is done."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints from the function must not corrupt the channel
+    warmed: dict = {}
     while True:
         try:
             (size,) = _HEADER.unpack(_read_exactly(stdin, _HEADER.size))
             fn, items = pickle.loads(_read_exactly(stdin, size))
         except (EOFError, KeyboardInterrupt):
             return
+        if items and not warmed.get(fn):
+            # A fresh worker's first call imports lazily (sympy's parsers, nltk's data): it is
+            # made once, outside the items' bound, with the function's own `warm_args`.
+            warm_args = getattr(fn, "warm_args", None)
+            if warm_args is not None:
+                try:
+                    fn(*warm_args)
+                except Exception:  # noqa: BLE001 - the items will report it
+                    pass
+            warmed[fn] = True
         stdout.write(_frame(("start", None)))  # the function's module is imported: time starts now
         stdout.flush()
         for args in items:

@@ -517,12 +517,15 @@ def ifeval_reward(completions, instruction_id_list=None, kwargs=None, constraint
     return scores
 
 
+_score.warm_args = ("Warm up, please. It is cold.",
+                    [{"type": "length_constraints:number_sentences", "num_sentences": 1},
+                     {"type": "change_case:capital_word_frequency", "capital_frequency": 1},
+                     {"type": "language:response_language", "language": "en"}], False, False)
+
+
 def _warm(*, timeout: float = 2.0, processes: int | None = None, **_) -> None:
-    warming = [{"type": "length_constraints:number_sentences", "num_sentences": 1},
-               {"type": "change_case:capital_word_frequency", "capital_frequency": 1},
-               {"type": "language:response_language", "language": "en"}]
-    _score("Warm up, please. It is cold.", warming, False, False)  # nltk and langdetect, here too
-    _pool(float(timeout), processes).warm(_score, "Warm up, please. It is cold.", warming, False, False)
+    _score(*_score.warm_args)  # nltk and langdetect, in this process too
+    _pool(float(timeout), processes).warm(_score, *_score.warm_args)
 
 
 ifeval_reward.warm = _warm

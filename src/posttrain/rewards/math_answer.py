@@ -237,8 +237,11 @@ def math_reward(completions, ground_truth, *, timeout: float = 2.0, processes: i
     return scores
 
 
+judge.warm_args = ("x + 1/2", r"so \boxed{0.5 + x}")
+
+
 def _warm(*, timeout: float = 2.0, processes: int | None = None, **_) -> None:
-    _pool(float(timeout), processes).warm(judge, "1/2", r"so \boxed{0.5}")
+    _pool(float(timeout), processes).warm(judge, *judge.warm_args)
 
 
 math_reward.warm = _warm

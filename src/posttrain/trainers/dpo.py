@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from posttrain.data.loading import build_mixture, to_dataset
+from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
@@ -81,21 +81,29 @@ def data(context: Context) -> TrainData:
         model.to("cuda")  # sampling on the GPU; ZeRO-3 shards stay where DeepSpeed put them
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
                                      pair_sampler=pair_sampler)
-    records, dropped = usable_pairs(records, tokenizer, context.args.get("max_length", 1024))
+    records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
+    max_length = context.args.get("max_length", 1024)
+    records, dropped = usable_pairs(records, tokenizer, max_length)
     if dropped:
         print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
               + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())))
     if not records:
         raise loaded.error(("data", "train"), "no usable preference pairs left")
-    fingerprints = common.source_records(sources)
+    if evaluation is not None:
+        evaluation, eval_dropped = usable_pairs(evaluation, tokenizer, max_length)
+        if not evaluation:
+            raise loaded.error(("data", "eval"), "no usable preference pairs left to evaluate on")
+    fingerprints = common.source_records(sources + eval_sources)
     fingerprints["dropped_pairs"] = dict(dropped)
+    if evaluation is not None:
+        fingerprints["eval_pairs"] = len(evaluation)
     if sampled:
         fingerprints["on_policy"] = sampled
-    return TrainData(to_dataset(records), None, fingerprints)
+    return TrainData(to_dataset(records), evaluation and to_dataset(evaluation), fingerprints)
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import DPOTrainer
 
-    return DPOTrainer(model=context.model, args=config, train_dataset=data.train,
+    return DPOTrainer(model=context.model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                       processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)

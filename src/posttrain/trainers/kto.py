@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from posttrain.data.loading import build_mixture, to_dataset
+from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
 from posttrain.trainers import common
@@ -50,18 +50,21 @@ def unpaired(records: list[dict], seed: int) -> tuple[list[dict], Counter]:
 def data(context: Context) -> TrainData:
     loaded = context.loaded
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
+    records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
+    if evaluation is not None:
+        evaluation, _ = unpaired(evaluation, context.data_seed)
     records, stats = unpaired(records, context.data_seed)
     print("posttrain: KTO records: " + ", ".join(f"{n} {what}" for what, n in stats.items()))
     if not stats["desirable"] or not stats["undesirable"]:
         raise loaded.error(("data", "train"), "KTO needs both desirable (label: true) and undesirable "
                            f"(label: false) completions; got {stats['desirable']} and {stats['undesirable']}")
-    fingerprints = common.source_records(sources)
+    fingerprints = common.source_records(sources + eval_sources)
     fingerprints["kto"] = dict(stats)
-    return TrainData(to_dataset(records), None, fingerprints)
+    return TrainData(to_dataset(records), evaluation and to_dataset(evaluation), fingerprints)
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import KTOTrainer
 
-    return KTOTrainer(model=context.model, args=config, train_dataset=data.train,
+    return KTOTrainer(model=context.model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                       processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)

@@ -11,7 +11,7 @@ trainers/skeleton.py's.
 
 from __future__ import annotations
 
-from posttrain.data.loading import build_mixture, to_dataset
+from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe, check_vllm_installed
 from posttrain.rewards import build_reward_ref
@@ -20,11 +20,17 @@ from posttrain.trainers.skeleton import Context, TrainData
 
 
 def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data):
-    """Task records without their reference completions (the policy writes its own)."""
+    """Task records without their reference completions (the policy writes its own): train, and
+    eval (data.eval or data.eval_fraction; None without), and the fingerprints."""
     records, sources = build_mixture(loaded.spec.data.train, kind, seed)
-    records = [{k: v for k, v in r.items() if k != "completion"} for r in records]
-    fingerprints = common.source_records(sources)
-    return to_dataset(records), fingerprints
+    records, evaluation, eval_sources = held_out(loaded.spec.data, records, kind, seed)
+
+    def prompts_only(rows):
+        return [{k: v for k, v in r.items() if k != "completion"} for r in rows]
+
+    fingerprints = common.source_records(sources + eval_sources)
+    return (to_dataset(prompts_only(records)), evaluation and to_dataset(prompts_only(evaluation)),
+            fingerprints)
 
 
 def zero_loss_reason(logs: dict, beta: float) -> str | None:
@@ -65,8 +71,8 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 
 
 def data(context: Context) -> TrainData:
-    train, fingerprints = rlvr_data(context.loaded, context.data_seed, context.data_kind)
-    return TrainData(train, None, fingerprints)
+    train, evaluation, fingerprints = rlvr_data(context.loaded, context.data_seed, context.data_kind)
+    return TrainData(train, evaluation, fingerprints)
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):
@@ -83,5 +89,6 @@ def build(context: Context, config, data: TrainData, callbacks: list):
         trainer_class = dynamic_grpo_class(GRPOTrainer)
         extra = {"max_retries": loaded.spec.dynamic_sampling.max_retries}
     return trainer_class(**extra, model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
+                         eval_dataset=data.eval,
                          processing_class=context.tokenizer, peft_config=context.peft_config,
                          callbacks=[*callbacks, explain_zero_loss(config.beta)])

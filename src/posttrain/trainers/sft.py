@@ -8,7 +8,7 @@ The order of a run is trainers/skeleton.py's; this module holds what is SFT's ow
 
 from __future__ import annotations
 
-from posttrain.data.loading import build_mixture, decontamination_index, to_dataset
+from posttrain.data.loading import build_mixture, decontamination_index, held_out, to_dataset
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import common
@@ -23,13 +23,8 @@ def sft_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["sft"].data):
     """Train and eval records, and a fingerprint per source for the run record."""
     spec = loaded.spec.data
     train, sources = build_mixture(spec.train, kind, seed, decontamination(loaded))
-    eval_records = None
-    if spec.eval:
-        eval_records, eval_sources = build_mixture(spec.eval, kind, seed)
-        sources += eval_sources
-    elif spec.eval_fraction:
-        cut = max(1, round(len(train) * spec.eval_fraction))
-        train, eval_records = train[cut:], train[:cut]
+    train, eval_records, eval_sources = held_out(spec, train, kind, seed)
+    sources += eval_sources
     fingerprints = common.source_records(sources, contamination=spec.decontaminate is not None)
     fingerprints.update(_traced(spec.train, sources))
     return train, eval_records, fingerprints
