@@ -47,18 +47,19 @@ def _read_exactly(stream, n: int) -> bytes:
 
 
 def serve() -> None:
-    """A worker's loop: read (fn, [args, ...]); answer each item as ("ok", result) or
-    ("error", message), one frame per item, as soon as it is done."""
+    """A worker's loop: read (batch, fn, [args, ...]); answer ("start") once it is ready, then
+    each item as ("ok", result) or ("error", message), one frame per item as soon as it is
+    done, every frame tagged with its batch (so a late frame is never taken for another's)."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints from the function must not corrupt the channel
     warmed: dict = {}
     while True:
         try:
             (size,) = _HEADER.unpack(_read_exactly(stdin, _HEADER.size))
-            fn, items = pickle.loads(_read_exactly(stdin, size))
+            batch, fn, items = pickle.loads(_read_exactly(stdin, size))
         except (EOFError, KeyboardInterrupt):
             return
-        if items and not warmed.get(fn):
+        if not warmed.get(fn):
             # A fresh worker's first call imports lazily (sympy's parsers, nltk's data): it is
             # made once, outside the items' bound, with the function's own `warm_args`.
             warm_args = getattr(fn, "warm_args", None)
@@ -68,13 +69,13 @@ def serve() -> None:
                 except Exception:  # noqa: BLE001 - the items will report it
                     pass
             warmed[fn] = True
-        stdout.write(_frame(("start", None)))  # the function's module is imported: time starts now
+        stdout.write(_frame((batch, "start", None)))  # imported and warm: the items' time starts now
         stdout.flush()
         for args in items:
             try:
-                reply = ("ok", fn(*args))
+                reply = (batch, "ok", fn(*args))
             except BaseException as exc:  # noqa: BLE001 - reported to the caller, who decides
-                reply = ("error", f"{type(exc).__name__}: {exc}")
+                reply = (batch, "error", f"{type(exc).__name__}: {exc}")
             stdout.write(_frame(reply))
             stdout.flush()
 
@@ -103,17 +104,19 @@ class _Worker:
         self.buffer = bytearray()
         self.pending: deque[int] = deque()  # indices of the items it was given, in order
         self.deadline = 0.0
+        self.batch = 0
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def send(self, fn, indices: list[int], items: Sequence[tuple], seconds: float) -> bool:
+        self.batch += 1
         self.pending = deque(indices)
         # Until the worker says it has started (a fresh one imports the function's module
         # first), it is given STARTUP_SECONDS more; the items' own bound starts then.
         self.deadline = time.monotonic() + seconds + STARTUP_SECONDS
         try:
-            self.process.stdin.write(_frame((fn, [tuple(items[i]) for i in indices])))
+            self.process.stdin.write(_frame((self.batch, fn, [tuple(items[i]) for i in indices])))
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             return False
@@ -133,8 +136,10 @@ class _Worker:
             (size,) = _HEADER.unpack_from(self.buffer)
             if len(self.buffer) < _HEADER.size + size:
                 break
-            out.append(pickle.loads(bytes(self.buffer[_HEADER.size : _HEADER.size + size])))
+            batch, status, value = pickle.loads(bytes(self.buffer[_HEADER.size : _HEADER.size + size]))
             del self.buffer[: _HEADER.size + size]
+            if batch == self.batch:  # frames of an earlier batch (a warm-up) are not answers
+                out.append((status, value))
         return out
 
     def stop(self) -> None:
@@ -199,6 +204,10 @@ class BoundedPool:
                     queue.appendleft(rest)
                 if queue:
                     hand_out(_Worker())
+                else:  # a replacement warms up now, so the next call does not wait for it
+                    fresh = _Worker()
+                    if fresh.send(fn, [], [], self.seconds):
+                        self._idle.append(fresh)
 
             for _ in range(workers):
                 if queue:
@@ -237,7 +246,7 @@ class BoundedPool:
             for worker in workers:
                 worker.send(fn, [0] if args else [], [args], self.seconds)
             for worker in workers:
-                expected, got = 2 if args else 1, 0
+                expected, got = 2 if args else 1, 0  # its start frame, and the one result
                 while got < expected:
                     replies = worker.replies()
                     if replies is None:
