@@ -107,7 +107,7 @@ def test_kto_errors_name_the_key_before_anything_loads(tmp_path, capsys):
     assert main(["run", str(write(tmp_path, "random", extra="  train_sampling_strategy: random\n"))]) == 2
     assert "trainer.train_sampling_strategy: KTO's KL estimate needs sequential batches" in capsys.readouterr().err
     assert main(["run", str(write(tmp_path, "loss", extra="  loss_type: sigmoid\n"))]) == 2
-    assert "trainer.loss_type: 'sigmoid' is not one of ['kto', 'apo_zero_unpaired']" in capsys.readouterr().err
+    assert "trainer.loss_type: 'sigmoid' is not one of 'kto', 'apo_zero_unpaired'" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "q", "completion": "a", "label": "yes"}) + "\n")
     assert main(["run", str(write(tmp_path, "label", source=f"path: {bad}"))]) == 2
