@@ -125,9 +125,14 @@ class RunLock:
         if not is_main_process():
             return self
         for _ in range(2):
+            # The lock appears with its owner already in it (written aside, then hard-linked into
+            # place, which fails if it exists): a second process never sees it empty and never
+            # takes an empty lock for a stale one.
+            staged = self.path.with_name(f"{LOCK}.{os.getpid()}.tmp")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                staged.write_text(json.dumps(self._owner()) + "\n")
+                os.link(staged, self.path)
             except FileExistsError:
                 try:
                     holder = json.loads(self.path.read_text() or "{}")
@@ -137,12 +142,12 @@ class RunLock:
                     raise UserError(f"{self.path.parent} is in use by posttrain process {holder.get('pid')} on "
                                     f"{holder.get('host')}; wait for it to finish (if that process is gone, "
                                     f"delete {self.path})") from None
-                self.path.unlink(missing_ok=True)  # stale (or half-written): take it over
+                self.path.unlink(missing_ok=True)  # stale (or left half-written by an older version)
                 continue
             except OSError as exc:
                 raise UserError(f"run directory {self.path.parent}: cannot write there: {exc.strerror or exc}") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(self._owner()) + "\n")
+            finally:
+                staged.unlink(missing_ok=True)
             self.held = True
             return self
         raise UserError(f"{self.path}: could not take the run directory's lock")
