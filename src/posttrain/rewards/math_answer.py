@@ -221,11 +221,11 @@ def math_reward(completions, ground_truth, *, timeout: float = 2.0, processes: i
                                                              or text.count("\\boxed") == 1):
                 scores[i] = 1.0  # spelt the same: the same answer, whatever it is
                 continue
-        slow.append(i)
+        slow.append((i, gold, text))
     if slow:
         pool = _pool(float(timeout), processes)
-        results = pool.map(judge, [(str(ground_truth[i]), completion_text(completions[i])[-MAX_TEXT_CHARS:])
-                                   for i in slow])
+        results = pool.map(judge, [(gold, text) for _, gold, text in slow])
+        slow = [i for i, _, _ in slow]
         for i, (status, value) in zip(slow, results):
             if status == "ok":
                 if value is None:
