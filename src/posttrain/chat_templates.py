@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from posttrain.recipe.check import is_inline_template
+
 # ChatML. `{% generation %}` marks what the assistant says, so TRL's assistant-only loss works;
 # the assistant turn ends with <|im_end|>, which is also the EOS token.
 CHATML_TEMPLATE = (
@@ -43,17 +45,24 @@ TEMPLATES = {
 }
 
 
-def install_chat_template(tokenizer, model, choice: str, base_dir: Path) -> None:
-    """Give `tokenizer` the named template (or a .jinja file's) and align EOS everywhere."""
+def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, eos_token: str | None = None) -> None:
+    """Give `tokenizer` the named template (or a .jinja file's, or the Jinja text itself) and
+    align EOS everywhere: to `eos_token` when given, else to the named template's end-of-turn
+    token, else to the tokenizer's own EOS."""
+    template, end_token, specials = None, None, []
     if choice in TEMPLATES:
         template, end_token, specials = TEMPLATES[choice]
-    else:
-        template, end_token, specials = (base_dir / choice).read_text(encoding="utf-8"), None, []
-    missing = [t for t in specials if t not in tokenizer.get_vocab()]
+    elif choice is not None:
+        template = choice if is_inline_template(choice) else (base_dir / choice).read_text(encoding="utf-8")
+    if eos_token is not None:
+        end_token = eos_token
+        specials = [*specials, eos_token]
+    missing = [t for t in dict.fromkeys(specials) if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing})
         model.resize_token_embeddings(len(tokenizer))
-    tokenizer.chat_template = template
+    if template is not None:
+        tokenizer.chat_template = template
     if end_token is not None:
         tokenizer.eos_token = end_token
     eos_id = tokenizer.eos_token_id

@@ -111,3 +111,28 @@ def test_a_cache_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("POSTTRAIN_CACHE", str(blocker))
     with pytest.raises(UserError, match="cannot build the tiny model in .*set POSTTRAIN_CACHE"):
         tiny_model_path(TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
+
+
+# open-r1's distillation recipe: a Jinja template written into the recipe, whose assistant turns
+# end with a token the base model's tokenizer does not use as EOS, and `eos_token` naming it.
+INLINE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|eot|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+@pytest.mark.parametrize("where", ["model", "trainer"])
+def test_an_inline_template_with_its_eos_token_passes_the_preflight(write_recipe, where):
+    import yaml
+
+    from posttrain.recipe import Device, load_recipe
+    from posttrain.trainers.common import load_model_and_tokenizer
+
+    text = yaml.safe_dump({"method": "sft", "data": {"train": [{"task": "arithmetic", "n": 4}]},
+                           "model": {"chat_template": INLINE}})
+    loaded = load_recipe(write_recipe(text)).recipe
+    with pytest.raises(UserError, match="holds no special token"):
+        load_model_and_tokenizer(loaded, Device(cuda=False, bf16=False))
+    named = load_recipe(write_recipe(text), [f"{where}.eos_token=<|eot|>"]).recipe
+    model, tok = load_model_and_tokenizer(named, Device(cuda=False, bf16=False))
+    assert tok.eos_token == "<|eot|>" and tok.chat_template == INLINE
+    assert model.generation_config.eos_token_id == [tok.eos_token_id] == [model.config.eos_token_id]
+    assert model.get_input_embeddings().weight.shape[0] >= len(tok)

@@ -253,12 +253,18 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
                            "evaluation is on but there is no eval data; add data.eval or data.eval_fraction")
 
 
+def is_inline_template(value: str) -> bool:
+    """A chat_template value that is the Jinja text itself, not a name or a file."""
+    return "{{" in value or "{%" in value
+
+
 def _check_chat_template(loaded: LoadedRecipe) -> None:
     template = loaded.spec.model.chat_template
-    if template is None or template in ("chatml", "tulu"):
+    if template is None or template in ("chatml", "tulu") or is_inline_template(template):
         return
     if not template.endswith(".jinja"):
-        raise loaded.error(("model", "chat_template"), "expected chatml, tulu or a path to a .jinja file")
+        raise loaded.error(("model", "chat_template"),
+                           "expected chatml, tulu, a path to a .jinja file or the template's Jinja text")
     resolve_path(loaded.origins, loaded.source, ("model", "chat_template"), template, must_exist=True)
 
 

@@ -48,7 +48,11 @@ class ModelSpec(_Block):
     revision: str | None = None
     trust_remote_code: bool = False
     attn_implementation: str | None = None
-    chat_template: str | None = None  # chatml | tulu | path/to/template.jinja (for base models)
+    # chatml | tulu | path/to/template.jinja | the Jinja text itself (alignment-handbook, open-r1)
+    chat_template: str | None = None
+    # The token that ends an assistant turn, made the EOS of tokenizer, model and generation
+    # config (open-r1's `eos_token`); added as a special token when the vocabulary lacks it.
+    eos_token: str | None = None
     tiny: TinyModelSpec = TinyModelSpec()
 
 
