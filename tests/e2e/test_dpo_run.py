@@ -81,6 +81,27 @@ def test_dpo_variants_train_and_drop_unusable_pairs(tmp_path, capsys, name, extr
         assert changed == set(start)
 
 
+def test_overlong_pairs_can_be_truncated_instead(tmp_path, capsys):
+    """`data.overlong: truncate` keeps the over-long pair for TRL to truncate (as
+    alignment-handbook, open-instruct and LLaMA-Factory do) and counts it; a pair whose prompt
+    alone fills max_length is still dropped: nothing of its answers would be left."""
+    records = [r for r in pairs(12) if isinstance(r["prompt"], str)]
+    records += [{"prompt": f"Compute {i} + 1.", "chosen": f"Answer: {i + 1}", "rejected": f"Answer: {i + 2}"}
+                for i in range(8)]
+    records.append({"prompt": "y " * 400, "chosen": "a", "rejected": "b"})
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    recipe = tmp_path / "dpo.yaml"
+    text = RECIPE.format(data=data, extra="", name="truncate", dir=tmp_path / "runs")
+    recipe.write_text(text.replace("data:\n  train:", "data:\n  overlong: truncate\n  train:"))
+    assert main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "1 pairs longer than max_length (128) are truncated (keep_start)" in out
+    assert "dropped 3 unusable pairs: 1 chosen == rejected, 1 empty, 1 prompt alone fills max_length (128)" in out
+    env = json.loads((tmp_path / "runs" / "truncate" / "env.json").read_text())
+    assert env["data"]["truncated_pairs"] == 1
+
+
 def test_dpo_on_message_pairs(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in pairs(8)[:8]))

@@ -39,6 +39,16 @@ def test_eval_fraction_carves_a_disjoint_eval_split(write_recipe):
     assert fingerprints["task:arithmetic:train"]["used"] == 40
 
 
+def test_eval_size_holds_out_a_count(write_recipe):
+    """alignment-handbook's `test_split_size: 1000` is `data.eval_size: 1000`."""
+    from posttrain.trainers.sft import sft_data
+
+    train, evaluation, _ = sft_data(load_run(write_recipe(RECIPE + "  eval_size: 7\n")), seed=0)
+    assert (len(train), len(evaluation)) == (33, 7)
+    with pytest.raises(UserError, match="eval_size 40 of 40 records leaves none to train on"):
+        sft_data(load_run(write_recipe(RECIPE + "  eval_size: 40\n")), seed=0)
+
+
 def test_unwritable_run_directory_is_reported_before_training(write_recipe, tmp_path):
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("")

@@ -281,14 +281,16 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
 
 def held_out(data_spec, train: list[dict], kind: str, seed: int) -> tuple[list[dict], list[dict] | None, list]:
     """(train, eval records or None, the eval sources read): `data.eval` sources, or the first
-    `data.eval_fraction` of the shuffled training mixture, taken out of it."""
+    `data.eval_fraction` (or `data.eval_size` records) of the shuffled training mixture, taken
+    out of it."""
     if data_spec.eval:
         evaluation, sources = build_mixture(data_spec.eval, kind, seed)
         return train, evaluation, sources
-    if data_spec.eval_fraction:
-        cut = max(1, round(len(train) * data_spec.eval_fraction))
+    if data_spec.eval_fraction or data_spec.eval_size:
+        cut = data_spec.eval_size or max(1, round(len(train) * data_spec.eval_fraction))
         if cut >= len(train):
-            raise DataError(f"eval_fraction {data_spec.eval_fraction} of {len(train)} records leaves none to train on")
+            asked = (f"eval_size {cut}" if data_spec.eval_size else f"eval_fraction {data_spec.eval_fraction}")
+            raise DataError(f"{asked} of {len(train)} records leaves none to train on")
         return train[cut:], train[:cut], []
     return train, None, []
 

@@ -248,9 +248,9 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
     if trainer.get("padding_free") and not trainer.get("packing") and trainer.get("max_length", 1) is not None:
         raise loaded.error(("trainer", "padding_free"),
                            "padding_free without packing needs max_length: null (TRL truncates otherwise)")
-    if not spec.data.eval and spec.data.eval_fraction is None and trainer.get("eval_strategy", "no") != "no":
-        raise loaded.error(("trainer", "eval_strategy"),
-                           "evaluation is on but there is no eval data; add data.eval or data.eval_fraction")
+    if not spec.data.has_eval and trainer.get("eval_strategy", "no") != "no":
+        raise loaded.error(("trainer", "eval_strategy"), "evaluation is on but there is no eval data; "
+                           "add data.eval, data.eval_fraction or data.eval_size")
 
 
 def is_inline_template(value: str) -> bool:

@@ -169,13 +169,22 @@ class DataSpec(_Block):
     train: list[DataSource] = Field(min_length=1)
     eval: list[DataSource] = []
     eval_fraction: float | None = Field(None, gt=0, lt=1)
+    eval_size: int | None = Field(None, gt=0)  # a count instead (alignment-handbook's test_split_size)
     decontaminate: DecontaminateSpec | None = None
+    # Preference pairs longer than trainer.max_length: dropped before training, or kept for TRL
+    # to truncate (its truncation_mode); both are counted in the log and env.json.
+    overlong: Literal["drop", "truncate"] = "drop"
 
     @model_validator(mode="after")
     def _one_eval(self):
-        if self.eval and self.eval_fraction is not None:
-            raise ValueError("give either 'eval' sources or 'eval_fraction', not both")
+        given = [name for name in ("eval", "eval_fraction", "eval_size") if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError(f"give one of 'eval' sources, 'eval_fraction' or 'eval_size', not {' and '.join(given)}")
         return self
+
+    @property
+    def has_eval(self) -> bool:
+        return bool(self.eval or self.eval_fraction or self.eval_size)
 
 
 class BatchSpec(_Block):

@@ -8,7 +8,9 @@ Pairs come from files or hub datasets: {"prompt", "chosen", "rejected"} as strin
 from reasoning trees (`traces: {kind: pairs}`); or on-policy (`on_policy:` on a task source):
 answers sampled from the starting model, verified, correct paired with incorrect.
 Unusable pairs (chosen == rejected, an empty side, longer than max_length) are dropped before
-training and counted in the log and in env.json. The order of a run is trainers/skeleton.py's.
+training and counted in the log and in env.json; with `data.overlong: truncate` pairs longer
+than max_length are kept for TRL to truncate (its `truncation_mode`) and counted as truncated,
+unless the prompt alone fills max_length (nothing of either answer would be left: dropped). The order of a run is trainers/skeleton.py's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,18 @@ def _render(tokenizer, prompt, answer) -> int:
     return len(tokenizer((prompt or "") + answer, add_special_tokens=False).input_ids)
 
 
-def unusable_reason(record: dict, tokenizer, max_length: int | None) -> str | None:
+def _prompt_length(tokenizer, prompt) -> int:
+    if isinstance(prompt, list):
+        return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))
+    return len(tokenizer(prompt or "", add_special_tokens=False).input_ids)
+
+
+TRUNCATED = "truncated to max_length"
+
+
+def unusable_reason(record: dict, tokenizer, max_length: int | None, overlong: str = "drop") -> str | None:
+    """Why a pair cannot train (None: it can). With overlong "truncate", a pair over max_length
+    gives TRUNCATED (kept) unless its prompt alone fills max_length."""
     chosen, rejected = record["chosen"], record["rejected"]
     if not completion_text(chosen).strip() or not completion_text(rejected).strip():
         return "empty"
@@ -40,20 +53,29 @@ def unusable_reason(record: dict, tokenizer, max_length: int | None) -> str | No
     if max_length is not None:
         prompt = record.get("prompt")
         if max(_render(tokenizer, prompt, chosen), _render(tokenizer, prompt, rejected)) > max_length:
-            return f"longer than max_length ({max_length})"
+            if overlong == "drop":
+                return f"longer than max_length ({max_length})"
+            if _prompt_length(tokenizer, prompt) >= max_length:
+                return f"prompt alone fills max_length ({max_length})"
+            return TRUNCATED
     return None
 
 
-def usable_pairs(records: list[dict], tokenizer, max_length: int | None) -> tuple[list[dict], Counter]:
+def usable_pairs(records: list[dict], tokenizer, max_length: int | None,
+                 overlong: str = "drop") -> tuple[list[dict], Counter, int]:
+    """(kept pairs, dropped counts by reason, how many kept pairs TRL will truncate)."""
     dropped: Counter = Counter()
-    kept = []
+    kept, truncated = [], 0
     for record in records:
-        reason = unusable_reason(record, tokenizer, max_length)
-        if reason:
+        reason = unusable_reason(record, tokenizer, max_length, overlong)
+        if reason == TRUNCATED:
+            truncated += 1
+            kept.append(record)
+        elif reason:
             dropped[reason] += 1
         else:
             kept.append(record)
-    return kept, dropped
+    return kept, dropped, truncated
 
 
 def own_arguments(loaded: LoadedRecipe) -> dict:
@@ -82,19 +104,23 @@ def data(context: Context) -> TrainData:
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
                                      pair_sampler=pair_sampler)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
-    max_length = context.args.get("max_length", 1024)
-    records, dropped = usable_pairs(records, tokenizer, max_length)
+    max_length, overlong = context.args.get("max_length", 1024), loaded.spec.data.overlong
+    records, dropped, truncated = usable_pairs(records, tokenizer, max_length, overlong)
     if dropped:
         print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
               + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())))
+    if truncated:
+        print(f"posttrain: {truncated} pairs longer than max_length ({max_length}) are truncated "
+              f"({context.args.get('truncation_mode', 'keep_start')})")
     if not records:
         raise loaded.error(("data", "train"), "no usable preference pairs left")
     if evaluation is not None:
-        evaluation, eval_dropped = usable_pairs(evaluation, tokenizer, max_length)
+        evaluation, _, _ = usable_pairs(evaluation, tokenizer, max_length, overlong)
         if not evaluation:
             raise loaded.error(("data", "eval"), "no usable preference pairs left to evaluate on")
     fingerprints = common.source_records(sources + eval_sources)
     fingerprints["dropped_pairs"] = dict(dropped)
+    fingerprints["truncated_pairs"] = truncated
     if evaluation is not None:
         fingerprints["eval_pairs"] = len(evaluation)
     if sampled:
