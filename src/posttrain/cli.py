@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from posttrain.errors import UserError
 
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check recipes; nothing heavy is loaded")
-    validate.add_argument("recipes", nargs="+")
+    validate.add_argument("recipes", nargs="+", metavar="RECIPE | key=value")
 
     show = commands.add_parser("show", help="print the resolved recipe")
     show.add_argument("recipe")
@@ -117,9 +118,12 @@ def _validate(args) -> int:
     from posttrain.recipe import load_recipe
 
     failed = 0
-    for path in args.recipes:
+    # `validate FILE... key=value...`: the overrides apply to every file (as for show and run);
+    # an argument with "=" that is an existing file is still a file.
+    overrides = [a for a in args.recipes if "=" in a and not Path(a).exists()]
+    for path in [a for a in args.recipes if a not in overrides]:
         try:
-            loaded = load_recipe(path)
+            loaded = load_recipe(path, overrides)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
@@ -197,7 +201,8 @@ def _launch_slurm(args, loaded, recipe, trainer_args) -> int:
     run_dir = RunDir(loaded.root)
     spec = recipe.spec.launch.slurm
     script = Path(spec.script) if spec.script else run_dir.slurm_script
-    text = render_sbatch(recipe, args.recipe, args.overrides, trainer_args, run_dir.path.resolve(), sys.executable)
+    python = spec.python or ("python" if spec.setup else sys.executable)
+    text = render_sbatch(recipe, args.recipe, args.overrides, trainer_args, run_dir.path.resolve(), python)
     try:
         run_dir.path.mkdir(parents=True, exist_ok=True)  # sbatch does not create the log's directory
         script.parent.mkdir(parents=True, exist_ok=True)

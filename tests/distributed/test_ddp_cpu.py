@@ -49,7 +49,12 @@ launch: {launch}
 run: {{name: {name}, dir: {dir}}}
 """
 LAUNCH = {"single": "{}", "ddp": "{gpus_per_node: 2}", "zero2": "{gpus_per_node: 2, zero: 2}",
-          "zero3": "{gpus_per_node: 2, zero: 3}"}
+          "zero3": "{gpus_per_node: 2, zero: 3}",
+          # one's own DeepSpeed JSON (open-instruct's launch), with HF's "auto" values
+          "own-zero2": "{gpus_per_node: 2, deepspeed_config: ds_zero2.json}"}
+OWN_DEEPSPEED = {"zero_optimization": {"stage": 2, "overlap_comm": False, "contiguous_gradients": True},
+                 "bf16": {"enabled": "auto"}, "gradient_accumulation_steps": "auto",
+                 "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto", "gradient_clipping": "auto"}
 
 
 def launch(tmp: Path, method: str, mode: str) -> Path:
@@ -94,6 +99,7 @@ def runs(tmp_path_factory):
     import sys
 
     tmp = tmp_path_factory.mktemp("distributed")
+    (tmp / "ds_zero2.json").write_text(json.dumps(OWN_DEEPSPEED))
     (tmp / "distributed_rewards.py").write_text(REWARD_MODULE)
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp), saved]))  # the launched ranks
@@ -143,13 +149,15 @@ def rank_zero_only_wrote(run: Path, world: int, steps: int) -> None:
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # one W&B run, rank 0's
 
 
-@pytest.mark.parametrize("method", ["sft", "dpo"])
-@pytest.mark.parametrize("mode", ["ddp", "zero2", "zero3"])
+@pytest.mark.parametrize("method,mode", [(m, z) for m in ("sft", "dpo") for z in ("ddp", "zero2", "zero3")]
+                         + [("sft", "own-zero2")])
 def test_two_ranks_train_like_one_rank_with_twice_the_batch(runs, method, mode):
     single = launch(runs, method, "single")
     run = launch(runs, method, mode)
     rank_zero_only_wrote(run, 2, 3)
     assert "gradient_accumulation_steps: 1" in (run / "recipe.resolved.yaml").read_text()
+    if "zero" in mode:  # DeepSpeed trained it: its checkpoints hold ZeRO shards and a `latest` tag
+        assert list(run.glob("checkpoints/checkpoint-*/latest"))
     expected = losses(single)
     for step, loss in losses(run).items():
         assert loss == pytest.approx(expected[step], rel=1e-4), (step, loss, expected[step])

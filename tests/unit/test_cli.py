@@ -27,6 +27,14 @@ def test_validate_reports_each_file(write_recipe, capsys):
     assert f"{bad}:5: trainr: unknown key 'trainr'; did you mean 'trainer'" in captured.err
 
 
+def test_validate_takes_overrides_like_show(write_recipe, capsys):
+    good = write_recipe(RECIPE, "good.yaml")
+    assert main(["validate", str(good), "trainer.max_steps=5"]) == 0
+    assert main(["validate", str(good), "trainer.learning_rat=1e-5"]) == 2
+    err = capsys.readouterr().err
+    assert "learning_rat" in err and "learning_rate" in err and "No such file" not in err
+
+
 def test_data_generate_writes_jsonl(tmp_path):
     out = tmp_path / "h.jsonl"
     assert main(["data", "generate", "arithmetic", "--n", "7", "--split", "heldout", "-o", str(out)]) == 0

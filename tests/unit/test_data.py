@@ -83,6 +83,17 @@ def test_mixture_is_seeded_and_keeps_training_columns(tmp_path):
     assert build_mixture(sources, "sft", seed=3)[0] == mixed
 
 
+def test_max_samples_caps_a_source_at_its_first_records(tmp_path):
+    """LLaMA-Factory's max_samples: the first N records, and a cap above the size is the whole
+    source, never repeated (a weight above the size repeats)."""
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(10)]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    capped, _ = build_mixture([DataSource(path=str(path), max_samples=4)], "sft", seed=0)
+    assert sorted(r["prompt"] for r in capped) == ["q0", "q1", "q2", "q3"]
+    whole, _ = build_mixture([DataSource(path=str(path), max_samples=1000)], "sft", seed=0)
+    assert sorted(r["prompt"] for r in whole) == sorted(r["prompt"] for r in rows)
+
+
 def test_mixing_text_and_message_sources_is_an_error_naming_both(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [SFT_PC])  # prompt/completion as text
     with pytest.raises(DataError, match="mix text and message lists") as info:

@@ -58,6 +58,35 @@ def test_zero_and_fsdp_use_shipped_accelerate_configs(write_recipe, launch, conf
     assert argv[argv.index("--num_processes") + 1] == "8"
 
 
+def test_ones_own_deepspeed_config_is_passed_to_accelerate(write_recipe, tmp_path):
+    """open-instruct's launch: accelerate launch --use_deepspeed --deepspeed_config_file FILE."""
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "stage3.json").write_text('{"zero_optimization": {"stage": 3}, "bf16": {"enabled": "auto"}}')
+    _, argv = render(write_recipe, "{gpus_per_node: 8, deepspeed_config: ds/stage3.json}")
+    assert argv[:5] == ["python", "-m", "accelerate.commands.launch", "--use_deepspeed", "--deepspeed_config_file"]
+    assert argv[5] == str((tmp_path / "ds" / "stage3.json").resolve()) and "--config_file" not in argv
+
+
+@pytest.mark.parametrize("content,launch,message", [
+    (None, "{deepspeed_config: ds.json}", "file not found"),
+    ("{not json", "{deepspeed_config: ds.json}", "not a readable JSON DeepSpeed configuration"),
+    ('{"train_batch_size": 8}', "{deepspeed_config: ds.json}", "no zero_optimization block"),
+    ('{"zero_optimization": {}}', "{deepspeed_config: ds.json, zero: 2}", "remove zero / fsdp"),
+])
+def test_a_bad_deepspeed_config_is_a_recipe_error(write_recipe, tmp_path, content, launch, message):
+    if content is not None:
+        (tmp_path / "ds.json").write_text(content)
+    with pytest.raises(RecipeError, match=message) as info:
+        load_run(write_recipe(BASE + f"launch: {launch}\n"))
+    assert info.value.key.startswith("launch")
+
+
+def test_trainer_deepspeed_points_at_the_launch_block(write_recipe):
+    with pytest.raises(RecipeError, match="launch.deepspeed_config") as info:
+        load_run(write_recipe(BASE + "trainer: {deepspeed: ds.json}\n"))
+    assert info.value.key == "trainer.deepspeed"
+
+
 def test_accelerate_mixed_precision_follows_the_trainer(write_recipe):
     _, on_gpu = render(write_recipe, "{gpus_per_node: 2, zero: 2}", cuda=True)
     _, on_cpu = render(write_recipe, "{gpus_per_node: 2, zero: 2}", cuda=False)
@@ -151,6 +180,17 @@ def test_slurm_scripts_pass_bash_n_and_shellcheck(write_recipe, tmp_path, launch
     shellcheck = Path(sys.executable).parent / "shellcheck"
     done = subprocess.run([str(shellcheck), "--severity=style", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("slurm,python", [
+    ("{}", sys.executable),                                          # the same environment
+    ("{setup: ['source /opt/envs/train/bin/activate']}", "python"),   # the one set-up activates
+    ("{setup: ['module load cuda'], python: /opt/py/bin/python3}", "/opt/py/bin/python3"),
+])
+def test_slurm_task_runs_the_python_the_job_chooses(write_recipe, tmp_path, slurm, python):
+    _, text = slurm_script(write_recipe, tmp_path, f"{{slurm: {slurm}}}")
+    task = next(line for line in text.splitlines() if line.startswith("exec "))
+    assert task.split()[1] == python
 
 
 @pytest.mark.parametrize("time,message", [

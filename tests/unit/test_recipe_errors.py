@@ -68,6 +68,8 @@ BAD_RECIPES = [
      ["'train' or 'heldout'"], 4),
     ("rpo_alpha in dpo", "method: dpo\ndata:\n  train:\n    - {task: arithmetic}\ntrainer: {rpo_alpha: 1.0}\n",
      "trainer.rpo_alpha", ["loss_type: [sigmoid, sft]"], 5),
+    ("padding_free in dpo", "method: dpo\ndata:\n  train:\n    - {task: arithmetic}\ntrainer: {padding_free: true}\n",
+     "trainer.padding_free", ["DPOTrainer ignores padding_free"], 5),
 ]
 
 

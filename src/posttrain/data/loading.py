@@ -250,7 +250,8 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
                 item.dropped = len(flagged)
                 if not item.records:
                     raise DataError(f"{item.label}: every record overlaps an evaluation set")
-        chosen = apply_weight(item.records, source.weight, rng)
+        capped = getattr(source, "max_samples", None)
+        chosen = apply_weight(item.records[:capped] if capped else item.records, source.weight, rng)
         if getattr(source, "on_policy", None) is not None:
             if pair_sampler is None:
                 raise DataError(f"{item.label}: on-policy pairs are sampled by the DPO trainer only")

@@ -28,7 +28,7 @@ def accelerate_config(launch) -> Path:
 def backend_of(launch) -> str:
     if launch.backend != "auto":
         return launch.backend
-    if launch.zero or launch.fsdp:
+    if launch.zero or launch.fsdp or launch.deepspeed_config:
         return "accelerate"
     return "torchrun" if launch.nodes * launch.gpus_per_node > 1 else "python"
 
@@ -54,10 +54,12 @@ def render_command(loaded, recipe: str, overrides: list[str], trainer_args: dict
                        "--rdzv_id", rendezvous_id])
         return [python, "-m", "torch.distributed.run", "--nnodes", str(launch.nodes),
                 "--nproc_per_node", str(launch.gpus_per_node), *rendezvous, *program]
-    command = [python, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(launch)),
+    config = (["--use_deepspeed", "--deepspeed_config_file", launch.deepspeed_config] if launch.deepspeed_config
+              else ["--config_file", str(accelerate_config(launch))])
+    command = [python, "-m", "accelerate.commands.launch", *config,
                "--num_machines", str(launch.nodes), "--num_processes", str(launch.nodes * launch.gpus_per_node),
                "--mixed_precision", mixed_precision(trainer_args)]
-    if trainer_args.get("use_cpu") and not (launch.zero or launch.fsdp):
+    if trainer_args.get("use_cpu") and not (launch.zero or launch.fsdp or launch.deepspeed_config):
         command.append("--multi_gpu")  # DDP over gloo on CPU (--cpu would start one process)
     if launch.nodes > 1:
         command += ["--machine_rank", "${NODE_RANK}", "--main_process_ip", "${MASTER_ADDR}",

@@ -209,6 +209,7 @@ def check(loaded: LoadedRecipe) -> None:
         raise loaded.error(("data", "decontaminate"),
                            "there is no evaluation set to check against; add data.eval or an eval block")
     _check_chat_template(loaded)
+    _check_deepspeed_config(loaded)
     for i, reward in enumerate(spec.rewards):
         check_reward(loaded.error, loaded.raw, ("rewards", i), reward)
     for prefix, sources in ((("data", "train"), spec.data.train), (("data", "eval"), spec.data.eval),
@@ -245,12 +246,34 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
     spec, trainer = loaded.spec, loaded.spec.trainer
     if trainer.get("bf16") and trainer.get("fp16"):
         raise loaded.error(("trainer", "fp16"), "bf16 and fp16 are both true; choose one")
-    if trainer.get("padding_free") and not trainer.get("packing") and trainer.get("max_length", 1) is not None:
+    if trainer.get("padding_free") and spec.method == "dpo":
+        raise loaded.error(("trainer", "padding_free"), "TRL's DPOTrainer ignores padding_free (since its "
+                           "refactor it warns and pads as usual); remove the key")
+    if (trainer.get("padding_free") and spec.method == "sft" and not trainer.get("packing")
+            and trainer.get("max_length", 1) is not None):
         raise loaded.error(("trainer", "padding_free"),
                            "padding_free without packing needs max_length: null (TRL truncates otherwise)")
     if not spec.data.has_eval and trainer.get("eval_strategy", "no") != "no":
         raise loaded.error(("trainer", "eval_strategy"), "evaluation is on but there is no eval data; "
                            "add data.eval, data.eval_fraction or data.eval_size")
+
+
+def _check_deepspeed_config(loaded: LoadedRecipe) -> None:
+    """launch.deepspeed_config: an existing JSON file with a zero_optimization block."""
+    import json
+
+    value = loaded.spec.launch.deepspeed_config
+    if value is None:
+        return
+    key = ("launch", "deepspeed_config")
+    path = Path(resolve_path(loaded.origins, loaded.source, key, value, must_exist=True))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise loaded.error(key, f"{path} is not a readable JSON DeepSpeed configuration: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("zero_optimization"), dict):
+        raise loaded.error(key, f"{path} has no zero_optimization block; it is not a DeepSpeed configuration")
+    loaded.spec.launch.deepspeed_config = str(path)
 
 
 def is_inline_template(value: str) -> bool:

@@ -130,6 +130,9 @@ class DataSource(_Block):
     seed: int = 0  # task: generator seed
     options: dict[str, Any] = {}  # task: generator knobs
     weight: float = Field(1.0, gt=0)
+    # At most this many records: the source's first ones, before weighting (LLaMA-Factory's
+    # max_samples; a weight above the source's size repeats it instead).
+    max_samples: int | None = Field(None, gt=0)
     columns: dict[str, str | None] = {}  # rename {their_column: our_column}; null drops a column
     format: Literal["gsm8k", "math", "tulu3_rlvr"] | None = None  # map onto the task format
     system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
@@ -219,6 +222,9 @@ class SlurmSpec(_Block):
     requeue: bool = True  # on that signal, requeue the job; it resumes from the checkpoint
     directives: list[str] = []  # more #SBATCH lines, e.g. "--exclusive", "--mem=0", "--constraint=h100"
     setup: list[str] = []  # shell lines before training, e.g. "module load cuda/12.4"
+    # The Python that runs on the nodes. Default: this interpreter's path when there is no
+    # set-up; with set-up lines, `python` as found after them (the environment they activate).
+    python: str | None = None
     env: dict[str, str | int] = {}  # exported variables, e.g. NCCL_SOCKET_IFNAME: ib0, NCCL_DEBUG: WARN
     script: str | None = None  # where to write it (default: RUN_DIR/slurm/job.sbatch)
 
@@ -260,6 +266,9 @@ class LaunchSpec(_Block):
     zero: Literal[0, 1, 2, 3] = 0  # DeepSpeed ZeRO stage; 0: none
     offload: bool = False  # ZeRO-3: parameters and optimizer states on CPU
     fsdp: bool = False  # FSDP2 instead of DeepSpeed
+    # One's own DeepSpeed JSON (relative to the recipe) instead of a shipped ZeRO config:
+    # accelerate launch --use_deepspeed --deepspeed_config_file, as open-instruct launches.
+    deepspeed_config: str | None = None
     port: int = Field(29500, gt=0, lt=65536)
     slurm: SlurmSpec = SlurmSpec()
 
@@ -267,9 +276,12 @@ class LaunchSpec(_Block):
     def _consistent(self):
         if self.zero and self.fsdp:
             raise ValueError("choose DeepSpeed ZeRO (zero) or FSDP (fsdp), not both")
+        if self.deepspeed_config and (self.zero or self.fsdp):
+            raise ValueError("deepspeed_config is a whole DeepSpeed configuration (its zero_optimization.stage "
+                             "picks the stage); remove zero / fsdp, or deepspeed_config")
         if self.offload and self.zero != 3:
             raise ValueError("offload needs zero: 3 (the shipped ZeRO-3 offload config)")
-        if (self.zero or self.fsdp) and self.backend in ("python", "torchrun"):
+        if (self.zero or self.fsdp or self.deepspeed_config) and self.backend in ("python", "torchrun"):
             raise ValueError(f"ZeRO and FSDP run through accelerate; use backend: accelerate or auto, not {self.backend}")
         if self.backend == "python" and self.nodes * self.gpus_per_node > 1:
             raise ValueError("backend python starts one process; use torchrun or accelerate for several")

@@ -37,6 +37,7 @@ MANAGED_KEYS = {
     "report_to": "use tracking: {wandb: {...}}; metrics.jsonl is always written",
     "resume_from_checkpoint": "use `posttrain run --resume`",
     "use_cpu": "set by posttrain when no GPU is present",
+    "deepspeed": "use launch.zero (a shipped ZeRO config) or launch.deepspeed_config (a DeepSpeed JSON of your own)",
 }
 
 
