@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="print the resolved recipe")
     show.add_argument("recipe")
     show.add_argument("overrides", nargs="*", metavar="key.path=value")
+    show.add_argument("--here", action="store_true", help="resolve for this machine, not for the machine the "
+                      "recipe's launch block describes")
 
     run = commands.add_parser("run", help="train (and evaluate) as the recipe says")
     run.add_argument("recipe")
@@ -54,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                         "do not run (or submit) it")
     launch.add_argument("--slurm", action="store_true", help="write an sbatch job script for the launch block "
                         "and submit it with sbatch")
+    launch.add_argument("--here", action="store_true", help="with --dry-run: resolve for this machine, not for "
+                        "the one the launch block describes")
 
     consolidate = commands.add_parser("consolidate", help="a DeepSpeed ZeRO checkpoint into a normal model directory")
     consolidate.add_argument("checkpoint", help="checkpoints/checkpoint-N of a ZeRO run")
@@ -133,9 +137,11 @@ def _validate(args) -> int:
 
 
 def _show(args) -> int:
-    from posttrain.recipe import Device, to_yaml
+    from functools import partial
 
-    print(to_yaml(_load(args).resolved(Device.detect())), end="")
+    from posttrain.recipe import shown, to_yaml
+
+    print(to_yaml(_load(args).resolved(partial(shown, here=args.here))), end="")
     return 0
 
 
@@ -167,15 +173,16 @@ def _launch(args) -> int:
     import subprocess
 
     from posttrain.launch.render import render_command
-    from posttrain.recipe import Device, trainer_arguments
+    from posttrain.recipe import Device, target_device, trainer_arguments
 
     loaded = _load(args)
     recipe = loaded.launch_recipe()  # every stage of a pipeline or experiment launches the same way
     launch = recipe.spec.launch
-    device = Device.detect()
-    if args.slurm:  # the compute nodes' device, not this login node's
-        device = Device(cuda=launch.slurm.gpus, bf16=launch.slurm.gpus)
-    device = Device(device.cuda, device.bf16, world_size=recipe.world_size)
+    if args.slurm or (args.dry_run and not args.here):  # for the machine the launch block describes
+        device = target_device(recipe)
+    else:  # it runs here
+        device = Device.detect()
+        device = Device(device.cuda, device.bf16, world_size=recipe.world_size)
     trainer_args = trainer_arguments(recipe, device)
     if args.slurm:
         return _launch_slurm(args, loaded, recipe, trainer_args)

@@ -16,11 +16,37 @@ from functools import lru_cache
 from pathlib import Path
 
 
+NO_DEFAULT = object()  # a field whose default is not a literal (a factory, an expression)
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
     annotation: str  # source text, e.g. "int | None"
     choices: tuple | None = None
+    default: object = NO_DEFAULT  # the declared default when it is a literal
+
+
+def _default(value: ast.expr | None):
+    """The declared default of `name: T = value`: a literal, `field(default=literal)`, or
+    `field(default_factory=list/dict/lambda: literal)`; NO_DEFAULT otherwise."""
+    if value is None:
+        return NO_DEFAULT
+    if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "field":
+        for kw in value.keywords:
+            if kw.arg == "default":
+                return _default(kw.value)
+            if kw.arg == "default_factory":
+                factory = kw.value
+                if isinstance(factory, ast.Name) and factory.id in ("list", "dict"):
+                    return [] if factory.id == "list" else {}
+                if isinstance(factory, ast.Lambda):
+                    return _default(factory.body)
+        return NO_DEFAULT
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return NO_DEFAULT
 
 
 def _module_file(module: str) -> Path:
@@ -116,7 +142,7 @@ def dataclass_fields(module: str, name: str) -> dict[str, FieldSpec]:
             annotation = ast.unparse(node.annotation)
             if annotation.startswith("ClassVar"):
                 continue
-            fields[node.target.id] = FieldSpec(node.target.id, annotation, _choices(node.value))
+            fields[node.target.id] = FieldSpec(node.target.id, annotation, _choices(node.value), _default(node.value))
     return fields
 
 

@@ -163,7 +163,7 @@ def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_to_the_same_en
     assert saved, log[-3000:]
     stopped = int(saved.group(2))
     assert 0 < stopped < STEPS
-    assert f"restart 1" in log  # the requeued run printed its restart count, then resumed
+    assert "restart 1" in log  # the requeued run printed its restart count, then resumed
     expected, got = losses(reference), losses(run)
     assert sorted(got) == list(range(1, STEPS + 1))
     for step, loss in expected.items():

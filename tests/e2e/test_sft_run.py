@@ -150,7 +150,7 @@ def test_lora_on_messages_with_assistant_only_loss_and_wandb_offline(tmp_path):
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": f"Compute {i} + 1."},
         {"role": "assistant", "content": f"Answer: {i + 1}"}]}) + "\n" for i in range(32)))
-    extra = (f"peft: {{r: 4, lora_alpha: 8, target_modules: all-linear}}\n"
+    extra = ("peft: {r: 4, lora_alpha: 8, target_modules: all-linear}\n"
              f"tracking: {{wandb: {{project: posttrain-tests, mode: offline}}}}\n")
     recipe = make_recipe(tmp_path, "lora", extra)
     text = recipe.read_text().replace("- {task: arithmetic, n: 96}", f"- path: {data}")

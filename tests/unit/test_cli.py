@@ -19,6 +19,51 @@ def test_show_prints_the_resolved_recipe_with_overrides(write_recipe, capsys):
     assert resolved["run"]["name"] == "recipe"
 
 
+TARGET = RECIPE + """\
+batch: {per_device: 16, global: 128}
+launch: {nodes: 1, gpus_per_node: 8}
+"""
+RLVR = "method: rlvr\ndata:\n  train:\n    - {task: arithmetic, n: 10}\nrewards: [{name: numeric}]\n"
+
+
+def test_show_resolves_for_the_launch_blocks_machine(write_recipe, capsys):
+    """alignment-handbook's Zephyr SFT: 8 GPUs x 16 = 128, so no accumulation, and bf16 on GPUs;
+    `--here` resolves for this CPU machine instead."""
+    assert main(["show", str(write_recipe(TARGET))]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["device"] == {"cuda": True, "bf16": True, "world_size": 8}
+    assert resolved["trainer"]["gradient_accumulation_steps"] == 1 and resolved["trainer"]["bf16"] is True
+    assert main(["show", str(write_recipe(TARGET)), "--here"]) == 0
+    here = yaml.safe_load(capsys.readouterr().out)
+    assert here["device"]["cuda"] is False and here["trainer"]["use_cpu"] is True
+    assert here["trainer"]["gradient_accumulation_steps"] == 8
+
+
+def test_show_renders_gpu_only_settings_for_a_gpu_target(write_recipe, capsys):
+    text = RLVR + "trainer: {use_vllm: true}\nbatch: {per_device: 8}\nlaunch: {gpus_per_node: 8}\n"
+    assert main(["show", str(write_recipe(text))]) == 0  # refused only by `run` on a machine without a GPU
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["use_vllm"] is True
+    assert main(["show", str(write_recipe(text)), "--here"]) == 2
+    assert "trainer.use_vllm: vLLM generation needs a GPU" in capsys.readouterr().err
+
+
+def test_show_lists_trls_defaults_apart(write_recipe, capsys):
+    """A recipe copied from open-r1 for TRL 0.18 (beta 0.04, loss bnpo, vLLM server) must see
+    what TRL 1.16 will use instead."""
+    assert main(["show", str(write_recipe(RLVR)), "trainer.learning_rate=1e-6"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    defaults = resolved["trainer_defaults"]
+    assert defaults["beta"] == 0.0 and defaults["vllm_mode"] == "colocate" and defaults["loss_type"] == "dapo"
+    assert "learning_rate" not in defaults and resolved["trainer"]["learning_rate"] == 1e-6
+    assert not set(defaults) & set(resolved["trainer"])
+
+
+def test_launch_dry_run_resolves_for_the_launch_blocks_machine(write_recipe, capsys):
+    text = TARGET.replace("launch: {nodes: 1, gpus_per_node: 8}", "launch: {nodes: 1, gpus_per_node: 8, zero: 2}")
+    assert main(["launch", str(write_recipe(text)), "--dry-run"]) == 0
+    assert "--mixed_precision bf16" in capsys.readouterr().out
+
+
 def test_validate_reports_each_file(write_recipe, capsys):
     good, bad = write_recipe(RECIPE, "good.yaml"), write_recipe(RECIPE + "trainr: {}\n", "bad.yaml")
     assert main(["validate", str(good), str(bad)]) == 2

@@ -18,6 +18,27 @@ def test_fields_match_the_imported_dataclass(module, name):
     assert set(dataclass_fields(module, name)) == expected
 
 
+@pytest.mark.parametrize("module,name", [*(m.config for m in METHODS.values()), PEFT_CONFIG])
+def test_declared_defaults_match_the_imported_dataclass(module, name):
+    """What `posttrain show` prints as TRL's defaults is what the dataclass declares."""
+    import importlib
+
+    from posttrain.config_fields import NO_DEFAULT
+
+    real = {f.name: f for f in dataclasses.fields(getattr(importlib.import_module(module), name)) if f.init}
+    read = dataclass_fields(module, name)
+    literal = 0
+    for field_name, spec in read.items():
+        if spec.default is NO_DEFAULT:
+            continue
+        literal += 1
+        f = real[field_name]
+        declared = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        declared = getattr(declared, "value", declared)  # enum members are written as their values
+        assert spec.default == declared, field_name
+    assert literal >= 0.9 * len(read)  # nearly every field's default is a literal
+
+
 @pytest.mark.parametrize("value,annotation,ok", [
     (1e-3, "float", True), (3, "float", True), ("x", "float", False), (True, "int", False),
     (None, "int | None", True), ("steps", "IntervalStrategy | str", True), ([1], "list[int] | None", True),

@@ -3,7 +3,7 @@
 import pytest
 
 from posttrain.cli import main
-from posttrain.launch.plan import GIB, ModelSize, activations_per_gpu, model_size, model_states_per_gpu, plan
+from posttrain.launch.plan import ModelSize, activations_per_gpu, model_size, model_states_per_gpu, plan
 
 
 def llama_8b():

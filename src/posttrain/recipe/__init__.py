@@ -8,7 +8,8 @@ second.
 
 from posttrain.errors import UserError
 from posttrain.recipe.check import LoadedRecipe, gradient_accumulation, validate
-from posttrain.recipe.device import Device, check_vllm_installed, resolved_dict, to_yaml, trainer_arguments
+from posttrain.recipe.device import (Device, check_vllm_installed, resolution_device, resolved_dict, shown, target_device,
+                                     to_yaml, trainer_arguments)
 from posttrain.recipe.kinds import Experiment, Pipeline, RecipeKind, SingleRun, Stage, derive, load_recipe
 from posttrain.recipe.load import Origin, locate
 from posttrain.recipe.schema import (DataSource, EvalSpec, OnPolicySpec, Recipe, RewardRef, RewardSpec, TinyModelSpec,
@@ -26,4 +27,5 @@ def load_run(path, overrides=()) -> LoadedRecipe:
 __all__ = ["DataSource", "Device", "EvalSpec", "Experiment", "LoadedRecipe", "OnPolicySpec", "Origin", "Pipeline",
            "Recipe", "RecipeKind", "RewardRef", "RewardSpec", "SingleRun", "Stage", "TinyModelSpec", "TracesSpec",
            "TreesSpec", "check_vllm_installed", "derive", "gradient_accumulation", "load_recipe", "load_run",
-           "locate", "resolved_dict", "slurm_time_seconds", "to_yaml", "trainer_arguments", "validate"]
+           "locate", "resolution_device", "resolved_dict", "shown", "slurm_time_seconds", "target_device", "to_yaml",
+           "trainer_arguments", "validate"]

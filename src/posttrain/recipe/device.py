@@ -32,6 +32,37 @@ class Device:
         )
 
 
+def describes_target(loaded: LoadedRecipe) -> bool:
+    """Whether the recipe writes a `launch:` block: then it describes the machine it is for."""
+    return any(path[:1] == ("launch",) for path in loaded.origins)
+
+
+def target_device(loaded: LoadedRecipe) -> Device:
+    """The machine the recipe's launch block describes: nodes x gpus_per_node processes, on GPUs
+    (with bf16, as on every GPU since Ampere) unless `launch.slurm.gpus: false` says the
+    partition has none. What `show`, `plan` and `launch --dry-run / --slurm` resolve for."""
+    launch = loaded.spec.launch
+    gpus = launch.slurm.gpus
+    return Device(cuda=gpus, bf16=gpus, world_size=launch.nodes * launch.gpus_per_node)
+
+
+def resolution_device(loaded: LoadedRecipe, here: bool = False) -> Device:
+    """The target of a recipe with a launch block; this machine when asked (`here`) or when the
+    recipe describes no other."""
+    return Device.detect() if here or not describes_target(loaded) else target_device(loaded)
+
+
+def trainer_defaults(loaded: LoadedRecipe, args: dict[str, Any]) -> dict[str, Any]:
+    """The TRL config fields the trainer receives at their declared defaults (those `args` does
+    not set), read from TRL's source; a field whose default is computed shows as `<computed>`."""
+    from posttrain.config_fields import NO_DEFAULT
+    from posttrain.recipe.trl_fields import trainer_fields
+
+    fields, _ = trainer_fields(loaded.spec.method)
+    return {name: ("<computed>" if spec.default is NO_DEFAULT else spec.default)
+            for name, spec in sorted(fields.items()) if name not in args}
+
+
 def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
     """The keyword arguments for the TRL config: the recipe's, plus what posttrain decides.
 
@@ -87,6 +118,14 @@ def resolved_dict(loaded: LoadedRecipe, device: Device | None = None, trl_args: 
     if device is not None:
         out["trainer"] = dict(trl_args) if trl_args is not None else trainer_arguments(loaded, device)
         out["device"] = {"cuda": device.cuda, "bf16": device.bf16, "world_size": device.world_size}
+    return out
+
+
+def shown(loaded: LoadedRecipe, here: bool = False) -> dict[str, Any]:
+    """What `posttrain show` prints for one recipe: resolved for its target (or this machine),
+    with `trainer_defaults`, every other field of the TRL config at its declared default."""
+    out = resolved_dict(loaded, resolution_device(loaded, here))
+    out["trainer_defaults"] = trainer_defaults(loaded, out["trainer"])
     return out
 
 

@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from posttrain.errors import RecipeError, UserError
 from posttrain.recipe.check import LoadedRecipe, check_reward, pydantic_error, validate
-from posttrain.recipe.device import resolved_dict
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
 from posttrain.recipe.schema import ExperimentSpec, TracesSpec
 from posttrain.rundir import GroupDir, name_problem, run_path
@@ -95,8 +94,9 @@ class RecipeKind:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def resolved(self, device) -> dict:
-        return {self.kind: self.name, "stages": {s.name: resolved_dict(s.recipe, device) for s in self.stages}}
+    def resolved(self, resolve) -> dict:
+        """`resolve(loaded) -> dict` for every stage (device.shown)."""
+        return {self.kind: self.name, "stages": {s.name: resolve(s.recipe) for s in self.stages}}
 
 
 # ----------------------------------------------------------------------------- a single run
@@ -129,8 +129,8 @@ class SingleRun(RecipeKind):
     def describe(self) -> str:
         return f"{self.recipe.spec.method}, run {self.name}"
 
-    def resolved(self, device) -> dict:
-        return resolved_dict(self.recipe, device)
+    def resolved(self, resolve) -> dict:
+        return resolve(self.recipe)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -290,8 +290,8 @@ class Experiment(RecipeKind):
     def describe(self) -> str:
         return f"experiment {self.spec.experiment}, run {self.name}"
 
-    def resolved(self, device) -> dict:  # the recipe as written, phase 1 resolved
-        return {**self.data, "phase1 (resolved)": resolved_dict(self.phase1, device)}
+    def resolved(self, resolve) -> dict:  # the recipe as written, phase 1 resolved
+        return {**self.data, "phase1 (resolved)": resolve(self.phase1)}
 
     def phase2(self, kind: str, seed: int, trees: Path | None, model: Path | None = None) -> LoadedRecipe:
         """Phase 2 on `kind` traces for `seed`, from `trees` (None: procedural stand-ins) and the
