@@ -15,7 +15,7 @@ from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive, resolved_dict
 from posttrain.rundir import (EvalDir, RunDir, holds_model, is_main_process, mark_as_run_directory, prepare,
                               remove_run_directory, write_atomic, write_json)
-from posttrain.trainers import common, skeleton
+from posttrain.trainers import common, hub_push, skeleton
 from posttrain.trainers.faults import STOP, Interrupted
 
 
@@ -99,6 +99,7 @@ def check_resume(loaded: LoadedRecipe, run: RunDir, device: Device, allow_change
 
 def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False,
                allow_changes: bool = False) -> dict:
+    hub_push.check_can_push(loaded)  # an offline machine fails now, not after training
     if _needs_hub(loaded):
         reason = go_offline_if_unreachable()
         if reason:
@@ -141,6 +142,8 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
         print(f"posttrain: held-out accuracy after training: {_percent(report['trained'])}")
     common.finish_tracking({f"eval/{k}_accuracy": v["accuracy"] for k, v in report.items()
                             if k in ("baseline", "trained")})
+    if hub_push.wants_push(loaded) and is_main_process():
+        print(f"posttrain: pushed {run.final.name}/ to {hub_push.push_run(loaded, run, report or None)}")
     print(f"posttrain: run directory {run.path}")
     return {"train": metrics, "eval": report, "run_dir": str(run.path)}
 

@@ -246,6 +246,11 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
     spec, trainer = loaded.spec, loaded.spec.trainer
     if trainer.get("bf16") and trainer.get("fp16"):
         raise loaded.error(("trainer", "fp16"), "bf16 and fp16 are both true; choose one")
+    strategy = trainer.get("hub_strategy", "every_save")
+    if trainer.get("push_to_hub") and strategy not in ("end", "every_save"):
+        raise loaded.error(("trainer", "hub_strategy"), f"{strategy!r}: posttrain pushes final/ (and adapter/) "
+                           "when the run ends; use end or every_save (both push at the end) and find the "
+                           "checkpoints in the run directory")
     if trainer.get("padding_free") and spec.method == "dpo":
         raise loaded.error(("trainer", "padding_free"), "TRL's DPOTrainer ignores padding_free (since its "
                            "refactor it warns and pads as usual); remove the key")

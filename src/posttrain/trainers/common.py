@@ -93,6 +93,10 @@ def trl_arguments(loaded: LoadedRecipe, device: Device, run: RunDir, own) -> dic
     args["save_total_limit"] = None  # posttrain rotates, after a checkpoint is complete (faults.py)
     args.update(own(loaded))
     args["report_to"] = tracking_targets(loaded)
+    if args.get("push_to_hub"):  # posttrain pushes final/ when the run ends (hub_push.py)
+        from posttrain.trainers.hub_push import arguments_for_trl
+
+        args = arguments_for_trl(args)
     return args
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from posttrain.methods import METHODS
 from posttrain.recipe import Device, LoadedRecipe, resolved_dict
 from posttrain.rundir import RunDir, checkpoint_step
-from posttrain.trainers import common
+from posttrain.trainers import common, hub_push
 
 
 @dataclass
@@ -84,6 +84,8 @@ def build_trainer(loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None, de
     context = Context(loaded, run, device, args, model, tokenizer)
     data = module.data(context)
     resolved = resolved_dict(loaded, device, trl_args=args)
+    if hub_push.wants_push(loaded):  # the Trainer's pushing is off; posttrain pushes at the end
+        resolved["push_to_hub"] = {"repo": hub_push.repo_id(loaded), "pushes": "final/ and adapter/ at the end"}
     common.write_run_records(run, loaded, device, resolved, data.fingerprints)
     common.start_tracking(loaded, run, resolved)
     callbacks = [common.metrics_callback(run, checkpoint_step(checkpoint))]
