@@ -87,17 +87,39 @@ def test_a_chat_prompt_with_text_answers_gets_assistant_turns(tmp_path):
 
 def test_alpaca_keeps_its_input(tmp_path):
     # issue 13 point 10: renamed alpaca records lost `input` (412 of 999 records)
+    # one answer: a chat prompt and its completion, so the loss covers the answer only (as
+    # LLaMA-Factory and axolotl train alpaca rows by default)
     records = _load(tmp_path, [ALPACA, ALPACA_NO_INPUT], "sft")
-    assert records[0]["messages"] == [
-        {"role": "user", "content": "Classify the sentiment of the sentence.\nI loved the film."},
-        {"role": "assistant", "content": "Positive"}]
-    assert records[1]["messages"][0]["content"] == "Give three tips for staying healthy."
+    assert records[0]["prompt"] == [{"role": "user", "content": "Classify the sentiment of the sentence.\nI loved the film."}]
+    assert records[0]["completion"] == [{"role": "assistant", "content": "Positive"}]
+    assert records[1]["prompt"][0]["content"] == "Give three tips for staying healthy."
 
 
 def test_sharegpt_becomes_messages_with_its_system_turn(tmp_path):
     [record] = _load(tmp_path, [SHAREGPT], "sft")
     assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant", "user", "assistant"]
     assert record["messages"][0]["content"] == "You are a calculator."
+
+
+def test_a_one_answer_sharegpt_row_becomes_prompt_and_completion(tmp_path):
+    row = {"conversations": [{"from": "human", "value": "Who are you?"}, {"from": "gpt", "value": "An assistant."}]}
+    [record] = _load(tmp_path, [row], "sft")
+    assert record == {"prompt": [{"role": "user", "content": "Who are you?"}],
+                      "completion": [{"role": "assistant", "content": "An assistant."}]}
+
+
+DPO_EN_DEMO = {  # LLaMA-Factory's data/dpo_en_demo.json (ranking: true, formatting: sharegpt)
+    "conversations": [{"from": "human", "value": "Describe a sunset in one line."}],
+    "chosen": {"from": "gpt", "value": "The sky melts into amber and rose."},
+    "rejected": {"from": "gpt", "value": "Sunset."},
+}
+
+
+def test_sharegpt_ranking_rows_become_chat_pairs(tmp_path):
+    [record] = _load(tmp_path, [DPO_EN_DEMO], "preference")
+    assert record["prompt"] == [{"role": "user", "content": "Describe a sunset in one line."}]
+    assert record["chosen"] == [{"role": "assistant", "content": "The sky melts into amber and rose."}]
+    assert record["rejected"] == [{"role": "assistant", "content": "Sunset."}]
 
 
 def test_sharegpt_with_a_speaker_posttrain_does_not_read_names_it(tmp_path):

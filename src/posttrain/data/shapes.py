@@ -7,8 +7,13 @@ and mapped onto posttrain's records (formats.py) before they are checked.
 | preference, conversations only | `chosen`/`rejected` (messages) | Anthropic/hh-rlhf in chat form | the same split |
 | preference, chat prompt + text answers | `prompt` (messages), `chosen`/`rejected` (text) | | answers as assistant turns |
 | prompt/completion, one as text and one as messages | `prompt`, `completion` | | both as messages |
-| alpaca | `instruction`, `input`, `output` (+ `system`, `history`) | tatsu-lab/alpaca, LLaMA-Factory's alpaca format | `messages`; `input` follows the instruction after a newline, as LLaMA-Factory joins them |
-| ShareGPT | `conversations: [{from, value}]`, from human/gpt/system | LLaMA-Factory's sharegpt format, ShareGPT dumps | `messages` |
+| alpaca | `instruction`, `input`, `output` (+ `system`, `history`) | tatsu-lab/alpaca, LLaMA-Factory's alpaca format | chat `prompt` (system, history, instruction) + `completion` (output); `input` follows the instruction after a newline, as LLaMA-Factory joins them |
+| ShareGPT | `conversations: [{from, value}]`, from human/gpt/system | LLaMA-Factory's sharegpt format, ShareGPT dumps | one answer: chat `prompt` + `completion`; several: `messages` |
+| ShareGPT preference | `conversations` + `chosen`/`rejected` as one `{from, value}` each | LLaMA-Factory's ranking datasets (dpo_en_demo) | chat `prompt` + `chosen`/`rejected` |
+
+A single answer becomes a prompt/completion pair so that TRL's loss covers the answer only
+(completion-only loss), as LLaMA-Factory and axolotl train by default, whatever chat template
+the model has; several answers stay a conversation (`messages`).
 | GSM8K | `question`, `answer` with `#### n` | openai/gsm8k | a task record (as `format: gsm8k`) |
 | MATH | `problem`, `solution` with `\\boxed{}` | hendrycks MATH, MATH-500 | a task record (as `format: math`) |
 
@@ -25,7 +30,8 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 
 ACCEPTED = {  # what an error names when a record fits nothing
     "sft": "messages; prompt+completion; alpaca (instruction+input+output); ShareGPT (conversations with from/value)",
-    "preference": "prompt+chosen+rejected (text or messages, also a text prompt with full conversations); chosen+rejected",
+    "preference": "prompt+chosen+rejected (text or messages, also a text prompt with full conversations); chosen+rejected; "
+                  "ShareGPT ranking (conversations + chosen/rejected {from, value})",
     "unpaired": "prompt+completion+label; prompt+chosen+rejected; chosen+rejected",
     "task": "prompt+ground_truth; GSM8K (question+answer); MATH (problem+solution)",
 }
@@ -86,29 +92,50 @@ def _prompt_completion(record: dict) -> dict:
     return record
 
 
+def _conversation(rest: dict, messages: list[dict]) -> dict:
+    """One final answer: a chat prompt and its completion; several answers: `messages`."""
+    answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if answers == [len(messages) - 1]:
+        return {**rest, "prompt": messages[:-1], "completion": messages[-1:]}
+    return {**rest, "messages": messages}
+
+
 def _alpaca(record: dict) -> dict:
     instruction, extra = record["instruction"], record.get("input") or ""
     query = f"{instruction}\n{extra}" if extra else instruction
     messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
     for turn in record.get("history") or []:
         messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
-    messages += [{"role": "user", "content": query}, {"role": "assistant", "content": record["output"]}]
+    prompt = [*messages, {"role": "user", "content": query}]
     rest = {k: v for k, v in record.items() if k not in {"instruction", "input", "output", "system", "history"}}
-    return {**rest, "messages": messages}
+    return {**rest, "prompt": prompt, "completion": [{"role": "assistant", "content": record["output"]}]}
+
+
+def _sharegpt_turn(turn, where: str) -> dict:
+    speaker = str(turn.get("from", "")).lower() if isinstance(turn, dict) else ""
+    if speaker not in SHAREGPT_ROLES:
+        found = turn.get("from") if isinstance(turn, dict) else turn
+        raise ValueError(f"{where}.from is {found!r}; posttrain reads {', '.join(sorted(SHAREGPT_ROLES))}")
+    return {"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")}
+
+
+def _sharegpt_messages(record: dict) -> list[dict]:
+    messages = [_sharegpt_turn(turn, f"conversations[{i}]") for i, turn in enumerate(record["conversations"])]
+    if record.get("system") and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": record["system"]})
+    return messages
 
 
 def _sharegpt(record: dict) -> dict:
-    messages = []
-    for i, turn in enumerate(record["conversations"]):
-        speaker = str(turn.get("from", "")).lower()
-        if speaker not in SHAREGPT_ROLES:
-            raise ValueError(f"conversations[{i}].from is {turn.get('from')!r}; posttrain reads "
-                             f"{', '.join(sorted(SHAREGPT_ROLES))}")
-        messages.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
-    if record.get("system") and not any(m["role"] == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": record["system"]})
     rest = {k: v for k, v in record.items() if k not in {"conversations", "system"}}
-    return {**rest, "messages": messages}
+    return _conversation(rest, _sharegpt_messages(record))
+
+
+def _sharegpt_pair(record: dict) -> dict:
+    """LLaMA-Factory's ranking rows: the conversation so far, and one {from, value} each."""
+    rest = {k: v for k, v in record.items() if k not in {"conversations", "system"}}
+    return {**rest, "prompt": _sharegpt_messages(record), "chosen": [_sharegpt_turn(record["chosen"], "chosen")],
+            "rejected": [_sharegpt_turn(record["rejected"], "rejected")]}
 
 
 def normalise(record, kind: str):
@@ -118,6 +145,8 @@ def normalise(record, kind: str):
     if not isinstance(record, dict):
         return record
     if kind in ("preference", "unpaired") and "chosen" in record and "rejected" in record:
+        if isinstance(record.get("conversations"), list) and isinstance(record["chosen"], dict):
+            return _sharegpt_pair(record)
         return _split_pair(record)
     if "prompt" in record and "completion" in record:
         return _prompt_completion(record)
