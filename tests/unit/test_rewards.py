@@ -89,6 +89,26 @@ def test_think_format(completion, prompt, expected):
     assert REWARDS["think_format"]([completion], prompts=[prompt]) == [expected]
 
 
+# open-r1's format_reward and tag_count_reward (src/open_r1/rewards.py at 1416fa0c), as their code
+# scores these completions: one newline at each seam; re.MULTILINE lets text follow "</answer>\n".
+OPEN_R1_CASES = [
+    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>", 1.0, 1.0),
+    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>\nmore text", 1.0, 1.0),   # the re.M quirk
+    ("<think>reason</think>\n<answer>4</answer>", 0.0, 0.0),                          # no inner newlines
+    ("<think>\nreason\n</think><answer>\n4\n</answer>", 0.0, 0.5),   # no newline between </think> and <answer>
+    ("Sure! <think>\nreason\n</think>\n<answer>\n4\n</answer>", 0.0, 1.0),          # text before <think>
+    ("<think>\na\n</think>\n<think>\nb\n</think>\n<answer>\n4\n</answer>", 1.0, 0.5),
+    ("4", 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,format_score,tag_score", OPEN_R1_CASES)
+def test_strict_format_and_tag_count_score_as_open_r1(completion, format_score, tag_score):
+    messages = [[{"role": "assistant", "content": completion}]]
+    assert REWARDS["think_format"](messages, strict=True) == [format_score]
+    assert REWARDS["tag_count"](messages, strict=True) == [tag_score]
+
+
 def test_overlong_and_non_stop_need_token_ids():
     with pytest.raises(ValueError, match="completion_ids"):
         REWARDS["overlong_penalty"](["a"], max_length=10, cache=2)

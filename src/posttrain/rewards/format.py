@@ -9,6 +9,10 @@ from posttrain.rewards.numeric import completion_text
 
 _THINK_ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.S)
 _ANSWER_ONLY_AFTER_THINK = re.compile(r"^.*?</think>\s*<answer>.*?</answer>\s*$", re.S)
+# open-r1's format_reward, exactly: one newline at each seam, and re.M (so `$` also matches
+# before a newline: text after "</answer>\n" still passes, as it does there).
+_OPEN_R1_LAYOUT = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.S | re.M)
+_OPEN_R1_TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
 
 
 def _prompt_text(prompt) -> str:
@@ -20,17 +24,21 @@ def _prompt_text(prompt) -> str:
 
 
 def think_format_reward(completions, prompts=None, *, think_prefilled: bool | None = None,
-                        **columns) -> list[float]:
+                        strict: bool = False, **columns) -> list[float]:
     """1.0 for `<think>...</think><answer>...</answer>` and nothing else around it.
 
     When the chat template already wrote `<think>` (the prompt ends with it, or
-    `think_prefilled: true`), the completion starts inside the thinking block.
+    `think_prefilled: true`), the completion starts inside the thinking block. `strict: true`
+    is open-r1's format reward: `<think>\n...\n</think>\n<answer>\n...\n</answer>` with exactly
+    those newlines.
 
     >>> think_format_reward(["<think>a</think>\\n<answer>1</answer>", "1"])
     [1.0, 0.0]
     >>> think_format_reward(["a</think><answer>1</answer>"], prompts=["Q <think>"])
     [1.0]
     """
+    if strict:
+        return [1.0 if _OPEN_R1_LAYOUT.match(completion_text(c)) else 0.0 for c in completions]
     prompts = prompts or [None] * len(completions)
     scores = []
     for completion, prompt in zip(completions, prompts):
@@ -44,13 +52,17 @@ def think_format_reward(completions, prompts=None, *, think_prefilled: bool | No
     return scores
 
 
-def tag_count_reward(completions, **columns) -> list[float]:
-    """0.25 for each of <think>, </think>, <answer>, </answer> present exactly once.
+def tag_count_reward(completions, *, strict: bool = False, **columns) -> list[float]:
+    """0.25 for each of <think>, </think>, <answer>, </answer> present exactly once; with
+    `strict: true` (open-r1's tag_count_reward) each counted with the newlines of
+    `<think>\n...\n</think>\n<answer>\n...\n</answer>`.
 
     >>> tag_count_reward(["<think>x</think><answer>1</answer>", "<think><think>"])
     [1.0, 0.0]
+    >>> tag_count_reward(["<think>x</think><answer>1</answer>"], strict=True)
+    [0.0]
     """
-    tags = ("<think>", "</think>", "<answer>", "</answer>")
+    tags = _OPEN_R1_TAGS if strict else ("<think>", "</think>", "<answer>", "</answer>")
     return [sum((0.25 for t in tags if completion_text(c).count(t) == 1), 0.0) for c in completions]
 
 
