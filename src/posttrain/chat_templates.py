@@ -45,7 +45,8 @@ TEMPLATES = {
 }
 
 
-def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, eos_token: str | None = None) -> None:
+def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, eos_token: str | None = None,
+                          pad_token: str | None = None) -> None:
     """Give `tokenizer` the named template (or a .jinja file's, or the Jinja text itself) and
     align EOS everywhere: to `eos_token` when given, else to the named template's end-of-turn
     token, else to the tokenizer's own EOS."""
@@ -57,6 +58,8 @@ def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, 
     if eos_token is not None:
         end_token = eos_token
         specials = [*specials, eos_token]
+    if pad_token is not None:
+        specials = [*specials, pad_token]
     missing = [t for t in dict.fromkeys(specials) if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing})
@@ -68,7 +71,9 @@ def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, 
     eos_id = tokenizer.eos_token_id
     model.config.eos_token_id = eos_id
     model.generation_config.eos_token_id = [eos_id]
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == eos_id:
+    if pad_token is not None:
+        tokenizer.pad_token = pad_token
+    elif tokenizer.pad_token is None or tokenizer.pad_token_id == eos_id:
         # A pad token distinct from EOS keeps EOS learnable where collators mask padding.
         fallback = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else None
         if fallback and tokenizer.convert_tokens_to_ids(fallback) != eos_id:

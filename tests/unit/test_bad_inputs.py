@@ -58,6 +58,8 @@ MORE_BAD_RECIPES = [
     ("empty training list", "method: sft\ndata:\n  train: []\n", "data.train: List should have at least 1 item"),
     ("a model directory without a model", GOOD + "model: {name_or_path: ./}\n", "model.name_or_path: "),
     ("a chat template that is not jinja", GOOD + "model: {chat_template: template.txt}\n", "model.chat_template: expected chatml, tulu, a path to a .jinja file or the template's Jinja text"),
+    ("an unset variable in a path", "method: sft\ndata:\n  train:\n    - {path: '${POSTTRAIN_TEST_UNSET}/a.jsonl'}\n",
+     "data.train.0.path: ${POSTTRAIN_TEST_UNSET}/a.jsonl names $POSTTRAIN_TEST_UNSET, which is not set"),
     ("a missing chat template file", GOOD + "model: {chat_template: missing.jinja}\n", "model.chat_template: file not found"),
     ("SLURM signal after the limit", GOOD + "launch: {slurm: {time: 5, signal_seconds: 600}}\n", "launch.slurm: signal_seconds (600) must be shorter"),
     ("SLURM time that is not a time", GOOD + "launch: {slurm: {time: soon}}\n", "launch.slurm: time 'soon' is not a SLURM time"),

@@ -215,7 +215,7 @@ def test_slurm_times_read_as_sbatch_reads_them():
 # with POSTTRAIN_REGENERATE=1 python -m pytest tests/unit/test_launch.py
 SLURM_EXAMPLES = {
     "tulu3-sft-8x8.sbatch": ("recipes/tulu3/sft.yaml", []),
-    "tulu3-dpo-zero3-2x8.sbatch": ("recipes/tulu3/dpo.yaml", ["launch.zero=3"]),
+    "tulu3-dpo-zero3-1x8.sbatch": ("recipes/tulu3/dpo.yaml", []),
 }
 
 

@@ -34,7 +34,9 @@ RENAMED = {
     "preprocessing_num_workers": "trainer.dataset_num_proc",
     "lora_rank": "peft.r", "lora_r": "peft.r", "lora_alpha": "peft.lora_alpha", "lora_dropout": "peft.lora_dropout",
     "lora_target_modules": "peft.target_modules", "pref_beta": "trainer.beta",
-    "system_prompt": "data.train.0.system_prompt",
+    "system_prompt": "data.train.0.system_prompt", "special_tokens.pad_token": "model.pad_token",
+    "sample_packing": "trainer.packing", "eval_sample_packing": "trainer.eval_packing",
+    "optimizer": "trainer.optim", "val_set_size": "data.eval_fraction",
 }
 
 
@@ -132,6 +134,204 @@ SOURCES = [
         different=("output_dir", "do_eval", "max_prompt_length", "torch_dtype", "dataset_mixture"),
     ),
 ]
+
+
+R1 = ("huggingface/open-r1", "1416fa0cf21595d2083b399a2a0bbddd7f6e9563")
+OI = ("allenai/open-instruct", "e6c3044aa6201c8bfa4573c1b03142af599e730d")
+LF = ("hiyouga/LLaMA-Factory", "ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30")
+AX = ("axolotl-ai-cloud/axolotl", "067b021c8b87a9e5e380b9173c704cf7340e30f5")
+OPEN_R1_SYSTEM = ("You are a helpful AI Assistant that provides well-reasoned and detailed responses. You first think "
+                  "about the reasoning process as an internal monologue and then provide the user with the answer. "
+                  "Respond in the following format: <think>\n...\n</think>\n<answer>\n...\n</answer>")
+# open-r1's distillation template is 4,841 characters: compared by its sha256 (of the source's value).
+DISTILL_TEMPLATE_SHA256 = "2414d952d2c0715de221eacbb814cd400262a83189b28a6bd928c44543e04bdf"
+LF_LORA = {"finetuning_type": "lora", "lora_rank": 8, "lora_target": "all"}
+LF_COMMON = {
+    "model_name_or_path": "Qwen/Qwen3-4B-Instruct-2507", "trust_remote_code": True, "do_train": True,
+    "template": "qwen3_nothink", "cutoff_len": 2048, "max_samples": 1000, "preprocessing_num_workers": 16,
+    "dataloader_num_workers": 4, "logging_steps": 10, "save_steps": 500, "plot_loss": True,
+    "overwrite_output_dir": True, "save_only_model": False, "report_to": "none", "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 8, "num_train_epochs": 3.0, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1,
+    "bf16": True, "ddp_timeout": 180000000, "resume_from_checkpoint": None,
+}
+LF_CHECKS = {
+    "finetuning_type": lambda r: r["peft"] is not None,
+    "lora_target": lambda r: r["peft"]["target_modules"] == "all-linear",
+    "lora_rank": lambda r: r["peft"]["r"] == 8 and r["peft"]["lora_alpha"] == 16 and r["peft"]["lora_dropout"] == 0.0,
+    "max_samples": lambda r: all(s["max_samples"] == 1000 for s in r["data"]["train"]),
+    "report_to": lambda r: "tracking" not in r or not r["tracking"].get("wandb"),
+    "do_train": lambda r: True,  # a run trains
+}
+LF_DIFFERENT = ("template", "stage", "do_train", "finetuning_type", "output_dir", "overwrite_output_dir", "plot_loss",
+                "resume_from_checkpoint", "report_to")
+
+SOURCES += [
+    Published(
+        "open-r1/openr1-distill-7b-sft.yaml", R1[0], "recipes/OpenR1-Distill-7B/sft/config_distill.yaml", R1[1],
+        world_size=8,  # recipes/README.md: sbatch --nodes=1 slurm/train.slurm ... --accelerator zero3
+        values={
+            "model_name_or_path": "open-r1/Qwen2.5-Math-7B-RoPE-300k", "model_revision": "main",
+            "torch_dtype": "bfloat16", "attn_implementation": "flash_attention_2",
+            "chat_template": DISTILL_TEMPLATE_SHA256, "dataset_name": "open-r1/Mixture-of-Thoughts",
+            "dataset_config": "all", "dataset_num_proc": 12, "eos_token": "<|im_end|>", "bf16": True,
+            "do_eval": False, "eval_strategy": "no", "gradient_accumulation_steps": 8, "gradient_checkpointing": True,
+            "gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_model_id": "OpenR1-Distill-7B",
+            "hub_strategy": "every_save", "learning_rate": 4.0e-05, "log_level": "info", "logging_steps": 1,
+            "logging_strategy": "steps", "lr_scheduler_type": "cosine_with_min_lr",
+            "lr_scheduler_kwargs": {"min_lr_rate": 0.1}, "packing": False, "max_grad_norm": 0.2,
+            "max_length": 32768, "max_steps": -1, "num_train_epochs": 5, "output_dir": "data/OpenR1-Distill-7B",
+            "overwrite_output_dir": True, "per_device_eval_batch_size": 1, "per_device_train_batch_size": 2,
+            "push_to_hub": True, "report_to": ["wandb"], "save_strategy": "epoch", "save_total_limit": 1,
+            "seed": 42, "use_liger_kernel": True, "warmup_ratio": 0.03, "accelerator": "zero3",
+        },
+        checks={
+            "chat_template": lambda r: _sha256(r["model"]["chat_template"]) == DISTILL_TEMPLATE_SHA256,
+            "dataset_name": lambda r: _hub_sources(r) == [("open-r1/Mixture-of-Thoughts", "all", "train", 1.0)],
+            "dataset_config": lambda r: r["data"]["train"][0]["name"] == "all",
+            "do_eval": lambda r: not r["data"].get("eval") and r["trainer"]["eval_strategy"] == "no",
+            "report_to": lambda r: "wandb" in r["tracking"],
+            "accelerator": lambda r: r["launch"]["zero"] == 3,
+        },
+        different=("output_dir", "overwrite_output_dir", "hub_strategy", "dataset_name", "do_eval"),
+    ),
+    Published(
+        "open-r1/qwen2.5-1.5b-instruct-grpo.yaml", R1[0], "recipes/Qwen2.5-1.5B-Instruct/grpo/config_demo.yaml",
+        R1[1], world_size=8,  # README: sbatch --nodes=2 slurm/train.slurm ... --accelerator zero2 --dp 8
+        values={
+            "model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct", "model_revision": "main", "torch_dtype": "bfloat16",
+            "attn_implementation": "flash_attention_2", "dataset_name": "open-r1/OpenR1-Math-220k",
+            "dataset_prompt_column": "problem", "system_prompt": OPEN_R1_SYSTEM, "bf16": True, "use_vllm": True,
+            "do_eval": False, "gradient_accumulation_steps": 4, "gradient_checkpointing": True,
+            "gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_model_id": "Qwen2.5-1.5B-Open-R1-GRPO",
+            "hub_strategy": "every_save", "learning_rate": 2.0e-05, "log_completions": True, "log_level": "info",
+            "logging_first_step": True, "logging_steps": 1, "logging_strategy": "steps",
+            "lr_scheduler_type": "cosine", "max_prompt_length": 512, "max_completion_length": 1024,
+            "max_steps": -1, "num_generations": 16, "num_train_epochs": 1,
+            "output_dir": "data/Qwen2.5-1.5B-Open-R1-GRPO", "overwrite_output_dir": True,
+            "per_device_eval_batch_size": 16, "per_device_train_batch_size": 16, "push_to_hub": True,
+            "report_to": ["wandb"], "reward_funcs": ["accuracy", "format", "tag_count"],
+            "reward_weights": [1.0, 1.0, 1.0], "save_strategy": "epoch", "save_total_limit": 1, "seed": 42,
+            "warmup_ratio": 0.1, "accelerator": "zero2",
+        },
+        checks={
+            "dataset_name": lambda r: _hub_sources(r) == [("open-r1/OpenR1-Math-220k", None, "train", 1.0)],
+            "dataset_prompt_column": lambda r: True,  # the MATH shape: prompt = problem (tests/unit/test_shapes.py)
+            "reward_funcs": lambda r: [(x["name"], x.get("strict", False)) for x in r["rewards"]]
+            == [("math", False), ("think_format", True), ("tag_count", True)],
+            "reward_weights": lambda r: [x["weight"] for x in r["rewards"]] == [1.0, 1.0, 1.0],
+            "do_eval": lambda r: not r["data"].get("eval"),
+            "report_to": lambda r: "wandb" in r["tracking"],
+            "accelerator": lambda r: r["launch"]["zero"] == 2,
+            "max_prompt_length": lambda r: "max_prompt_length" not in r["trainer"],
+        },
+        different=("use_vllm", "max_prompt_length", "dataset_prompt_column", "output_dir", "overwrite_output_dir",
+                   "hub_strategy", "do_eval", "reward_funcs"),
+    ),
+    Published(
+        "tulu3/sft.yaml", OI[0], "configs/train_configs/tulu3/tulu3_sft.yaml", OI[1],
+        world_size=64,  # scripts/train/tulu3/finetune_8b.sh: --num_nodes 8 --gpus 8
+        values={
+            "model_name_or_path": "meta-llama/Llama-3.1-8B", "model_revision": "main",
+            "tokenizer_name": "meta-llama/Llama-3.1-8B", "use_slow_tokenizer": True,
+            "dataset_mixer": {"allenai/tulu-3-sft-mixture": 1.0}, "preprocessing_num_workers": 128,
+            "per_device_train_batch_size": 1, "gradient_accumulation_steps": 2, "learning_rate": 5.0e-06,
+            "max_seq_length": 4096, "lr_scheduler_type": "linear", "warmup_ratio": 0.03, "weight_decay": 0.0,
+            "num_train_epochs": 2, "output_dir": "output/dpo_8b", "with_tracking": True, "report_to": ["wandb"],
+            "logging_steps": 1, "checkpointing_steps": "epoch", "dataset_mix_dir": "output/dpo_8b",
+        },
+        checks={
+            "tokenizer_name": lambda r: r["model"]["name_or_path"] == "meta-llama/Llama-3.1-8B",
+            "dataset_mixer": lambda r: _hub_sources(r) == [("allenai/tulu-3-sft-mixture", None, "train", 1.0)],
+            "with_tracking": lambda r: "wandb" in r["tracking"], "report_to": lambda r: "wandb" in r["tracking"],
+            "checkpointing_steps": lambda r: r["trainer"]["save_strategy"] == "epoch",
+        },
+        different=("use_slow_tokenizer", "tokenizer_name", "dataset_mixer", "output_dir", "dataset_mix_dir",
+                   "checkpointing_steps"),
+    ),
+    Published(
+        "tulu3/dpo.yaml", OI[0], "configs/train_configs/tulu3/tulu3_dpo_8b.yaml", OI[1],
+        world_size=8,  # "designed for 8 GPUs, so batch size 128"
+        values={
+            "model_name_or_path": "allenai/Llama-3.1-Tulu-3-8B-SFT", "model_revision": "main",
+            "gradient_checkpointing": True, "dataset_mixer": {"allenai/llama-3.1-tulu-3-8b-preference-mixture": 1.0},
+            "tokenizer_name": "allenai/Llama-3.1-Tulu-3-8B-SFT", "use_slow_tokenizer": True, "max_seq_length": 2048,
+            "preprocessing_num_workers": 16, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 16,
+            "learning_rate": 5.0e-7, "lr_scheduler_type": "linear", "warmup_ratio": 0.1, "weight_decay": 0.0,
+            "num_epochs": 1, "output_dir": "output/dpo_8b", "with_tracking": True, "logging_steps": 1,
+            "use_lora": False, "loss_type": "dpo_norm", "beta": 5, "checkpointing_steps": 1000,
+        },
+        checks={
+            "tokenizer_name": lambda r: r["model"]["name_or_path"] == "allenai/Llama-3.1-Tulu-3-8B-SFT",
+            "dataset_mixer": lambda r: _hub_sources(r) == [("allenai/llama-3.1-tulu-3-8b-preference-mixture", None,
+                                                            "train", 1.0)],
+            "max_seq_length": lambda r: r["trainer"]["max_length"] == 2048 and r["data"]["overlong"] == "truncate",
+            "with_tracking": lambda r: "wandb" in r["tracking"], "use_lora": lambda r: r.get("peft") is None,
+            "loss_type": lambda r: r["trainer"]["loss_type"] == ["sigmoid_norm"],
+            "checkpointing_steps": lambda r: r["trainer"]["save_steps"] == 1000,
+        },
+        different=("use_slow_tokenizer", "tokenizer_name", "output_dir", "max_seq_length"),
+    ),
+    Published(
+        "llama-factory/qwen3-lora-sft.yaml", LF[0], "examples/train_lora/qwen3_lora_sft.yaml", LF[1], world_size=1,
+        values={**LF_COMMON, **LF_LORA, "stage": "sft", "dataset": "identity,alpaca_en_demo",
+                "output_dir": "saves/qwen3-4b/lora/sft", "learning_rate": 1.0e-4},
+        checks={**LF_CHECKS, "dataset": lambda r: [Path(s["path"]).name for s in r["data"]["train"]]
+                == ["identity.json", "alpaca_en_demo.json"], "stage": lambda r: r["method"] == "sft"},
+        different=(*LF_DIFFERENT, "max_samples"),
+    ),
+    Published(
+        "llama-factory/qwen3-lora-dpo.yaml", LF[0], "examples/train_lora/qwen3_lora_dpo.yaml", LF[1], world_size=1,
+        values={**LF_COMMON, **LF_LORA, "stage": "dpo", "pref_beta": 0.1, "pref_loss": "sigmoid",
+                "dataset": "dpo_en_demo", "output_dir": "saves/qwen3-4b/lora/dpo", "learning_rate": 5.0e-6},
+        checks={**LF_CHECKS, "dataset": lambda r: [Path(s["path"]).name for s in r["data"]["train"]]
+                == ["dpo_en_demo.json"], "stage": lambda r: r["method"] == "dpo",
+                "pref_loss": lambda r: r["trainer"]["loss_type"] == ["sigmoid"],
+                "cutoff_len": lambda r: r["trainer"]["max_length"] == 2048 and r["data"]["overlong"] == "truncate"},
+        different=(*LF_DIFFERENT, "max_samples", "cutoff_len"),
+    ),
+    Published(
+        "axolotl/llama-3.2-1b-lora.yaml", AX[0], "examples/llama-3/lora-1b.yml", AX[1], world_size=1,
+        values={
+            "base_model": "NousResearch/Llama-3.2-1B",
+            "datasets": [{"path": "teknium/GPT4-LLM-Cleaned", "type": "alpaca"}], "val_set_size": 0.1,
+            "output_dir": "./outputs/lora-out", "adapter": "lora", "lora_model_dir": None, "sequence_len": 2048,
+            "sample_packing": True, "eval_sample_packing": True, "lora_r": 16, "lora_alpha": 32,
+            "lora_dropout": 0.05,
+            "lora_target_modules": ["gate_proj", "down_proj", "up_proj", "q_proj", "v_proj", "k_proj", "o_proj"],
+            "wandb_project": None, "wandb_entity": None, "wandb_watch": None, "wandb_name": None,
+            "wandb_log_model": None, "gradient_accumulation_steps": 2, "micro_batch_size": 2, "num_epochs": 1,
+            "optimizer": "adamw_8bit", "lr_scheduler": "cosine", "learning_rate": 0.0002, "bf16": "auto",
+            "tf32": False, "gradient_checkpointing": True, "resume_from_checkpoint": None, "logging_steps": 1,
+            "attn_implementation": "flash_attention_2", "loss_watchdog_threshold": 5.0,
+            "loss_watchdog_patience": 3, "warmup_ratio": 0.1, "evals_per_epoch": 4, "saves_per_epoch": 1,
+            "weight_decay": 0.0, "special_tokens.pad_token": "<|end_of_text|>",
+        },
+        checks={
+            "datasets": lambda r: _hub_sources(r) == [("teknium/GPT4-LLM-Cleaned", None, "train", 1.0)],
+            "adapter": lambda r: r["peft"] is not None, "lora_model_dir": lambda r: True,
+            "bf16": lambda r: r["trainer"]["bf16"] is True and r["model"]["dtype"] == "auto",
+            "evals_per_epoch": lambda r: r["trainer"]["eval_strategy"] == "steps" and r["trainer"]["eval_steps"] == 0.25
+            and r["trainer"]["num_train_epochs"] == 1,
+            "saves_per_epoch": lambda r: r["trainer"]["save_strategy"] == "epoch",
+            **{k: (lambda r: "tracking" not in r or not r["tracking"].get("wandb"))
+               for k in ("wandb_project", "wandb_entity", "wandb_watch", "wandb_name", "wandb_log_model")},
+        },
+        different=("sample_packing", "loss_watchdog_threshold", "loss_watchdog_patience", "evals_per_epoch",
+                   "output_dir", "resume_from_checkpoint", "bf16", "lora_model_dir"),
+    ),
+]
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def llama_factory_data(monkeypatch):
+    """LLaMA-Factory's recipes read its data/ directory; the fixtures stand in for it here."""
+    monkeypatch.setenv("LLAMAFACTORY_DATA", str(REPO / "recipes" / "llama-factory" / "fixtures"))
 
 
 def _resolved(entry: Published) -> dict:

@@ -133,8 +133,15 @@ def _looks_local(value: str) -> bool:
 
 def resolve_path(origins, source: Path, path: KeyPath, value: str, must_exist: bool) -> str:
     """A path as the recipe wrote it, made absolute against the directory of the file that set
-    it (an override's: the working directory)."""
-    candidate = Path(os.path.expanduser(value))
+    it (an override's: the working directory). `~` and environment variables (`$VAR`, `${VAR}`)
+    are expanded; an unset variable is an error naming it."""
+    import re
+
+    unset = [name for name in re.findall(r"\$\{?(\w+)\}?", value) if name not in os.environ]
+    if unset:
+        raise RecipeError(str(locate(origins, source, path)), dotted(path),
+                          f"{value} names ${unset[0]}, which is not set in the environment")
+    candidate = Path(os.path.expandvars(os.path.expanduser(value)))
     if not candidate.is_absolute():
         candidate = locate(origins, source, path).base_dir / candidate
     if must_exist and not candidate.exists():

@@ -53,6 +53,8 @@ class ModelSpec(_Block):
     # The token that ends an assistant turn, made the EOS of tokenizer, model and generation
     # config (open-r1's `eos_token`); added as a special token when the vocabulary lacks it.
     eos_token: str | None = None
+    # The padding token (axolotl's special_tokens.pad_token); added if the vocabulary lacks it.
+    pad_token: str | None = None
     tiny: TinyModelSpec = TinyModelSpec()
 
 

@@ -212,9 +212,10 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
     # SFT's trainer.eos_token is TRL's way of naming the end-of-turn token: TRL applies it only
     # inside the trainer, after the preflight below, so it is applied here first.
     eos_token = spec.eos_token or loaded.spec.trainer.get("eos_token")
-    if (spec.chat_template or eos_token) and path == base:
+    if (spec.chat_template or eos_token or spec.pad_token) and path == base:
         key = "chat_template" if spec.chat_template else "name_or_path"
-        install_chat_template(tokenizer, model, spec.chat_template, loaded.origin(("model", key)).base_dir, eos_token)
+        install_chat_template(tokenizer, model, spec.chat_template, loaded.origin(("model", key)).base_dir, eos_token,
+                              spec.pad_token)
     if preflight:
         preflight_chat_template(tokenizer, model.generation_config, loaded.spec.model.name_or_path)
     return model, tokenizer
