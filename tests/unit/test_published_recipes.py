@@ -29,6 +29,7 @@ RENAMED = {
     "warmup_ratio": "trainer.warmup_steps",  # transformers 5: warmup_steps below 1 is a ratio
     "max_seq_length": "trainer.max_length", "cutoff_len": "trainer.max_length", "sequence_len": "trainer.max_length",
     "gradient_checkpointing": "trainer.activation_checkpointing",
+    "gradient_checkpointing_kwargs": "trainer.activation_checkpointing_kwargs",
     "micro_batch_size": "trainer.per_device_train_batch_size",
     "num_epochs": "trainer.num_train_epochs", "lr_scheduler": "trainer.lr_scheduler_type",
     "preprocessing_num_workers": "trainer.dataset_num_proc",

@@ -74,8 +74,9 @@ def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
     real tokens/s of padding-free or packed rows (bench/sft_overhead.py, docs/benchmarks.md).
     """
     args = dict(loaded.spec.trainer)
-    if "gradient_checkpointing" in args:  # transformers 5 renamed it; the old name only warns
-        args.setdefault("activation_checkpointing", args.pop("gradient_checkpointing"))
+    for old in ("gradient_checkpointing", "gradient_checkpointing_kwargs"):  # transformers 5 renamed them;
+        if old in args:                                                       # the old names only warn
+            args.setdefault(old.replace("gradient", "activation"), args.pop(old))
     if device.cuda:
         args.setdefault("bf16", device.bf16)
         if args.get("fp16"):
