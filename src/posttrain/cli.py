@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("overrides", nargs="*", metavar="key.path=value")
     plan.add_argument("--seq-len", type=int, help="tokens per sequence (default: trainer.max_length, else 1024)")
     plan.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")
+    plan.add_argument("--prompt-len", type=int, default=512, help="GRPO: prompt tokens (default 512); the "
+                      "sequence is this plus trainer.max_completion_length")
     plan.add_argument("--stage", help="a pipeline's or experiment's stage (default: every stage)")
 
     evaluate = commands.add_parser("eval", help="score a model as the recipe's eval block says")
@@ -248,6 +250,39 @@ def _model_config(recipe):
         raise recipe.error(("model", "name_or_path"), f"cannot read the model's config: {exc}") from None
 
 
+def _workload(recipe, size, args):
+    """What the recipe's method trains, for the memory plan: LoRA and quantization, reference
+    models, GRPO's prompt + completion, and colocated vLLM's share."""
+    from posttrain.launch.plan import DOUBLE_QUANT_BYTES, QUANTIZED_BYTES, WEIGHT_BYTES, Workload, lora_parameters
+
+    spec, trainer = recipe.spec, recipe.spec.trainer
+    notes, work = [], Workload()
+    if spec.peft is not None:
+        targets = spec.peft.get("target_modules")
+        if targets is None:  # peft's default for the architecture
+            from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+            targets = DEFAULTS.get(_model_config(recipe).model_type, "all-linear")
+        work.trainable = lora_parameters(size, spec.peft.get("r", 8), targets)
+        q = spec.model.quantization
+        if q is not None:
+            work.frozen_linear_bytes = DOUBLE_QUANT_BYTES if q.bits == 4 and q.double_quant else QUANTIZED_BYTES[q.bits]
+        bits = f"{q.bits}-bit" if q is not None else f"{8 * WEIGHT_BYTES}-bit"
+        notes.append(f"LoRA r={spec.peft.get('r', 8)}: {work.trainable / 1e6:.1f} M trainable, base frozen in {bits}")
+    method = spec.method
+    if spec.peft is None and (method in ("dpo", "kto") or (method == "rlvr" and trainer.get("beta", 0.0) > 0)):
+        work.reference = True
+        notes.append("a frozen reference model")
+    sequence = args.seq_len or trainer.get("max_length") or 1024
+    if method == "rlvr":
+        sequence = args.seq_len or args.prompt_len + trainer.get("max_completion_length", 256)
+        notes.append(f"sequence = prompt {args.prompt_len} + completion {trainer.get('max_completion_length', 256)}")
+        if trainer.get("use_vllm") and trainer.get("vllm_mode", "colocate") == "colocate":
+            work.reserved_fraction = trainer.get("vllm_gpu_memory_utilization", 0.3)
+            notes.append(f"colocated vLLM takes {work.reserved_fraction:.0%} of each GPU")
+    return work, sequence, notes
+
+
 def _plan(args) -> int:
     from posttrain.launch.plan import model_size, plan
 
@@ -258,14 +293,16 @@ def _plan(args) -> int:
         recipe = stage.recipe
         spec = recipe.spec
         gpus = recipe.world_size
-        sequence = args.seq_len or spec.trainer.get("max_length") or 1024
+        size = model_size(_model_config(recipe))
+        work, sequence, notes = _workload(recipe, size, args)
         checkpointing = spec.trainer.get("activation_checkpointing", spec.trainer.get("gradient_checkpointing", True))
         model = spec.model.name_or_path if stage.starts_from is None else f"{spec.model.name_or_path} (via {stage.starts_from})"
-        result = plan(model_size(_model_config(recipe)), gpus, spec.batch.per_device, sequence, bool(checkpointing),
-                      args.gpu_memory)
+        result = plan(size, gpus, spec.batch.per_device, sequence, bool(checkpointing), args.gpu_memory, work,
+                      quantized=spec.model.quantization is not None)
         lines = [f"{model}: {result['parameters'] / 1e9:.3f} B parameters; {gpus} GPUs, "
                  f"per-device batch {spec.batch.per_device}, sequence {sequence}, "
-                 f"activation checkpointing {'on' if checkpointing else 'off'}",
+                 f"activation checkpointing {'on' if checkpointing else 'off'}"
+                 + "".join(f"; {n}" for n in notes),
                  "| option | model states GiB/GPU | activations GiB/GPU | total GiB/GPU |\n|---|---|---|---|"]
         for row in result["rows"]:
             lines.append(f"| {row['option']} | {row['model_states_gib']:.2f} | {row['activations_gib']:.2f} | "

@@ -100,6 +100,7 @@ def check_resume(loaded: LoadedRecipe, run: RunDir, device: Device, allow_change
 def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False,
                allow_changes: bool = False) -> dict:
     hub_push.check_can_push(loaded)  # an offline machine fails now, not after training
+    common.check_quantization_backend(loaded)
     if _needs_hub(loaded):
         reason = go_offline_if_unreachable()
         if reason:

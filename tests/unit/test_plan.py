@@ -1,9 +1,12 @@
 """`posttrain plan`: model sizes, DeepSpeed's own estimators, the recommendation."""
 
+from pathlib import Path
+
 import pytest
 
 from posttrain.cli import main
-from posttrain.launch.plan import ModelSize, activations_per_gpu, model_size, model_states_per_gpu, plan
+from posttrain.launch.plan import (OPTIONS, ModelSize, Workload, activations_per_gpu, lora_parameters, model_size,
+                                   model_states_per_gpu, plan)
 
 
 def llama_8b():
@@ -43,7 +46,7 @@ def test_recommends_the_simplest_option_that_fits():
     size = model_size(llama_8b())
     assert plan(size, 64, 1, 4096, True, 80)["recommended"] == "zero1"   # 64.7 GiB per GPU
     assert plan(size, 8, 1, 4096, True, 80)["recommended"] == "zero2"    # 37.5 GiB per GPU
-    assert plan(size, 1, 1, 4096, True, 24)["recommended"] == "zero2-offload"  # 18.4 GiB
+    assert plan(size, 1, 1, 4096, True, 24)["recommended"] == "zero3-offload"  # not zero2-offload: no recipe can ask for it
     assert plan(size, 1, 1, 4096, True, 4)["recommended"] is None
 
 
@@ -54,3 +57,97 @@ def test_plan_command_on_the_tiny_recipe(write_recipe, capsys):
     out = capsys.readouterr().out
     assert "tiny: 0.001 B parameters; 2 GPUs" in out and "| zero3-offload |" in out
     assert "recommended with 80 GiB GPUs: ddp" in out
+
+
+def qwen3_4b():
+    from transformers import Qwen3Config
+
+    return Qwen3Config(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+                       num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize("targets", ["all-linear", ["q_proj", "v_proj"]])
+def test_lora_parameters_are_what_peft_adds(targets):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = qwen3_4b()
+    with torch.device("meta"):
+        model = get_peft_model(AutoModelForCausalLM.from_config(config), LoraConfig(r=8, target_modules=targets))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert lora_parameters(model_size(config), 8, targets) == trainable
+
+
+def test_a_lora_run_is_planned_as_lora(write_recipe):
+    """Issue 13: a 4B LoRA on one GPU was planned as 74.9 GiB and zero3."""
+    size = model_size(qwen3_4b())
+    work = Workload(trainable=lora_parameters(size, 8, "all-linear"))
+    full = plan(size, 1, 1, 2048, True, 80)
+    lora = plan(size, 1, 1, 2048, True, 80, work)
+    ddp = lambda result: next(r for r in result["rows"] if r["option"] == "ddp")  # noqa: E731
+    assert ddp(full)["model_states_gib"] > 70 and full["recommended"] != "ddp"
+    assert ddp(lora)["model_states_gib"] < 9 and lora["recommended"] == "ddp"  # 16-bit base + adapter states
+
+
+def test_4_bit_weights_are_what_bitsandbytes_stores():
+    """The frozen 4-bit base as bitsandbytes really holds it (it runs on CPU): the estimate is
+    within 2 % of the quantized model's parameters and buffers plus its quantization constants
+    (each 4-bit weight's quant_state: absmax, code tables, the nested state of double quant;
+    get_memory_footprint alone leaves those out)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+
+    config = LlamaConfig(vocab_size=512, hidden_size=512, intermediate_size=1536, num_hidden_layers=2,
+                         num_attention_heads=8, tie_word_embeddings=False)
+    size = model_size(config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    path = Path(__import__("tempfile").mkdtemp())
+    model.save_pretrained(path)
+    for double in (False, True):
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=double,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+        quantized = AutoModelForCausalLM.from_pretrained(path, quantization_config=q, device_map={"": "cpu"},
+                                                         dtype=torch.bfloat16)
+        from posttrain.launch.plan import DOUBLE_QUANT_BYTES, QUANTIZED_BYTES
+
+        per_weight = DOUBLE_QUANT_BYTES if double else QUANTIZED_BYTES[4]
+        estimate = model_states_per_gpu(size, 0, 1, work=Workload(trainable=0, frozen_linear_bytes=per_weight))
+        constants = 0
+        for module in quantized.modules():
+            state = getattr(getattr(module, "weight", None), "quant_state", None)
+            if state is None:
+                continue
+            tensors = [state.absmax, state.code] + ([state.state2.absmax, state.state2.code] if state.nested else [])
+            constants += sum(t.numel() * t.element_size() for t in tensors)
+        assert estimate == pytest.approx(quantized.get_memory_footprint() + constants, rel=0.02), double
+
+
+def test_reference_models_and_grpo_lengths_and_colocated_vllm(write_recipe, capsys):
+    dpo = write_recipe("method: dpo\ndata:\n  train:\n    - {task: arithmetic_pairs}\nbatch: {per_device: 4}\n", "dpo.yaml")
+    assert main(["plan", str(dpo)]) == 0
+    assert "a frozen reference model" in capsys.readouterr().out
+    rlvr = write_recipe("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\nrewards: [{name: numeric}]\n"
+                        "batch: {per_device: 8}\ntrainer: {max_completion_length: 1024, use_vllm: true, beta: 0.04}\n"
+                        "launch: {gpus_per_node: 8}\n", "rlvr.yaml")
+    assert main(["plan", str(rlvr), "--prompt-len", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence 1280" in out and "sequence = prompt 256 + completion 1024" in out
+    assert "colocated vLLM takes 30% of each GPU" in out and "a frozen reference model" in out
+    size = ModelSize(parameters=10**9, largest_layer=10**8, layers=24, hidden=2048, vocab=32000)
+    alone, with_ref = (model_states_per_gpu(size, 0, 1, work=Workload(reference=r)) for r in (False, True))
+    assert with_ref - alone == 2 * 10**9
+
+
+@pytest.mark.parametrize("gpu_memory", [4, 24, 40, 80, 141])
+def test_every_recommendation_is_a_launch_block_the_schema_accepts(write_recipe, gpu_memory):
+    from posttrain.recipe import load_run
+
+    size = model_size(llama_8b())
+    recommended = plan(size, 8, 1, 4096, True, gpu_memory)["recommended"]
+    launch = {name: (stage, offload) for name, stage, offload in OPTIONS}
+    if recommended is not None:
+        stage, offload = launch[recommended]
+        path = write_recipe("method: sft\ndata:\n  train:\n    - {task: arithmetic}\n"
+                            f"launch: {{gpus_per_node: 8, zero: {stage}, offload: {str(offload).lower()}}}\n")
+        load_run(path)  # validates

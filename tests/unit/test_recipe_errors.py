@@ -67,6 +67,14 @@ BAD_RECIPES = [
      ["'train' or 'heldout'"], 4),
     ("rpo_alpha in dpo", "method: dpo\ndata:\n  train:\n    - {task: arithmetic}\ntrainer: {rpo_alpha: 1.0}\n",
      "trainer.rpo_alpha", ["loss_type: [sigmoid, sft]"], 5),
+    ("quantization without peft", GOOD + "model: {quantization: {bits: 4}}\n", "model.quantization",
+     ["add a peft block"], 5),
+    ("quantization under zero 3", GOOD + "model: {quantization: {bits: 4}}\npeft: {r: 4}\nlaunch: {zero: 3}\n",
+     "model.quantization", ["ZeRO-3"], 5),
+    ("8-bit with a 4-bit option", GOOD + "model: {quantization: {bits: 8, double_quant: true}}\npeft: {r: 4}\n",
+     "model.quantization", ["4-bit options"], 5),
+    ("quantization bits", GOOD + "model: {quantization: {bits: 3}}\npeft: {r: 4}\n", "model.quantization.bits",
+     ["4 or 8"], 5),
     ("padding_free in dpo", "method: dpo\ndata:\n  train:\n    - {task: arithmetic}\ntrainer: {padding_free: true}\n",
      "trainer.padding_free", ["DPOTrainer ignores padding_free"], 5),
 ]
@@ -84,6 +92,18 @@ def test_bad_recipe_names_file_key_and_expectation(write_recipe, name, text, key
         assert error.where == f"{path}:{line}"
     for fragment in fragments:
         assert fragment in str(error), str(error)
+
+
+def test_quantization_without_bitsandbytes_is_an_error_naming_the_extra(write_recipe, monkeypatch):
+    import sys
+
+    from posttrain.trainers.common import check_quantization_backend
+
+    loaded = load_run(write_recipe(GOOD + "model: {quantization: {bits: 4}}\npeft: {r: 4}\n"))
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if it were not installed
+    with pytest.raises(RecipeError, match=r"needs bitsandbytes .*pip install 'posttrain\[qlora\]'") as info:
+        check_quantization_backend(loaded)
+    assert info.value.key == "model.quantization"
 
 
 def test_invalid_yaml_reports_line(write_recipe):

@@ -217,6 +217,7 @@ def check(loaded: LoadedRecipe) -> None:
                            "there is no evaluation set to check against; add data.eval or an eval block")
     _check_chat_template(loaded)
     _check_deepspeed_config(loaded)
+    _check_quantization(loaded)
     for i, reward in enumerate(spec.rewards):
         check_reward(loaded.error, loaded.raw, ("rewards", i), reward)
     for prefix, sources in ((("data", "train"), spec.data.train), (("data", "eval"), spec.data.eval),
@@ -268,6 +269,19 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
     if not spec.data.has_eval and trainer.get("eval_strategy", "no") != "no":
         raise loaded.error(("trainer", "eval_strategy"), "evaluation is on but there is no eval data; "
                            "add data.eval, data.eval_fraction or data.eval_size")
+
+
+def _check_quantization(loaded: LoadedRecipe) -> None:
+    spec = loaded.spec
+    if spec.model.quantization is None:
+        return
+    if spec.peft is None:
+        raise loaded.error(("model", "quantization"), "quantized weights are frozen: add a peft block to train LoRA "
+                           "adapters on them (QLoRA), or remove model.quantization")
+    launch = spec.launch
+    if launch.zero == 3 or launch.fsdp or launch.deepspeed_config:
+        raise loaded.error(("model", "quantization"), "quantized loading with ZeRO-3, FSDP or one's own DeepSpeed "
+                           "configuration is not supported by posttrain; use data parallelism (zero 0, 1 or 2)")
 
 
 def _check_deepspeed_config(loaded: LoadedRecipe) -> None:

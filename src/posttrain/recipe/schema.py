@@ -42,6 +42,22 @@ class TinyModelSpec(_Block):
         return self
 
 
+class QuantizationSpec(_Block):
+    """Load the base model quantized with bitsandbytes (QLoRA: 4-bit; or 8-bit) and train LoRA
+    adapters on it; transformers' BitsAndBytesConfig and peft's k-bit preparation."""
+
+    bits: Literal[4, 8]
+    quant_type: Literal["nf4", "fp4"] = "nf4"  # 4-bit only: QLoRA's NormalFloat4, or FP4
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 on GPUs, fp32 on CPU
+    double_quant: bool = False  # 4-bit only: quantize the quantization constants too (QLoRA's "double quant")
+
+    @model_validator(mode="after")
+    def _four_bit_options(self):
+        if self.bits == 8 and (self.quant_type != "nf4" or self.double_quant):
+            raise ValueError("quant_type and double_quant are 4-bit options; remove them for bits: 8")
+        return self
+
+
 class ModelSpec(_Block):
     name_or_path: str = "tiny"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -55,6 +71,7 @@ class ModelSpec(_Block):
     eos_token: str | None = None
     # The padding token (axolotl's special_tokens.pad_token); added if the vocabulary lacks it.
     pad_token: str | None = None
+    quantization: QuantizationSpec | None = None
     tiny: TinyModelSpec = TinyModelSpec()
 
 

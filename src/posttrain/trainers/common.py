@@ -185,7 +185,34 @@ def load_tokenizer(loaded: LoadedRecipe, path: str):
     return tokenizer
 
 
-def load_model(loaded: LoadedRecipe, path: str, device: Device):
+def check_quantization_backend(loaded: LoadedRecipe) -> None:
+    """model.quantization needs bitsandbytes where the run starts (not where a recipe resolves)."""
+    if loaded.spec.model.quantization is None:
+        return
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise loaded.error(("model", "quantization"), f"quantized loading needs bitsandbytes ({exc}): "
+                           "pip install 'posttrain[qlora]'") from None
+
+
+def quantization_config(loaded: LoadedRecipe, device: Device):
+    """transformers' BitsAndBytesConfig for the recipe's model.quantization (None without)."""
+    from transformers import BitsAndBytesConfig
+
+    q = loaded.spec.model.quantization
+    if q is None:
+        return None
+    if q.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
+                              bnb_4bit_compute_dtype=_torch_dtype(q.compute_dtype, device),
+                              bnb_4bit_use_double_quant=q.double_quant)
+
+
+def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool = False):
+    """The model at `path`; quantized as model.quantization says when `quantize` (the base model
+    a QLoRA run trains on), with peft's k-bit preparation (norms in fp32, input gradients on)."""
     from transformers import AutoModelForCausalLM
 
     spec = loaded.spec.model
@@ -193,10 +220,26 @@ def load_model(loaded: LoadedRecipe, path: str, device: Device):
               "trust_remote_code": spec.trust_remote_code}
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
+    quantized = quantize and spec.quantization is not None
+    if quantized:
+        kwargs["quantization_config"] = quantization_config(loaded, device)
+        kwargs["dtype"] = _torch_dtype(spec.quantization.compute_dtype, device)
+        # bitsandbytes places the weights when they load: each process's own device
+        kwargs["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device.cuda else "cpu"}
     try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise loaded.error(("model", "name_or_path"), f"cannot load a model from {path!r}: {exc}") from None
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        checkpointing = loaded.spec.trainer.get("activation_checkpointing",
+                                                loaded.spec.trainer.get("gradient_checkpointing", False))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(checkpointing and device.cuda))
+        q = spec.quantization
+        detail = f"{q.quant_type}, compute {kwargs['dtype']}" + (", double quant" if q.double_quant else "") if q.bits == 4 else ""
+        print(f"posttrain: base model loaded in {q.bits}-bit{f' ({detail})' if detail else ''} for LoRA training")
+    return model
 
 
 def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | None = None,
@@ -207,7 +250,7 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
     base = model_path(loaded)
     path = path or base
     tokenizer = load_tokenizer(loaded, path)
-    model = load_model(loaded, path, device)
+    model = load_model(loaded, path, device, quantize=path == base)
     spec = loaded.spec.model
     # SFT's trainer.eos_token is TRL's way of naming the end-of-turn token: TRL applies it only
     # inside the trainer, after the preflight below, so it is applied here first.
@@ -377,7 +420,12 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
         name = signal_name(faults.STOP.signum)
         raise faults.Interrupted(name, guard.stopped_at, checkpoint_path(run.checkpoints, guard.stopped_at))
     with _disk_errors_reported(run, "saving final/"):
-        save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None)
+        fresh_base = None
+        if loaded.spec.model.quantization is not None:  # merge into the 16-bit base, not the quantized one
+            def fresh_base():
+                return load_model(loaded, model_path(loaded), Device.detect())
+        save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None,
+                   fresh_base=fresh_base)
     return {**result.metrics, "train_seconds": guard.spent()}  # counted across resumes
 
 
@@ -424,11 +472,13 @@ def tied_duplicates(model) -> list[str]:
     return duplicates
 
 
-def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
+def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool, fresh_base=None) -> None:
     """Save the trained model into final/ atomically: written to final.tmp/, then renamed.
 
     A LoRA run saves its adapter under adapter/ and the merged model under final/, so final/
-    always loads with AutoModelForCausalLM.from_pretrained.
+    always loads with AutoModelForCausalLM.from_pretrained. A QLoRA run (`fresh_base` given: it
+    loads the base model unquantized) merges its adapter into that 16-bit base, so final/ is a
+    plain model and not a quantized one.
     """
     staging = run.final_staging
     gathered = zero_stage(trainer) == 3 and not merge_lora
@@ -448,7 +498,15 @@ def save_final(trainer, tokenizer, run: RunDir, merge_lora: bool) -> None:
             adapter = run.adapter
             shutil.rmtree(adapter, ignore_errors=True)
             model.save_pretrained(adapter)
-            model = model.merge_and_unload()
+            if fresh_base is not None:
+                from peft import PeftModel
+
+                base = fresh_base()
+                if base.get_input_embeddings().weight.shape[0] != len(tokenizer):
+                    base.resize_token_embeddings(len(tokenizer))  # tokens the chat template added
+                model = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+            else:
+                model = model.merge_and_unload()
         model.save_pretrained(staging, state_dict=state)
         tokenizer.save_pretrained(staging)
         shutil.rmtree(run.final, ignore_errors=True)
