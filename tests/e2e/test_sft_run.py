@@ -151,7 +151,7 @@ def test_lora_on_messages_with_assistant_only_loss_and_wandb_offline(tmp_path):
         {"role": "user", "content": f"Compute {i} + 1."},
         {"role": "assistant", "content": f"Answer: {i + 1}"}]}) + "\n" for i in range(32)))
     extra = ("peft: {r: 4, lora_alpha: 8, target_modules: all-linear}\n"
-             f"tracking: {{wandb: {{project: posttrain-tests, mode: offline}}}}\n")
+             "tracking: {wandb: {project: posttrain-tests, mode: offline}}\n")
     recipe = make_recipe(tmp_path, "lora", extra)
     text = recipe.read_text().replace("- {task: arithmetic, n: 96}", f"- path: {data}")
     recipe.write_text(text.replace("  seed: 0\n", "  seed: 0\n  assistant_only_loss: true\n"))

@@ -137,6 +137,39 @@ SOURCES = [
 ]
 
 
+SOURCES.append(Published(
+    "alignment-handbook/zephyr-7b-beta-sft-qlora.yaml", AH[0], "recipes/zephyr-7b-beta/sft/config_qlora.yaml", AH[1],
+    world_size=1,  # README: accelerate launch --config_file recipes/accelerate_configs/ddp.yaml --num_processes=1
+    values={
+        "model_name_or_path": "mistralai/Mistral-7B-v0.1", "model_revision": "main", "torch_dtype": "bfloat16",
+        "attn_implementation": "flash_attention_2", "load_in_4bit": True, "use_peft": True, "lora_r": 16,
+        "lora_alpha": 16, "lora_dropout": 0.05,
+        "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "chat_template": ZEPHYR_TEMPLATE,
+        "dataset_mixture": "ultrachat_200k train_sft + test_sft, columns [messages], test_split_size 1000, seed 0",
+        "dataset_num_proc": 12, "bf16": True, "do_eval": True, "eval_strategy": "epoch",
+        "gradient_accumulation_steps": 2, "gradient_checkpointing": True,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_model_id": "zephyr-7b-sft-qlora",
+        "hub_strategy": "every_save", "learning_rate": 2.0e-04, "log_level": "info", "logging_steps": 5,
+        "logging_strategy": "steps", "lr_scheduler_type": "cosine", "max_seq_length": 2048, "max_steps": -1,
+        "num_train_epochs": 1, "output_dir": "data/zephyr-7b-sft-qlora", "overwrite_output_dir": True,
+        "per_device_eval_batch_size": 8, "per_device_train_batch_size": 4, "push_to_hub": True,
+        "report_to": ["tensorboard"], "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1,
+        "seed": 42, "warmup_ratio": 0.1,
+    },
+    checks={
+        # alignment-handbook's get_quantization_config: nf4, compute dtype = torch_dtype, no nested quant
+        "load_in_4bit": lambda r: r["model"]["quantization"] == {"bits": 4, "quant_type": "nf4",
+                                                                 "compute_dtype": "bfloat16", "double_quant": False},
+        "use_peft": lambda r: r["peft"] is not None,
+        "dataset_mixture": lambda r: _hub_sources(r) == [
+            ("HuggingFaceH4/ultrachat_200k", "default", "train_sft", 1.0),
+            ("HuggingFaceH4/ultrachat_200k", "default", "test_sft", 1.0)] and r["data"]["eval_size"] == 1000,
+        "report_to": lambda r: "tracking" not in r or not r["tracking"].get("wandb"),
+    },
+    different=("output_dir", "overwrite_output_dir", "do_eval", "hub_strategy", "dataset_mixture", "report_to"),
+))
+
 R1 = ("huggingface/open-r1", "1416fa0cf21595d2083b399a2a0bbddd7f6e9563")
 OI = ("allenai/open-instruct", "e6c3044aa6201c8bfa4573c1b03142af599e730d")
 LF = ("hiyouga/LLaMA-Factory", "ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30")

@@ -189,8 +189,10 @@ def check_quantization_backend(loaded: LoadedRecipe) -> None:
     """model.quantization needs bitsandbytes where the run starts (not where a recipe resolves)."""
     if loaded.spec.model.quantization is None:
         return
+    import importlib
+
     try:
-        import bitsandbytes  # noqa: F401
+        importlib.import_module("bitsandbytes")
     except ImportError as exc:
         raise loaded.error(("model", "quantization"), f"quantized loading needs bitsandbytes ({exc}): "
                            "pip install 'posttrain[qlora]'") from None
@@ -422,8 +424,7 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
     with _disk_errors_reported(run, "saving final/"):
         fresh_base = None
         if loaded.spec.model.quantization is not None:  # merge into the 16-bit base, not the quantized one
-            def fresh_base():
-                return load_model(loaded, model_path(loaded), Device.detect())
+            fresh_base = lambda: load_model(loaded, model_path(loaded), Device.detect())  # noqa: E731
         save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None,
                    fresh_base=fresh_base)
     return {**result.metrics, "train_seconds": guard.spent()}  # counted across resumes
