@@ -101,6 +101,7 @@ def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = Fal
                allow_changes: bool = False) -> dict:
     hub_push.check_can_push(loaded)  # an offline machine fails now, not after training
     common.check_quantization_backend(loaded)
+    common.check_vllm_server(loaded)  # GRPO's vLLM server answers (vllm_mode: server)
     if _needs_hub(loaded):
         reason = go_offline_if_unreachable()
         if reason:

@@ -174,3 +174,48 @@ def test_a_job_at_its_time_limit_checkpoints_requeues_and_resumes_to_the_same_en
     b = load_file(str(run / "final" / "model.safetensors"))
     for key in a:
         assert (a[key] - b[key]).abs().max() < 1e-4, key
+
+
+SERVER_RECIPE = """\
+method: rlvr
+model: {{name_or_path: tiny, tiny: {{hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128}}}}
+data:
+  train: [{{task: arithmetic, n: 32}}]
+rewards: [{{name: numeric}}]
+batch: {{per_device: 8}}
+trainer: {{use_vllm: true, vllm_mode: server, vllm_server_timeout: 60, max_steps: 1, num_generations: 4}}
+launch:
+  nodes: 1
+  gpus_per_node: 1
+  port: {port}
+  slurm:
+    gpus: false
+    time: 10
+    signal_seconds: 45
+    vllm_server: {{port: {server_port}, command: [{python}, {standin}]}}
+run: {{dir: {runs}, name: served}}
+"""
+
+
+def test_a_vllm_server_node_is_started_and_the_training_node_reaches_its_resolved_address(cluster, tmp_path):
+    """open-r1's layout: training nodes plus one `trl vllm-serve` node in one allocation. The job
+    resolves the server node's address and hands it to training; here a stand-in answers TRL's
+    health check, and the training side reaches it before it stops: GRPO with vLLM needs a GPU,
+    which this cluster does not have, so the job ends with that error, exit code 2."""
+    recipe = tmp_path / "served.yaml"
+    standin = Path(__file__).with_name("vllm_standin.py")
+    server_port = free_port()
+    recipe.write_text(SERVER_RECIPE.format(port=free_port(), server_port=server_port, python=sys.executable,
+                                           standin=standin, runs=tmp_path / "runs"))
+    job = submit(recipe)
+    info = wait_until_done(job, timeout=240)
+    run = tmp_path / "runs" / "served"
+    log = (run / f"slurm-{job}.out").read_text()
+    server_log = (run / f"vllm-{job}.out").read_text()
+    assert info["NumNodes"] == "2", info  # one training node and the server node
+    assert f"vLLM server on n2 at 127.0.0.1:{server_port}" in log, log[-3000:]
+    assert f"the vLLM server at http://127.0.0.1:{server_port} answers" in log, log[-3000:]
+    assert "stand-in: serving" in server_log and "GET /health/ from 127.0.0.1" in server_log, server_log
+    # the job stopped the server when training ended (srun passes the signal on, or cancels the step)
+    assert "stand-in: stopped" in server_log or "CANCELLED" in server_log, server_log
+    assert "trainer.use_vllm: vLLM generation needs a GPU" in log and info["JobState"] == "FAILED", info

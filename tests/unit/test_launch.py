@@ -182,6 +182,55 @@ def test_slurm_scripts_pass_bash_n_and_shellcheck(write_recipe, tmp_path, launch
     assert done.returncode == 0, done.stdout
 
 
+SERVED = ("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\nrewards: [{name: numeric}]\nbatch: {per_device: 8}\n"
+          "trainer: {use_vllm: true, vllm_mode: server}\n")
+
+
+def test_a_vllm_server_node_joins_the_job(write_recipe, tmp_path):
+    """open-r1's layout: N training nodes plus one `trl vllm-serve` node in one allocation; the
+    server's address is resolved when the job runs and passed to training."""
+    path = write_recipe(SERVED + "launch: {nodes: 2, gpus_per_node: 8, zero: 2, slurm: {vllm_server: "
+                        "{port: 8011, data_parallel_size: 8, args: [--gpu_memory_utilization, '0.9']}}}\n"
+                        f"run: {{dir: {tmp_path / 'runs'}}}\n")
+    from posttrain.cli import main
+
+    script = tmp_path / "job.sbatch"
+    assert main(["launch", str(path), f"launch.slurm.script={script}", "--slurm", "--dry-run"]) == 0
+    text = script.read_text()
+    assert "#SBATCH --nodes=3" in text and "vllm_node=${hosts[-1]}" in text
+    server = next(line for line in text.splitlines() if line.startswith('srun --nodes=1 --ntasks=1 --nodelist="$vllm_node"'))
+    assert "trl vllm-serve --model tiny --tensor_parallel_size 1 --data_parallel_size 8" in server
+    assert "--port 8011 --gpu_memory_utilization 0.9" in server
+    task = next(line for line in text.splitlines() if line.startswith("exec "))
+    assert '"trainer.vllm_server_host=${VLLM_ADDR}" trainer.vllm_server_port=8011' in task
+    assert 'srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --nodelist="$train_nodes"' in text
+    assert 'kill "$server"' in text
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    done = subprocess.run([str(shellcheck), "--severity=style", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("text,key,message", [
+    ("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\nrewards: [{name: numeric}]\nbatch: {per_device: 8}\n"
+     "launch: {slurm: {vllm_server: {}}}\n", "launch.slurm.vllm_server", "vllm_mode: server"),
+    (SERVED.replace("vllm_mode: server}", "vllm_mode: server, vllm_server_host: gpu-node-7}")
+     + "launch: {slurm: {vllm_server: {}}}\n", "trainer.vllm_server_host", "known only when the job runs"),
+])
+def test_a_vllm_server_node_needs_server_mode_and_sets_the_host_itself(write_recipe, text, key, message):
+    with pytest.raises(RecipeError, match=message) as info:
+        load_run(write_recipe(text))
+    assert info.value.key == key
+
+
+def test_the_job_may_pass_the_servers_address_on_the_command_line(write_recipe):
+    loaded = load_run(write_recipe(SERVED + "launch: {slurm: {vllm_server: {}}}\n"),
+                      ["trainer.vllm_server_host=10.0.0.7", "trainer.vllm_server_port=8000"])
+    assert loaded.spec.trainer["vllm_server_host"] == "10.0.0.7"
+
+
 @pytest.mark.parametrize("slurm,python", [
     ("{}", sys.executable),                                          # the same environment
     ("{setup: ['source /opt/envs/train/bin/activate']}", "python"),   # the one set-up activates

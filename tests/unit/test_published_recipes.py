@@ -257,8 +257,12 @@ SOURCES += [
             "report_to": lambda r: "wandb" in r["tracking"],
             "accelerator": lambda r: r["launch"]["zero"] == 2,
             "max_prompt_length": lambda r: "max_prompt_length" not in r["trainer"],
+            # TRL 0.18's vLLM was a `trl vllm-serve` server; the sbatch line's --dp 8 --tp 1
+            "use_vllm": lambda r: r["trainer"]["use_vllm"] and r["trainer"]["vllm_mode"] == "server"
+            and r["launch"]["slurm"]["vllm_server"]["data_parallel_size"] == 8
+            and r["launch"]["slurm"]["vllm_server"]["tensor_parallel_size"] == 1,
         },
-        different=("use_vllm", "max_prompt_length", "dataset_prompt_column", "output_dir", "overwrite_output_dir",
+        different=("max_prompt_length", "dataset_prompt_column", "output_dir", "overwrite_output_dir",
                    "hub_strategy", "do_eval", "reward_funcs"),
     ),
     Published(

@@ -26,8 +26,33 @@ def _word(token: str) -> str:
 
 
 def task_command(loaded, recipe: str, overrides: list[str], trainer_args: dict, python: str) -> list[str]:
+    server = loaded.spec.launch.slurm.vllm_server
+    if server is not None:  # the server node's address is known when the job runs
+        overrides = [*overrides, "trainer.vllm_server_host=${VLLM_ADDR}", f"trainer.vllm_server_port={server.port}"]
     argv = render_command(loaded, recipe, overrides, trainer_args, python=python, rendezvous_id="${SLURM_JOB_ID}")
     return [*argv, "--resume"]
+
+
+def _server_lines(loaded, run_dir: Path) -> list[str]:
+    """Start `trl vllm-serve` (or the recipe's command) on the job's last node."""
+    server = loaded.spec.launch.slurm.vllm_server
+    model = loaded.spec.model
+    argv = [*server.command, "--model", model.name_or_path,
+            *(["--revision", model.revision] if model.revision else []),
+            "--tensor_parallel_size", str(server.tensor_parallel_size),
+            "--data_parallel_size", str(server.data_parallel_size),
+            "--host", "0.0.0.0", "--port", str(server.port), *server.args]
+    return [
+        "",
+        "# The vLLM server: the job's last node (launch.slurm.vllm_server), the training nodes before it.",
+        'vllm_node=${hosts[-1]}',
+        'VLLM_ADDR=$(scontrol show node "$vllm_node" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
+        "export VLLM_ADDR",
+        f'echo "posttrain: vLLM server on $vllm_node at $VLLM_ADDR:{server.port}"',
+        'srun --nodes=1 --ntasks=1 --nodelist="$vllm_node" '
+        + " ".join(_word(a) for a in argv) + f' > {shlex.quote(str(run_dir))}/vllm-"$SLURM_JOB_ID".out 2>&1 &',
+        "server=$!",
+    ]
 
 
 def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict, run_dir: Path,
@@ -36,9 +61,10 @@ def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict,
     slurm = launch.slurm
     workdir = workdir or os.getcwd()
     shutdown = max(30, slurm.signal_seconds - 60)
+    server = slurm.vllm_server
     directives = [
         f"--job-name={slurm.job_name or loaded.run_name}",
-        f"--nodes={launch.nodes}",
+        f"--nodes={launch.nodes + (1 if server else 0)}",
         "--ntasks-per-node=1",
         *([f"--gpus-per-node={launch.gpus_per_node}"] if slurm.gpus else []),
         *([f"--cpus-per-task={slurm.cpus_per_task}"] if slurm.cpus_per_task else []),
@@ -67,7 +93,8 @@ def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict,
     lines += [
         "",
         "# The head node's address as SLURM knows it: node names need not resolve.",
-        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")',
+        'head_node=${hosts[0]}',
         'MASTER_ADDR=$(scontrol show node "$head_node" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
         f"MASTER_PORT={launch.port}",
         "export MASTER_ADDR MASTER_PORT",
@@ -87,10 +114,17 @@ def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict,
         "export NODE_RANK=$SLURM_NODEID",
         "exec " + " ".join(_word(a) for a in task_command(loaded, recipe, overrides, trainer_args, python)),
         "TASK",
-        'srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c "$task" &',
+        *(_server_lines(loaded, run_dir) + [
+            'train_nodes=$(IFS=,; echo "${hosts[*]:0:' + str(launch.nodes) + '}")',
+            f'srun --kill-on-bad-exit=1 --nodes={launch.nodes} --ntasks={launch.nodes} --ntasks-per-node=1 '
+            '--nodelist="$train_nodes" '
+            'bash -c "$task" &'] if server else
+          ['srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c "$task" &']),
         "step=$!",
         'status=0; wait "$step" || status=$?',
         'while kill -0 "$step" 2>/dev/null; do status=0; wait "$step" || status=$?; done',
+        *(['kill "$server" 2>/dev/null; wait "$server" 2>/dev/null  # training is over: stop the vLLM server']
+          if server else []),
         "",
     ]
     if slurm.requeue:

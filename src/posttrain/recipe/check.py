@@ -218,6 +218,7 @@ def check(loaded: LoadedRecipe) -> None:
     _check_chat_template(loaded)
     _check_deepspeed_config(loaded)
     _check_quantization(loaded)
+    _check_vllm_server(loaded)
     for i, reward in enumerate(spec.rewards):
         check_reward(loaded.error, loaded.raw, ("rewards", i), reward)
     for prefix, sources in ((("data", "train"), spec.data.train), (("data", "eval"), spec.data.eval),
@@ -269,6 +270,21 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
     if not spec.data.has_eval and trainer.get("eval_strategy", "no") != "no":
         raise loaded.error(("trainer", "eval_strategy"), "evaluation is on but there is no eval data; "
                            "add data.eval, data.eval_fraction or data.eval_size")
+
+
+def _check_vllm_server(loaded: LoadedRecipe) -> None:
+    spec, trainer = loaded.spec, loaded.spec.trainer
+    if spec.launch.slurm.vllm_server is None:
+        return
+    key = ("launch", "slurm", "vllm_server")
+    if spec.method != "rlvr" or not trainer.get("use_vllm") or trainer.get("vllm_mode", "colocate") != "server":
+        raise loaded.error(key, "a vLLM server node serves GRPO's generation: it needs method: rlvr with "
+                           "trainer.use_vllm: true and trainer.vllm_mode: server")
+    for name in ("vllm_server_host", "vllm_server_base_url", "vllm_server_port"):
+        written = name in trainer and loaded.origin(("trainer", name)).override is None
+        if written:  # the job script passes host and port on its command line
+            raise loaded.error(("trainer", name), f"with launch.slurm.vllm_server the job sets {name} from the "
+                               "server node it starts (its address is known only when the job runs); remove it")
 
 
 def _check_quantization(loaded: LoadedRecipe) -> None:

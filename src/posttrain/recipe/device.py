@@ -19,6 +19,7 @@ class Device:
     cuda: bool
     bf16: bool
     world_size: int = 1
+    described: bool = False  # the machine a launch block describes, not the one this runs on
 
     @classmethod
     def detect(cls) -> "Device":
@@ -43,7 +44,7 @@ def target_device(loaded: LoadedRecipe) -> Device:
     partition has none. What `show`, `plan` and `launch --dry-run / --slurm` resolve for."""
     launch = loaded.spec.launch
     gpus = launch.slurm.gpus
-    return Device(cuda=gpus, bf16=gpus, world_size=launch.nodes * launch.gpus_per_node)
+    return Device(cuda=gpus, bf16=gpus, world_size=launch.nodes * launch.gpus_per_node, described=True)
 
 
 def resolution_device(loaded: LoadedRecipe, here: bool = False) -> Device:
@@ -89,7 +90,7 @@ def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
                     f"{key}: true needs a GPU and this machine has none; remove the key "
                     "(posttrain turns bf16 on for GPUs that support it) or set it to false",
                 )
-        if args.get("use_vllm"):  # TRL's vLLM generation (vllm_mode: colocate | server)
+        if args.get("use_vllm") and not device.described:  # refused by `run` here, rendered for a target
             raise loaded.error(("trainer", "use_vllm"), "vLLM generation needs a GPU and this machine has none; "
                                "remove use_vllm (generation then uses Hugging Face generate)")
         args.update(bf16=False, fp16=False, use_cpu=True)

@@ -227,6 +227,17 @@ class TrackingSpec(_Block):
     wandb: WandbSpec | None = None
 
 
+class VllmServerSpec(_Block):
+    """One more node in the job that serves generations with `trl vllm-serve`, for GRPO with
+    `vllm_mode: server` (open-r1's layout): its address reaches the training nodes at job time."""
+
+    port: int = Field(8000, gt=0, lt=65536)
+    tensor_parallel_size: int = Field(1, gt=0)
+    data_parallel_size: int = Field(1, gt=0)
+    command: list[str] = ["trl", "vllm-serve"]  # the server program (its --model, --port, ... follow)
+    args: list[str] = []  # more arguments for it, e.g. ["--gpu_memory_utilization", "0.9"]
+
+
 class SlurmSpec(_Block):
     """The job script `posttrain launch --slurm` writes (see docs/launching.md)."""
 
@@ -246,6 +257,7 @@ class SlurmSpec(_Block):
     python: str | None = None
     env: dict[str, str | int] = {}  # exported variables, e.g. NCCL_SOCKET_IFNAME: ib0, NCCL_DEBUG: WARN
     script: str | None = None  # where to write it (default: RUN_DIR/slurm/job.sbatch)
+    vllm_server: VllmServerSpec | None = None  # a vLLM server node after the training nodes
 
     @field_validator("time", mode="before")
     @classmethod

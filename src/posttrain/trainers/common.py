@@ -185,6 +185,37 @@ def load_tokenizer(loaded: LoadedRecipe, path: str):
     return tokenizer
 
 
+def check_vllm_server(loaded: LoadedRecipe, poll_seconds: float = 2.0) -> str | None:
+    """GRPO with `vllm_mode: server`: before anything loads, wait (up to trainer.vllm_server_timeout,
+    TRL's 240 s by default) for the server's /health/ to answer, so an unreachable address is
+    an error naming it, not a hang inside TRL. Returns the URL that answered (None: no server)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    trainer = loaded.spec.trainer
+    if not trainer.get("use_vllm") or trainer.get("vllm_mode", "colocate") != "server":
+        return None
+    base = trainer.get("vllm_server_base_url") or (
+        f"http://{trainer.get('vllm_server_host', '0.0.0.0')}:{trainer.get('vllm_server_port', 8000)}")
+    url = base.rstrip("/") + "/health/"
+    deadline = time.monotonic() + trainer.get("vllm_server_timeout", 240.0)
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    print(f"posttrain: the vLLM server at {base} answers")
+                    return url
+        except (urllib.error.URLError, OSError) as exc:
+            reason = exc
+        if time.monotonic() >= deadline:
+            key = "vllm_server_base_url" if trainer.get("vllm_server_base_url") else "vllm_server_host"
+            raise loaded.error(("trainer", key), f"no vLLM server answers at {url} ({reason}) within "
+                               f"vllm_server_timeout ({trainer.get('vllm_server_timeout', 240.0):g} s); start "
+                               "`trl vllm-serve` there, or use vllm_mode: colocate")
+        time.sleep(poll_seconds)
+
+
 def check_quantization_backend(loaded: LoadedRecipe) -> None:
     """model.quantization needs bitsandbytes where the run starts (not where a recipe resolves)."""
     if loaded.spec.model.quantization is None:
