@@ -10,19 +10,35 @@ from functools import lru_cache
 HUB_HOST, HUB_PORT, PROBE_SECONDS = "huggingface.co", 443, 3.0
 
 
+def hub_endpoint() -> str | None:
+    """HF_ENDPOINT (a mirror, an enterprise hub) when set, else None: huggingface.co."""
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def _probe_target() -> tuple[str, int]:
+    endpoint = hub_endpoint()
+    if not endpoint:
+        return HUB_HOST, HUB_PORT
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    return parts.hostname or HUB_HOST, parts.port or (80 if parts.scheme == "http" else 443)
+
+
 @lru_cache(maxsize=1)
 def hub_unreachable_reason() -> str | None:
     """None when the hub answers; otherwise why not (offline mode, DNS, timeout)."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
         return "HF_HUB_OFFLINE=1 is set"
     result: list[str | None] = ["no answer within 3 s"]
+    host, port = _probe_target()
 
     def probe():  # getaddrinfo has no timeout of its own, so it runs on a thread we stop waiting for
         try:
-            with socket.create_connection((HUB_HOST, HUB_PORT), timeout=PROBE_SECONDS):
+            with socket.create_connection((host, port), timeout=PROBE_SECONDS):
                 result[0] = None
         except OSError as exc:
-            result[0] = f"{HUB_HOST}: {exc.strerror or exc}"
+            result[0] = f"{host}: {exc.strerror or exc}"
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()

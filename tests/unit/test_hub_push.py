@@ -67,3 +67,41 @@ def test_model_card_holds_the_resolved_recipe_and_the_report(write_recipe):
     recipe_block = body.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert yaml.safe_load(recipe_block) == resolved
     assert '"accuracy": 0.5' in body and "adapter/" in body
+
+
+def test_a_finished_run_is_pushed_with_its_adapter_and_card(tmp_path, monkeypatch, capsys):
+    """The real huggingface_hub client against a stand-in hub (tests/e2e/hub_standin.py): final/
+    at the root, adapter/ under adapter/, README.md with the resolved recipe; byte for byte."""
+    from posttrain.hub import hub_unreachable_reason
+    from tests.e2e.hub_standin import StandInHub
+
+    hub = StandInHub()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_TOKEN", "hf_standin_token")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    import huggingface_hub.constants
+
+    # the tests import huggingface_hub in offline mode (conftest.py), which it reads once, at import
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    hub_unreachable_reason.cache_clear()
+    recipe = tmp_path / "push.yaml"
+    recipe.write_text(RECIPE.replace("max_steps: 1}", "max_steps: 1, logging_steps: 1}")
+                      + "model: {tiny: {hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128}}\n"
+                      "peft: {r: 4, lora_alpha: 8, target_modules: all-linear}\n"
+                      f"batch: {{per_device: 2}}\nrun: {{dir: {tmp_path / 'runs'}, name: pushed}}\n")
+    try:
+        assert main(["run", str(recipe)]) == 0
+    finally:
+        hub.close()
+        hub_unreachable_reason.cache_clear()
+    run = tmp_path / "runs" / "pushed"
+    files = hub.repos["someone/zephyr-smoke"]
+    for path in (run / "final").iterdir():
+        assert files[path.name] == path.read_bytes(), path.name
+    for path in (run / "adapter").iterdir():
+        assert files[f"adapter/{path.name}"] == path.read_bytes(), path.name
+    card = files["README.md"].decode()
+    assert yaml.safe_load(card.split("```yaml\n", 1)[1].split("```", 1)[0]) == \
+        yaml.safe_load((run / "recipe.resolved.yaml").read_text())
+    assert "Bearer hf_standin_token" in hub.tokens
+    assert "posttrain: pushed final/ to" in capsys.readouterr().out

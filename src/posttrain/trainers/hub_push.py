@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from posttrain.errors import UserError
-from posttrain.hub import hub_unreachable_reason
+from posttrain.hub import hub_endpoint, hub_unreachable_reason
 from posttrain.recipe import LoadedRecipe, to_yaml
 from posttrain.rundir import EvalDir, RunDir
 
@@ -103,10 +103,10 @@ def push_run(loaded: LoadedRecipe, run: RunDir, report: dict | None) -> str:
     trainer = loaded.spec.trainer
     resolved = yaml.safe_load(run.resolved_recipe.read_text())
     card = model_card(loaded, resolved, report or _report(run))
-    api = HfApi(token=_token(loaded))
+    api = HfApi(endpoint=hub_endpoint(), token=_token(loaded))
     revision = trainer.get("hub_revision")
     try:
-        repo = api.create_repo(repo_id(loaded), private=trainer.get("hub_private_repo"), exist_ok=True)
+        repo = api.create_repo(repo_id(loaded), private=bool(trainer.get("hub_private_repo")), exist_ok=True)
         target = repo.repo_id
         if revision:
             api.create_branch(target, branch=revision, exist_ok=True)
