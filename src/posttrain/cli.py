@@ -176,12 +176,13 @@ def _launch(args) -> int:
 
     from posttrain.launch.render import render_command
     from posttrain.recipe import Device, target_device, trainer_arguments
+    from posttrain.recipe.device import describes_target
 
     loaded = _load(args)
     recipe = loaded.launch_recipe()  # every stage of a pipeline or experiment launches the same way
     launch = recipe.spec.launch
-    if args.slurm or (args.dry_run and not args.here):  # for the machine the launch block describes
-        device = target_device(recipe)
+    if args.slurm or (args.dry_run and not args.here and describes_target(recipe)):
+        device = target_device(recipe)  # for the machine the launch block describes
     else:  # it runs here
         device = Device.detect()
         device = Device(device.cuda, device.bf16, world_size=recipe.world_size)

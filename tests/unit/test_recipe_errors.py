@@ -104,6 +104,10 @@ def test_quantization_without_bitsandbytes_is_an_error_naming_the_extra(write_re
     with pytest.raises(RecipeError, match=r"needs bitsandbytes .*pip install 'posttrain\[qlora\]'") as info:
         check_quantization_backend(loaded)
     assert info.value.key == "model.quantization"
+    # resolving for this machine says so too (`show --here`); resolving for a described target does not
+    with pytest.raises(RecipeError, match="this machine lacks"):
+        trainer_arguments(loaded, Device(cuda=True, bf16=True))
+    trainer_arguments(loaded, Device(cuda=True, bf16=True, described=True))
 
 
 def test_invalid_yaml_reports_line(write_recipe):

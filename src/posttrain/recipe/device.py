@@ -96,9 +96,22 @@ def trainer_arguments(loaded: LoadedRecipe, device: Device) -> dict[str, Any]:
         args.update(bf16=False, fp16=False, use_cpu=True)
         args.setdefault("activation_checkpointing", False)
         args.setdefault("dataloader_pin_memory", False)
+    if loaded.spec.model.quantization is not None and not device.described and not _importable("bitsandbytes"):
+        raise loaded.error(("model", "quantization"), "quantized loading needs bitsandbytes, which this machine "
+                           "lacks: pip install 'posttrain[qlora]'")
     args["per_device_train_batch_size"] = loaded.spec.batch.per_device
     args["gradient_accumulation_steps"] = gradient_accumulation(loaded, device.world_size)
     return args
+
+
+def _importable(name: str) -> bool:
+    """Whether `name` could be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules: not importable
+        return False
 
 
 def check_vllm_installed(loaded: LoadedRecipe) -> None:
