@@ -70,7 +70,8 @@ def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, 
         tokenizer.eos_token = end_token
     eos_id = tokenizer.eos_token_id
     model.config.eos_token_id = eos_id
-    model.generation_config.eos_token_id = [eos_id]
+    if getattr(model, "generation_config", None) is not None:  # a reward model has none
+        model.generation_config.eos_token_id = [eos_id]
     if pad_token is not None:
         tokenizer.pad_token = pad_token
     elif tokenizer.pad_token is None or tokenizer.pad_token_id == eos_id:
@@ -78,4 +79,5 @@ def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, 
         fallback = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else None
         if fallback and tokenizer.convert_tokens_to_ids(fallback) != eos_id:
             tokenizer.pad_token = fallback
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -30,6 +30,7 @@ class Method:
     keys: frozenset[str] = frozenset()  # the METHOD_KEYS it takes
     managed: dict[str, str] = field(default_factory=dict)  # trainer keys posttrain sets, and where to say them
     checks: tuple[Callable, ...] = ()  # check(loaded) -> None; raises loaded.error(...)
+    model: str = "causal_lm"  # causal_lm | sequence_classification (a reward model: one score per sequence)
 
 
 def check_dpo_losses(loaded) -> None:
@@ -76,6 +77,14 @@ def check_generation_groups(loaded) -> None:
                            f"of num_generations ({generations}) to drop and replace them")
 
 
+def check_reward_model(loaded) -> None:
+    """A reward model scores sequences and cannot generate: the eval block's generation-based
+    evaluation does not apply (the run reports pairwise accuracy on held-out pairs instead)."""
+    if loaded.spec.eval is not None:
+        raise loaded.error(("eval",), "a reward model does not generate: remove the eval block; the run reports "
+                           "pairwise accuracy on data.eval (or data.eval_fraction / eval_size) pairs")
+
+
 def check_kto(loaded) -> None:
     """What TRL's KTOTrainer would otherwise reject with a traceback once the model is loaded."""
     trainer = loaded.spec.trainer
@@ -107,6 +116,11 @@ METHODS: dict[str, Method] = {
         name="kto", summary="Kahneman-Tversky optimisation on unpaired labelled completions (TRL KTOTrainer)",
         config=("trl.trainer.kto_config", "KTOConfig"), data="unpaired", trainer="posttrain.trainers.kto",
         checks=(check_kto,),
+    ),
+    "reward": Method(
+        name="reward", summary="reward model on preference pairs: one score per sequence (TRL RewardTrainer)",
+        config=("trl.trainer.reward_config", "RewardConfig"), data="preference", trainer="posttrain.trainers.reward",
+        checks=(check_reward_model,), model="sequence_classification",
     ),
     "rlvr": Method(
         name="rlvr", summary="RL with verifiable rewards: GRPO and its variants (TRL GRPOTrainer)",

@@ -246,11 +246,17 @@ def quantization_config(loaded: LoadedRecipe, device: Device):
 def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool = False):
     """The model at `path`; quantized as model.quantization says when `quantize` (the base model
     a QLoRA run trains on), with peft's k-bit preparation (norms in fp32, input gradients on)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from posttrain.methods import METHODS
 
     spec = loaded.spec.model
     kwargs = {"dtype": _torch_dtype(spec.dtype, device), "revision": spec.revision,
               "trust_remote_code": spec.trust_remote_code}
+    model_class = AutoModelForCausalLM
+    if METHODS[loaded.spec.method].model == "sequence_classification":  # a reward model: one score
+        model_class = AutoModelForSequenceClassification
+        kwargs["num_labels"] = 1
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     quantized = quantize and spec.quantization is not None
@@ -260,7 +266,7 @@ def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool =
         # bitsandbytes places the weights when they load: each process's own device
         kwargs["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device.cuda else "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = model_class.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise loaded.error(("model", "name_or_path"), f"cannot load a model from {path!r}: {exc}") from None
     if quantized:
@@ -292,8 +298,10 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
         key = "chat_template" if spec.chat_template else "name_or_path"
         install_chat_template(tokenizer, model, spec.chat_template, loaded.origin(("model", key)).base_dir, eos_token,
                               spec.pad_token)
+    if getattr(model.config, "pad_token_id", None) is None:  # a sequence classifier finds the last token by it
+        model.config.pad_token_id = tokenizer.pad_token_id
     if preflight:
-        preflight_chat_template(tokenizer, model.generation_config, loaded.spec.model.name_or_path)
+        preflight_chat_template(tokenizer, getattr(model, "generation_config", None), loaded.spec.model.name_or_path)
     return model, tokenizer
 
 
@@ -328,6 +336,8 @@ def preflight_chat_template(tokenizer, generation_config, model_name: str) -> No
             f"EOS is {tokenizer.eos_token!r}: a trained model would not stop. Use a tokenizer whose "
             f"eos_token is {end_token!r} (tokenizer.eos_token = {end_token!r}; save it with the model)"
         )
+    if generation_config is None:  # a model that does not generate (a reward model)
+        return
     eos = generation_config.eos_token_id
     eos = eos if isinstance(eos, list) else [eos]
     if end not in eos:
@@ -403,7 +413,10 @@ def lora_config(loaded: LoadedRecipe):
         return None
     from peft import LoraConfig
 
-    return LoraConfig(task_type="CAUSAL_LM", **loaded.spec.peft)
+    from posttrain.methods import METHODS
+
+    task = "SEQ_CLS" if METHODS[loaded.spec.method].model == "sequence_classification" else "CAUSAL_LM"
+    return LoraConfig(task_type=task, **loaded.spec.peft)  # SEQ_CLS: the score head trains too
 
 
 def check_lora_targets(loaded: LoadedRecipe, model) -> None:

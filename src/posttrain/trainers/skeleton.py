@@ -18,6 +18,8 @@ A method's module (its row in methods.py names it) holds only what is its own:
     own_arguments(loaded) -> dict        trainer keys posttrain sets for this method ({} for none)
     data(context) -> TrainData           datasets and what the run records about them
     build(context, config, data, callbacks) -> the TRL trainer
+    after_training(context, trainer) -> dict    optional: once final/ is saved (a reward model's
+                                                pairwise accuracy); metrics for the run's summary
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Context:
     args: dict  # exactly the TRL config's keyword arguments
     model: object
     tokenizer: object
+    extra: dict = field(default_factory=dict)  # what a method's data step leaves for its after_training
 
     @property
     def data_kind(self) -> str:
@@ -75,6 +78,10 @@ def config_class(method: str):
 
 def build_trainer(loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None, device: Device):
     """Everything up to `trainer.train()`, in the order above."""
+    return _build(loaded, run, checkpoint, device)[0]
+
+
+def _build(loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None, device: Device):
     module = method_module(loaded.spec.method)
     args = common.trl_arguments(loaded, device, run, module.own_arguments)
     common.init_distributed(device)
@@ -89,9 +96,15 @@ def build_trainer(loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None, de
     common.write_run_records(run, loaded, device, resolved, data.fingerprints)
     common.start_tracking(loaded, run, resolved)
     callbacks = [common.metrics_callback(run, checkpoint_step(checkpoint))]
-    return module.build(context, config, data, callbacks)
+    return module.build(context, config, data, callbacks), context
 
 
 def train(loaded: LoadedRecipe, run: RunDir, checkpoint: Path | None, device: Device) -> dict:
-    """Build the method's trainer, train (resuming from `checkpoint`), save final/."""
-    return common.train_and_save(build_trainer(loaded, run, checkpoint, device), loaded, run, checkpoint)
+    """Build the method's trainer, train (resuming from `checkpoint`), save final/, and run the
+    method's after_training step if it has one."""
+    trainer, context = _build(loaded, run, checkpoint, device)
+    metrics = common.train_and_save(trainer, loaded, run, checkpoint)
+    after = getattr(method_module(loaded.spec.method), "after_training", None)
+    if after is not None:
+        metrics.update(after(context, trainer))
+    return metrics
