@@ -14,7 +14,7 @@ from posttrain.trainers.skeleton import build_trainer, config_class
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SMOKES = {"sft": "tulu3/smoke-sft.yaml", "dpo": "tulu3/smoke-dpo.yaml", "rlvr": "tulu3/smoke-rlvr.yaml",
-          "kto": "kto/smoke.yaml"}
+          "kto": "kto/smoke.yaml", "reward": "quickstart/reward.yaml"}
 
 
 def test_every_method_has_a_smoke_recipe_here():
