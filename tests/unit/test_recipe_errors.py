@@ -67,6 +67,8 @@ BAD_RECIPES = [
      ["'train' or 'heldout'"], 4),
     ("rpo_alpha in dpo", "method: dpo\ndata:\n  train:\n    - {task: arithmetic}\ntrainer: {rpo_alpha: 1.0}\n",
      "trainer.rpo_alpha", ["loss_type: [sigmoid, sft]"], 5),
+    ("quantization through model_init_kwargs", GOOD + "trainer: {model_init_kwargs: {quantization_config: {load_in_4bit: true}}}\n",
+     "trainer.model_init_kwargs", ["quantization for 4-/8-bit"], 5),
     ("quantization without peft", GOOD + "model: {quantization: {bits: 4}}\n", "model.quantization",
      ["add a peft block"], 5),
     ("quantization under zero 3", GOOD + "model: {quantization: {bits: 4}}\npeft: {r: 4}\nlaunch: {zero: 3}\n",

@@ -37,6 +37,8 @@ MANAGED_KEYS = {
     "report_to": "use tracking: {wandb: {...}}; metrics.jsonl is always written",
     "resume_from_checkpoint": "use `posttrain run --resume`",
     "use_cpu": "set by posttrain when no GPU is present",
+    "model_init_kwargs": "posttrain loads the model itself, so TRL would ignore these: use the model block "
+    "(dtype, attn_implementation, revision, trust_remote_code, quantization for 4-/8-bit)",
     "deepspeed": "use launch.zero (a shipped ZeRO config) or launch.deepspeed_config (a DeepSpeed JSON of your own)",
 }
 
