@@ -78,6 +78,28 @@ def usable_pairs(records: list[dict], tokenizer, max_length: int | None,
     return kept, dropped, truncated
 
 
+def training_pairs(context: Context, records: list[dict], evaluation: list[dict] | None):
+    """The usable training and evaluation pairs (the rest dropped, counted and printed; over-long
+    ones kept for TRL to truncate with data.overlong: truncate), as (records, evaluation, dropped,
+    truncated). No usable pair left is an error naming data.train or data.eval."""
+    loaded, tokenizer = context.loaded, context.tokenizer
+    max_length, overlong = context.args.get("max_length", 1024), loaded.spec.data.overlong
+    records, dropped, truncated = usable_pairs(records, tokenizer, max_length, overlong)
+    if dropped:
+        print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
+              + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())))
+    if truncated:
+        print(f"posttrain: {truncated} pairs longer than max_length ({max_length}) are truncated "
+              f"({context.args.get('truncation_mode', 'keep_start')})")
+    if not records:
+        raise loaded.error(("data", "train"), "no usable preference pairs left")
+    if evaluation is not None:
+        evaluation, _, _ = usable_pairs(evaluation, tokenizer, max_length, overlong)
+        if not evaluation:
+            raise loaded.error(("data", "eval"), "no usable preference pairs left to evaluate on")
+    return records, evaluation, dropped, truncated
+
+
 def own_arguments(loaded: LoadedRecipe) -> dict:
     return {}
 
@@ -104,20 +126,7 @@ def data(context: Context) -> TrainData:
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
                                      pair_sampler=pair_sampler)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
-    max_length, overlong = context.args.get("max_length", 1024), loaded.spec.data.overlong
-    records, dropped, truncated = usable_pairs(records, tokenizer, max_length, overlong)
-    if dropped:
-        print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
-              + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())))
-    if truncated:
-        print(f"posttrain: {truncated} pairs longer than max_length ({max_length}) are truncated "
-              f"({context.args.get('truncation_mode', 'keep_start')})")
-    if not records:
-        raise loaded.error(("data", "train"), "no usable preference pairs left")
-    if evaluation is not None:
-        evaluation, _, _ = usable_pairs(evaluation, tokenizer, max_length, overlong)
-        if not evaluation:
-            raise loaded.error(("data", "eval"), "no usable preference pairs left to evaluate on")
+    records, evaluation, dropped, truncated = training_pairs(context, records, evaluation)
     fingerprints = common.source_records(sources + eval_sources)
     fingerprints["dropped_pairs"] = dict(dropped)
     fingerprints["truncated_pairs"] = truncated

@@ -22,7 +22,7 @@ from posttrain.data.loading import build_mixture, held_out, load_source, to_data
 from posttrain.recipe import LoadedRecipe
 from posttrain.rundir import EvalDir, write_atomic
 from posttrain.trainers import common
-from posttrain.trainers.dpo import usable_pairs
+from posttrain.trainers.dpo import training_pairs, usable_pairs
 from posttrain.trainers.skeleton import Context, TrainData
 
 HELD_OUT = "held out of data.train"
@@ -36,24 +36,15 @@ def data(context: Context) -> TrainData:
     loaded, tokenizer = context.loaded, context.tokenizer
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
+    records, evaluation, dropped, truncated = training_pairs(context, records, evaluation)
     max_length, overlong = context.args.get("max_length", 1024), loaded.spec.data.overlong
-    records, dropped, truncated = usable_pairs(records, tokenizer, max_length, overlong)
-    if dropped:
-        print(f"posttrain: dropped {sum(dropped.values())} unusable pairs: "
-              + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items())))
-    if not records:
-        raise loaded.error(("data", "train"), "no usable preference pairs left")
     groups: dict[str, list[dict]] = {}
     if loaded.spec.data.eval:  # each evaluation source on its own, for accuracy per source
         for source in loaded.spec.data.eval:
             groups[source.label] = usable_pairs(load_source(source, context.data_kind).records, tokenizer,
                                                 max_length, overlong)[0]
     elif evaluation is not None:
-        groups[HELD_OUT] = usable_pairs(evaluation, tokenizer, max_length, overlong)[0]
-    if evaluation is not None:
-        evaluation = usable_pairs(evaluation, tokenizer, max_length, overlong)[0]
-        if not evaluation:
-            raise loaded.error(("data", "eval"), "no usable preference pairs left to evaluate on")
+        groups[HELD_OUT] = evaluation
     fingerprints = common.source_records(sources + eval_sources)
     fingerprints.update(dropped_pairs=dict(dropped), truncated_pairs=truncated)
     context.extra["eval_groups"] = groups
