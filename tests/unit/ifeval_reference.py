@@ -1,10 +1,11 @@
 """IFEval's reference implementation (Google's code, as lm-evaluation-harness ships it; a dev
 dependency from PyPI), run on one case.
 
-The reference counts sentences with nltk's trained English Punkt model, which has to be
-downloaded and which no PyPI package ships; here it is given the Punkt tokenizer posttrain
-uses (rewards/sentences.py) for its sentence counts and for word_tokenize's sentence split.
-Everything else is the reference's own code.
+The reference counts sentences with nltk's trained English Punkt model, which it loads through
+nltk.data (a download). Here it is given the same trained model from where posttrain finds it
+without a download (rewards/sentences.py: llama-index-core's copy, a dev dependency), for its
+sentence counts and for word_tokenize's sentence split. Everything else is the reference's own
+code.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def reference():
     import nltk
     import nltk.tokenize
 
-    from posttrain.rewards.sentences import english_punkt
+    from posttrain.rewards.sentences import trained_punkt
 
     download = nltk.download
     nltk.download = lambda *args, **kwargs: False  # it would try the network at import
@@ -27,7 +28,8 @@ def reference():
         utils = importlib.import_module("lm_eval.tasks.ifeval.utils")
     finally:
         nltk.download = download
-    tokenizer = english_punkt()
+    tokenizer = trained_punkt()
+    assert tokenizer is not None, "nltk's trained English Punkt model: pip install -e '.[dev]'"
     util._get_sentence_tokenizer = lambda: tokenizer
     nltk.tokenize.sent_tokenize = lambda text, language="english": tokenizer.tokenize(text)
     return utils

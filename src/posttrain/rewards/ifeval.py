@@ -37,17 +37,11 @@ def count_words(text: str) -> int:
     return sum(1 for _ in _WORD.finditer(text))
 
 
-@lru_cache(maxsize=1)
-def _sentence_tokenizer():
-    """nltk's Punkt algorithm with English parameters shipped here (the reference loads
-    nltk's trained English model, which has to be downloaded; see sentences.py)."""
-    from posttrain.rewards.sentences import english_punkt
-
-    return english_punkt()
-
-
 def count_sentences(text: str) -> int:
-    return len(_sentence_tokenizer().tokenize(text))
+    """Punkt sentences, with nltk's trained English model as the reference (see sentences.py)."""
+    from posttrain.rewards.sentences import sentence_tokenizer
+
+    return len(sentence_tokenizer().tokenize(text))
 
 
 def _words_for_case(text: str) -> list[str]:
