@@ -30,7 +30,16 @@ class Method:
     keys: frozenset[str] = frozenset()  # the METHOD_KEYS it takes
     managed: dict[str, str] = field(default_factory=dict)  # trainer keys posttrain sets, and where to say them
     checks: tuple[Callable, ...] = ()  # check(loaded) -> None; raises loaded.error(...)
-    model: str = "causal_lm"  # causal_lm | sequence_classification (a reward model: one score per sequence)
+    model: str = "causal_lm"  # a key of MODEL_KINDS
+
+
+# What model each method trains: the transformers Auto class, its extra from_pretrained keyword
+# arguments, and peft's task type for LoRA (its classification head then trains too).
+MODEL_KINDS: dict[str, tuple[str, dict, str]] = {
+    "causal_lm": ("AutoModelForCausalLM", {}, "CAUSAL_LM"),
+    "sequence_classification": ("AutoModelForSequenceClassification", {"num_labels": 1}, "SEQ_CLS"),  # one score
+    "token_classification": ("AutoModelForTokenClassification", {"num_labels": 2}, "TOKEN_CLS"),  # per step
+}
 
 
 def check_dpo_losses(loaded) -> None:
@@ -85,6 +94,17 @@ def check_reward_model(loaded) -> None:
                            "pairwise accuracy on data.eval (or data.eval_fraction / eval_size) pairs")
 
 
+def check_prm(loaded) -> None:
+    """A process reward model rates steps and cannot generate (as a reward model)."""
+    if loaded.spec.eval is not None:
+        raise loaded.error(("eval",), "a process reward model does not generate: remove the eval block; the run "
+                           "reports step accuracy and first-wrong-step accuracy on data.eval (or data.eval_fraction / "
+                           "eval_size) records")
+    threshold = loaded.spec.trainer.get("threshold", 0.5)
+    if not 0 < threshold < 1:
+        raise loaded.error(("trainer", "threshold"), f"threshold is {threshold}; a probability between 0 and 1")
+
+
 def check_kto(loaded) -> None:
     """What TRL's KTOTrainer would otherwise reject with a traceback once the model is loaded."""
     trainer = loaded.spec.trainer
@@ -121,6 +141,12 @@ METHODS: dict[str, Method] = {
         name="reward", summary="reward model on preference pairs: one score per sequence (TRL RewardTrainer)",
         config=("trl.trainer.reward_config", "RewardConfig"), data="preference", trainer="posttrain.trainers.reward",
         checks=(check_reward_model,), model="sequence_classification",
+    ),
+    "prm": Method(
+        name="prm", summary="process reward model on step-labelled solutions: a label per step (posttrain's own, "
+                            "on transformers' Trainer)",
+        config=("posttrain.trainers.prm_config", "PRMConfig"), data="steps", trainer="posttrain.trainers.prm",
+        checks=(check_prm,), model="token_classification",
     ),
     "rlvr": Method(
         name="rlvr", summary="RL with verifiable rewards: GRPO and its variants (TRL GRPOTrainer)",

@@ -6,6 +6,8 @@ Preference: {"prompt": ..., "chosen": ..., "rejected": ...}
 Task:       {"prompt": ..., "ground_truth": ...}   (extra columns are kept for rewards)
 Unpaired:   {"prompt": ..., "completion": ..., "label": true | false}   (KTO; preference pairs
             are accepted too, and become one desirable and one undesirable record each)
+Steps:      {"prompt": ..., "completions": [str, ...], "labels": [true | false, ...]}   (a process
+            reward model: one label per step, TRL's stepwise-supervision format)
 """
 
 from __future__ import annotations
@@ -18,7 +20,19 @@ FORMATS = {
     "task": [("prompt", "ground_truth")],
     "preference": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
     "unpaired": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
+    "steps": [("prompt", "completions", "labels")],
 }
+
+
+def _steps_problem(record: dict) -> str | None:
+    steps, labels = record["completions"], record["labels"]
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, str) and s.strip() for s in steps):
+        return "'completions' must be a non-empty list of non-empty step texts"
+    if not isinstance(labels, list) or not all(isinstance(x, bool) for x in labels):
+        return "'labels' must be a list of true (a correct step) or false"
+    if len(labels) != len(steps):
+        return f"'labels' has {len(labels)} labels for {len(steps)} steps; give one label per step"
+    return None
 
 
 def _message_problem(messages, key: str) -> str | None:
@@ -58,6 +72,8 @@ def record_problem(record, kind: str) -> str | None:
                 return problem
             if kind == "task" and record.get("ground_truth") is None:
                 return "'ground_truth' is null; a task record needs the answer its verifier checks"
+            if kind == "steps":
+                return _text_or_messages_problem(record["prompt"], "prompt") or _steps_problem(record)
             if "label" in columns and not isinstance(record["label"], bool):
                 return f"'label' must be true (a desirable completion) or false, got {record['label']!r}"
             for column in columns:
@@ -74,7 +90,10 @@ def record_problem(record, kind: str) -> str | None:
 
 def shape(record: dict, kind: str) -> tuple:
     """The record's format columns, each with whether it is text or messages: the records of one
-    dataset must agree on it (TRL cannot batch a string prompt with a message-list one)."""
+    dataset must agree on it (TRL cannot batch a string prompt with a message-list one). Steps
+    records are tokenised by posttrain one by one (trainers/prm.py), so they may mix."""
+    if kind == "steps":
+        return ()
     return tuple((c, "messages" if isinstance(record.get(c), list) else type(record.get(c)).__name__)
                  for c in format_columns(record, kind) if c in ("messages", "prompt", "completion", "chosen", "rejected"))
 

@@ -143,7 +143,7 @@ def _traces(records: list[dict], where: list[str], source) -> tuple[list[dict], 
     options = TraceOptions(spec.detours, spec.detour_probability, spec.detour_depth, spec.reflection, spec.backtrack)
     traces, stats = build_traces(records, spec.kind, spec.seed, options)
     sizes = (f" ({stats['words']} words, {stats['characters']} characters, {stats['detours']} detours)"
-             if spec.kind != "pairs" else "")
+             if spec.kind not in ("pairs", "steps") else "")
     print(f"posttrain: {source.label}: {stats['records']} {spec.kind} records from {stats['trees']} trees{sizes}")
     return traces, [f"{source.label}: {spec.kind} trace {i}" for i in range(len(traces))]
 

@@ -16,11 +16,17 @@ A single answer becomes a prompt/completion pair so that TRL's loss covers the a
 the model has; several answers stay a conversation (`messages`).
 | GSM8K | `question`, `answer` with `#### n` | openai/gsm8k | a task record (as `format: gsm8k`) |
 | MATH | `problem`, `solution` with `\\boxed{}` | hendrycks MATH, MATH-500 | a task record (as `format: math`) |
+| PRM800K | `question: {problem, ...}`, `label: {steps: [{completions: [{text, rating}], chosen_completion, human_completion}]}` | openai/prm800k (phase 1 and 2) | a steps record: the labelled trajectory (the chosen completion at each step, the labeller's own where none was chosen, and where a step has neither, the first completion rated -1 as the last step); rating +1 and 0 are correct (0: not wrong, no progress), -1 incorrect |
+| Math-Shepherd | `input` with each step ending in `ки`, `label` the same text with `+` or `-` in its place | peiyi9979/Math-Shepherd | a steps record: the question (the text before `Step 1:`), the steps without their `Step n:` prefix, `+` correct |
 
-Records already in posttrain's formats pass through unchanged.
+Records already in posttrain's formats pass through unchanged (a steps record in TRL's
+stepwise-supervision format, `prompt` + `completions` + `labels`, as trl-lib/prm800k and
+trl-lib/math_shepherd have it).
 """
 
 from __future__ import annotations
+
+import re
 
 from posttrain.data.verifiable import from_gsm8k, from_math
 
@@ -34,7 +40,63 @@ ACCEPTED = {  # what an error names when a record fits nothing
                   "ShareGPT ranking (conversations + chosen/rejected {from, value})",
     "unpaired": "prompt+completion+label; prompt+chosen+rejected; chosen+rejected",
     "task": "prompt+ground_truth; GSM8K (question+answer); MATH (problem+solution)",
+    "steps": "prompt+completions+labels (TRL's stepwise supervision); PRM800K (question+label.steps); "
+             "Math-Shepherd (input+label with ки step tags)",
 }
+
+SHEPHERD_TAG = "ки"
+_STEP_PREFIX = re.compile(r"^\s*Step \d+\s*:\s*")
+
+
+def _prm800k_text(step: dict):
+    """The text and rating of one PRM800K step of the labelled trajectory, or None where the
+    trajectory ends (no completion chosen, none written, none rated -1)."""
+    chosen, human = step.get("chosen_completion"), step.get("human_completion")
+    completions = step.get("completions") or []
+    if chosen is not None:
+        return completions[chosen]["text"], completions[chosen].get("rating")
+    if human is not None:
+        return (human["text"] if isinstance(human, dict) else str(human)), 1
+    wrong = [c for c in completions if c.get("rating") == -1]
+    return (wrong[0]["text"], -1) if wrong else None
+
+
+def from_prm800k(record: dict) -> dict:
+    steps, labels = [], []
+    for step in record["label"]["steps"]:
+        found = _prm800k_text(step)
+        if found is None:
+            break
+        text, rating = found
+        steps.append(text)
+        labels.append(rating != -1)
+        if rating == -1:
+            break  # phase 2 labels stop at the first error; what follows is unlabelled
+    if not steps:
+        raise ValueError("a PRM800K record with no labelled step")
+    return {"prompt": record["question"]["problem"], "completions": steps, "labels": labels}
+
+
+def from_math_shepherd(record: dict) -> dict:
+    text, tagged = record["input"], record["label"]
+    if SHEPHERD_TAG not in text:
+        raise ValueError(f"a Math-Shepherd 'input' marks the end of each step with {SHEPHERD_TAG!r}; this one has none")
+    parts = text.split(SHEPHERD_TAG)
+    steps, labels, position = [], [], 0
+    for part in parts[:-1]:
+        position += len(part)
+        tag = tagged[position: position + 1]
+        if tag not in ("+", "-"):
+            raise ValueError(f"'label' has {tag!r} where 'input' has {SHEPHERD_TAG!r} (expected + or -)")
+        steps.append(part)
+        labels.append(tag == "+")
+        position += 1
+    question, sep, first = steps[0].partition("Step 1:")
+    if not sep:
+        question, first = "", steps[0]
+    steps[0] = first
+    steps = [_STEP_PREFIX.sub("", step).strip() for step in steps]
+    return {"prompt": question.strip(), "completions": steps, "labels": labels}
 
 
 def _is_messages(value) -> bool:
@@ -155,6 +217,11 @@ def normalise(record, kind: str):
             return _alpaca(record)
         if isinstance(record.get("conversations"), list):
             return _sharegpt(record)
+    if kind == "steps" and "completions" not in record:
+        if isinstance(record.get("question"), dict) and isinstance(record.get("label"), dict):
+            return from_prm800k(record)
+        if isinstance(record.get("input"), str) and isinstance(record.get("label"), str):
+            return from_math_shepherd(record)
     if kind == "task" and "prompt" not in record:
         if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
             return from_gsm8k(record)

@@ -197,15 +197,36 @@ def preference_pairs(tree: Tree, options: TraceOptions = TraceOptions()) -> list
     return pairs
 
 
+def step_records(tree: Tree) -> list[dict]:
+    """Step-labelled records for a process reward model: one per root-to-leaf path of the tree
+    (every path, right or wrong), each step labelled by its rating."""
+    records = []
+
+    def walk(step: Step, path: list[Step]) -> None:
+        path = [*path, step]
+        if not step.children:
+            records.append({"prompt": [{"role": "user", "content": tree.question}],
+                            "completions": [s.text for s in path], "labels": [s.correct for s in path]})
+        for child in step.children:
+            walk(child, path)
+
+    for root in tree.roots:
+        walk(root, [])
+    return records
+
+
 def build_traces(records: list[dict], kind: str, seed: int = 0, options: TraceOptions = TraceOptions()):
-    """SFT records (kind shortcut | journey) or preference pairs (kind pairs) from trees, and
-    counts: traces, detours, characters and words."""
+    """SFT records (kind shortcut | journey), preference pairs (kind pairs) or step-labelled
+    paths (kind steps) from trees, and counts: traces, detours, characters and words."""
     rng = random.Random(f"traces/{kind}/{seed}")
     out, stats = [], {"trees": len(records), "records": 0, "detours": 0, "characters": 0, "words": 0}
     for record in records:
         tree = parse_tree(record)
         if kind == "pairs":
             out += preference_pairs(tree, options)
+            continue
+        if kind == "steps":
+            out += step_records(tree)
             continue
         if kind == "shortcut":
             text = shortcut_trace(tree, rng, options)

@@ -78,7 +78,7 @@ class ModelSpec(_Block):
 class TracesSpec(_Block):
     """Turn reasoning-tree records into traces (docs/trees.md)."""
 
-    kind: Literal["shortcut", "journey", "pairs"]
+    kind: Literal["shortcut", "journey", "pairs", "steps"]
     detours: int = Field(1, ge=0)
     detour_probability: float = Field(1.0, ge=0, le=1)
     detour_depth: int = Field(1, ge=1)

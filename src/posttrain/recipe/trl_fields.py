@@ -98,7 +98,7 @@ def managed_keys(method: str) -> dict[str, str]:
 
 def trainer_fields(method: str) -> tuple[dict[str, FieldSpec], str]:
     module, cls = METHODS[method].config
-    return dataclass_fields(module, cls), f"TRL {cls}"
+    return dataclass_fields(module, cls), (f"TRL {cls}" if module.startswith("trl.") else f"{cls} ({module})")
 
 
 def peft_fields() -> dict[str, FieldSpec]:

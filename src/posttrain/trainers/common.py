@@ -105,7 +105,7 @@ def build_config(loaded: LoadedRecipe, config_class, args: dict):
     try:
         return config_class(**args)
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{loaded.source}: trainer: TRL's {config_class.__name__} rejected the "
+        raise UserError(f"{loaded.source}: trainer: {config_class.__name__} rejected the "
                         f"settings: {exc}") from None
 
 
@@ -246,17 +246,16 @@ def quantization_config(loaded: LoadedRecipe, device: Device):
 def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool = False):
     """The model at `path`; quantized as model.quantization says when `quantize` (the base model
     a QLoRA run trains on), with peft's k-bit preparation (norms in fp32, input gradients on)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    import transformers
 
-    from posttrain.methods import METHODS
+    from posttrain.methods import METHODS, MODEL_KINDS
 
     spec = loaded.spec.model
     kwargs = {"dtype": _torch_dtype(spec.dtype, device), "revision": spec.revision,
               "trust_remote_code": spec.trust_remote_code}
-    model_class = AutoModelForCausalLM
-    if METHODS[loaded.spec.method].model == "sequence_classification":  # a reward model: one score
-        model_class = AutoModelForSequenceClassification
-        kwargs["num_labels"] = 1
+    auto_class, extra, _ = MODEL_KINDS[METHODS[loaded.spec.method].model]
+    model_class = getattr(transformers, auto_class)
+    kwargs.update(extra)
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     quantized = quantize and spec.quantization is not None
@@ -413,10 +412,14 @@ def lora_config(loaded: LoadedRecipe):
         return None
     from peft import LoraConfig
 
-    from posttrain.methods import METHODS
+    from posttrain.methods import METHODS, MODEL_KINDS
 
-    task = "SEQ_CLS" if METHODS[loaded.spec.method].model == "sequence_classification" else "CAUSAL_LM"
-    return LoraConfig(task_type=task, **loaded.spec.peft)  # SEQ_CLS: the score head trains too
+    task = MODEL_KINDS[METHODS[loaded.spec.method].model][2]
+    options = dict(loaded.spec.peft)
+    if task == "TOKEN_CLS" and options.get("target_modules") == "all-linear":
+        # peft trains the head whole (modules_to_save); all-linear would also put LoRA on it
+        options.setdefault("exclude_modules", ["score", "classifier"])
+    return LoraConfig(task_type=task, **options)  # SEQ_CLS / TOKEN_CLS: the head trains too
 
 
 def check_lora_targets(loaded: LoadedRecipe, model) -> None:

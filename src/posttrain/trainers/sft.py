@@ -34,7 +34,7 @@ def _traced(specs, sources) -> dict:
     """Trace sources' completions, kept aside (not recorded) so their tokens can be counted
     once the tokenizer is loaded."""
     traced = [(spec.traces.kind, item.label, [r["completion"][-1]["content"] for r in item.records])
-              for spec, item in zip(specs, sources) if spec.traces is not None and spec.traces.kind != "pairs"]
+              for spec, item in zip(specs, sources) if spec.traces is not None and spec.traces.kind in ("shortcut", "journey")]
     return {"_traces": traced} if traced else {}
 
 

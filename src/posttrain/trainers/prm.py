@@ -1,0 +1,231 @@
+"""Process reward models (`method: prm`): a causal LM with a token-classification head, trained to
+say, for each step of a solution, whether that step is correct. TRL 1.16 has no PRM trainer any
+more, so this is posttrain's own, on transformers' Trainer, and it does what TRL's former
+PRMTrainer did: each step is written followed by `step_separator`, and the step's label sits on
+the separator's last token; every other token is ignored by the loss (label -100).
+
+    posttrain run recipes/quickstart/prm.yaml
+
+Records are step-labelled (`prompt`, `completions`: the steps, `labels`: one true/false per
+step): TRL's stepwise-supervision format, PRM800K and Math-Shepherd rows (data/shapes.py), and
+reasoning trees (`traces: {kind: steps}`: every root-to-leaf path, each step labelled by its
+rating). LoRA through `peft:` (peft's TOKEN_CLS task: the head trains with it).
+
+After training, final/ rates the steps of the held-out records, per `data.eval` source (or the
+records held out of the training mixture): step accuracy, precision / recall / F1 of finding
+the incorrect steps, and ProcessBench's first-wrong-step measure (the share of solutions with an
+error whose first wrong step is found exactly, the share of all-correct solutions judged all
+correct, and their harmonic mean), written to eval/report.json and eval/report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from posttrain.data.loading import build_mixture, held_out, load_source, to_dataset
+from posttrain.recipe import LoadedRecipe
+from posttrain.rundir import EvalDir, write_atomic
+from posttrain.errors import UserError
+from posttrain.trainers import common
+from posttrain.trainers.skeleton import Context, TrainData
+
+HELD_OUT = "held out of data.train"
+IGNORE = -100
+
+
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    return {"remove_unused_columns": False}  # the datasets hold exactly input_ids and labels
+
+
+def lengths(args: dict) -> dict:
+    """The tokenisation options of a PRM run's trainer arguments (PRMConfig's defaults)."""
+    return {"separator": args.get("step_separator", "\n"), "max_length": args.get("max_length", 1024),
+            "max_prompt_length": args.get("max_prompt_length", 512),
+            "max_completion_length": args.get("max_completion_length")}
+
+
+def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_length: int | None = 1024,
+           max_prompt_length: int | None = 512, max_completion_length: int | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + steps (each followed by the separator), and the position of each
+    step's label: the last token of its separator. Positions that truncation cut are dropped,
+    so a long solution keeps the labels of its first steps."""
+    if isinstance(prompt, list):  # a chat prompt: the template, with the assistant turn opened
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        prompt_ids = tokenizer(prompt or "", add_special_tokens=False)["input_ids"]
+        if tokenizer.bos_token_id is not None:
+            prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
+    if max_prompt_length is not None:
+        prompt_ids = prompt_ids[-max_prompt_length:]
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    if not separator_ids:
+        raise ValueError(f"step_separator {separator!r} has no tokens")
+    ids, positions = list(prompt_ids), []
+    completion = 0
+    for step in steps:
+        step_ids = tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
+        ids += step_ids
+        completion += len(step_ids)
+        positions.append(len(ids) - 1)
+        if max_completion_length is not None and completion >= max_completion_length:
+            break
+    limit = len(prompt_ids) + (max_completion_length if max_completion_length is not None else len(ids))
+    if max_length is not None:
+        limit = min(limit, max_length)
+    ids = ids[:limit]
+    return ids, [p for p in positions if p < limit]
+
+
+def training_example(tokenizer, record: dict, options: dict, last_step_only: bool) -> dict | None:
+    ids, positions = encode(tokenizer, record["prompt"], record["completions"], **options)
+    if not positions:
+        return None  # the prompt alone fills max_length: no step left to learn from
+    labels = [IGNORE] * len(ids)
+    kept = list(zip(positions, record["labels"]))
+    for position, label in (kept[-1:] if last_step_only else kept):
+        labels[position] = int(label)
+    return {"input_ids": ids, "labels": labels}
+
+
+def _examples(context: Context, records: list[dict]) -> tuple[list[dict], int]:
+    options = lengths(context.args)
+    last_only = context.args.get("train_on_last_step_only", False)
+    examples = [training_example(context.tokenizer, r, options, last_only) for r in records]
+    kept = [e for e in examples if e is not None]
+    return kept, len(examples) - len(kept)
+
+
+def data(context: Context) -> TrainData:
+    loaded = context.loaded
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
+    records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
+    train, dropped = _examples(context, records)
+    if not train:
+        raise UserError(f"{loaded.source}: data.train: every record's prompt fills trainer.max_length "
+                               f"({context.args.get('max_length', 1024)}); no step is left to train on")
+    steps = sum(len(r["labels"]) for r in records)
+    wrong = sum(not x for r in records for x in r["labels"])
+    print(f"posttrain: {len(train)} step-labelled solutions, {steps} steps ({wrong} incorrect)"
+          + (f"; {dropped} dropped: the prompt alone fills max_length" if dropped else ""))
+    groups: dict[str, list[dict]] = {}
+    if loaded.spec.data.eval:
+        for source in loaded.spec.data.eval:
+            groups[source.label] = load_source(source, context.data_kind).records
+    elif evaluation is not None:
+        groups[HELD_OUT] = evaluation
+    context.extra["eval_groups"] = groups
+    eval_examples = _examples(context, evaluation)[0] if evaluation else None
+    fingerprints = common.source_records(sources + eval_sources)
+    fingerprints.update(steps=steps, incorrect_steps=wrong, dropped_records=dropped)
+    return TrainData(to_dataset(train), eval_examples and to_dataset(eval_examples), fingerprints)
+
+
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from transformers import DataCollatorForTokenClassification, Trainer
+
+    model = context.model
+    if context.peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, context.peft_config)
+    return Trainer(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
+                   data_collator=DataCollatorForTokenClassification(context.tokenizer, label_pad_token_id=IGNORE),
+                   processing_class=context.tokenizer, callbacks=callbacks)
+
+
+def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16) -> list[list[float]]:
+    """Each step's probability of being correct, by a token classifier with two labels
+    (1 = correct), read at the step's separator; steps that truncation cut are left out."""
+    import torch
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[list[float]] = []
+    for start in range(0, len(records), batch_size):
+        encoded = [encode(tokenizer, r["prompt"], r["completions"], **options) for r in records[start: start + batch_size]]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded], device=device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=device)
+        with torch.no_grad():
+            probabilities = model(input_ids=input_ids, attention_mask=mask).logits.float().softmax(-1)[..., 1]
+        scores += [probabilities[i, positions].tolist() for i, (_, positions) in enumerate(encoded)]
+    return scores
+
+
+def first_wrong(labels: list[bool]) -> int:
+    """The index of the first incorrect step, -1 when every step is correct (ProcessBench)."""
+    return next((i for i, label in enumerate(labels) if not label), -1)
+
+
+def _f1(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def step_metrics(truth: list[list[bool]], predicted: list[list[bool]]) -> dict:
+    """Step accuracy, finding incorrect steps (precision, recall, F1), and ProcessBench's
+    first-wrong-step accuracy on erroneous and on all-correct solutions and their harmonic mean."""
+    pairs = [(t, p) for ts, ps in zip(truth, predicted) for t, p in zip(ts, ps)]
+    found = sum(not t and not p for t, p in pairs)
+    flagged = sum(not p for _, p in pairs)
+    wrong = sum(not t for t, _ in pairs)
+    precision = found / flagged if flagged else None
+    recall = found / wrong if wrong else None
+    erroneous = [(first_wrong(t), first_wrong(p)) for t, p in zip(truth, predicted) if first_wrong(t) >= 0]
+    correct = [first_wrong(p) == -1 for t, p in zip(truth, predicted) if first_wrong(t) < 0]
+    error_accuracy = sum(a == b for a, b in erroneous) / len(erroneous) if erroneous else None
+    correct_accuracy = sum(correct) / len(correct) if correct else None
+    return {"solutions": len(truth), "steps": len(pairs), "incorrect_steps": wrong,
+            "step_accuracy": sum(t == p for t, p in pairs) / len(pairs) if pairs else None,
+            "incorrect_precision": precision, "incorrect_recall": recall, "incorrect_f1": _f1(precision, recall),
+            "first_wrong_step": {"erroneous_solutions": len(erroneous), "erroneous_accuracy": error_accuracy,
+                                 "correct_solutions": len(correct), "correct_accuracy": correct_accuracy,
+                                 "f1": _f1(error_accuracy, correct_accuracy)}}
+
+
+def evaluate_steps(model, tokenizer, groups: dict[str, list[dict]], options: dict, threshold: float) -> dict:
+    report = {}
+    for label, records in groups.items():
+        if not records:
+            continue
+        scores = step_scores(model, tokenizer, records, options)
+        truth = [list(r["labels"][: len(s)]) for r, s in zip(records, scores)]
+        predicted = [[p >= threshold for p in s] for s in scores]
+        report[label] = step_metrics(truth, predicted)
+    return report
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def after_training(context: Context, trainer) -> dict:
+    """Rate the held-out records' steps with final/, the model the run leaves; eval/report.*."""
+    from transformers import AutoModelForTokenClassification
+
+    groups = context.extra.get("eval_groups") or {}
+    if not groups or not trainer.is_world_process_zero():
+        return {}
+    model = AutoModelForTokenClassification.from_pretrained(context.run.final)
+    if context.device.cuda:
+        model = model.to("cuda")
+    model.eval()
+    report = evaluate_steps(model, context.tokenizer, groups, lengths(context.args), context.args.get("threshold", 0.5))
+    outputs = EvalDir(context.run.eval_dir)
+    outputs.path.mkdir(exist_ok=True)
+    write_atomic(outputs.report, json.dumps({"process_reward": report}, indent=2) + "\n")
+    lines = ["| steps from | solutions | steps | step accuracy | incorrect-step F1 | first wrong step: erroneous "
+             "| first wrong step: correct | ProcessBench F1 |", "|---|---|---|---|---|---|---|---|"]
+    for label, r in report.items():
+        first = r["first_wrong_step"]
+        lines.append(f"| {label} | {r['solutions']} | {r['steps']} | {_percent(r['step_accuracy'])} | "
+                     f"{_percent(r['incorrect_f1'])} | {_percent(first['erroneous_accuracy'])} | "
+                     f"{_percent(first['correct_accuracy'])} | {_percent(first['f1'])} |")
+        print(f"posttrain: process reward model on {label}: step accuracy {_percent(r['step_accuracy'])} "
+              f"({r['steps']} steps), incorrect-step F1 {_percent(r['incorrect_f1'])}, first wrong step "
+              f"{_percent(first['erroneous_accuracy'])} of {first['erroneous_solutions']} erroneous solutions")
+    write_atomic(outputs.report_markdown, "\n".join(lines) + "\n")
+    return {f"eval/step_accuracy/{label}": r["step_accuracy"] for label, r in report.items()}

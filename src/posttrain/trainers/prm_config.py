@@ -1,0 +1,29 @@
+"""The `trainer:` block of `method: prm`: transformers' TrainingArguments and the options TRL's
+former PRMConfig had (TRL 1.16 has no PRM trainer any more; trainers/prm.py is posttrain's own).
+
+Kept in a module of its own that imports only transformers' TrainingArguments, so recipe
+validation reads its fields from source (config_fields.py) as it does TRL's configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class PRMConfig(TrainingArguments):
+    """Options of a process-reward-model run, beside every TrainingArguments field."""
+
+    learning_rate: float = field(default=1e-5, metadata={"help": "The initial learning rate (TRL's PRM default)."})
+    max_length: int | None = field(default=1024, metadata={"help": "Tokens kept per example (prompt + steps); "
+                                                           "longer examples are cut from the end."})
+    max_prompt_length: int | None = field(default=512, metadata={"help": "Tokens kept of the prompt (from its end)."})
+    max_completion_length: int | None = field(default=None, metadata={"help": "Tokens kept of the steps."})
+    step_separator: str = field(default="\n", metadata={"help": "Written after each step; the classifier's label "
+                                                        "sits on the separator's last token."})
+    train_on_last_step_only: bool = field(default=False, metadata={"help": "Train on the last step's label only "
+                                                                   "(an outcome reward model over steps)."})
+    threshold: float = field(default=0.5, metadata={"help": "A step is judged correct when the model's probability "
+                                                    "of correct is at least this (evaluation)."})
