@@ -77,3 +77,50 @@ def test_an_eval_block_is_refused_for_a_process_reward_model(tmp_path, capsys):
     assert main(["run", str(recipe)]) == 2
     assert "a process reward model does not generate" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+PIPELINE = """\
+model:
+  name_or_path: tiny
+  tiny: {{hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128}}
+trainer: {{seed: 0}}
+run: {{name: verify, dir: {dir}}}
+stages:
+  - name: prm
+    method: prm
+    data: {{train: [{{task: arithmetic_trees, n: 32, traces: {{kind: steps}}}}]}}
+    batch: {{per_device: 8}}
+    trainer: {{max_steps: 2, learning_rate: 1.0e-3, max_length: 256}}
+  - name: rlvr
+    method: rlvr
+    model: {{name_or_path: tiny}}
+    data: {{train: [{{task: arithmetic, n: 16}}]}}
+    rewards:
+      - {{name: numeric, weight: 1.0}}
+      - {{name: reward_model, path: {dir}/verify/prm/final, aggregate: min, weight: 0.5, device: cpu}}
+    batch: {{per_device: 8}}
+    trainer: {{max_steps: 2, num_generations: 4, max_completion_length: 16, learning_rate: 1.0e-3, logging_steps: 1}}
+    eval:
+      data: [{{task: arithmetic, split: heldout, n: 6}}]
+      n: 4
+      temperature: 1.0
+      max_new_tokens: 16
+      select_reward: {{name: reward_model, path: {dir}/verify/prm/final, aggregate: mean, device: cpu}}
+"""
+
+
+def test_a_trained_prm_is_a_grpo_reward_beside_a_verifier_and_the_best_of_n_selector(tmp_path):
+    """The PRM a stage leaves in final/ scores GRPO's completions, mixed with numeric by weight,
+    and selects among evaluation samples (best-of-N, weighted majority)."""
+    recipe = tmp_path / "verify.yaml"
+    recipe.write_text(PIPELINE.format(dir=tmp_path / "runs"))
+    assert main(["run", str(recipe)]) == 0
+    run = tmp_path / "runs" / "verify" / "rlvr"
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(steps) == 2
+    for m in steps:
+        assert 0.0 <= m["rewards/reward_model/mean"] <= 1.0 and "rewards/numeric/mean" in m
+    resolved = (run / "recipe.resolved.yaml").read_text()
+    assert "reward_weights:\n  - 1.0\n  - 0.5" in resolved or "reward_weights: [1.0, 0.5]" in resolved
+    report = (run / "eval" / "report.md").read_text()
+    assert "best_of_4" in report and "weighted_maj@4" in report

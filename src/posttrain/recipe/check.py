@@ -367,6 +367,15 @@ def check_reward(error, raw: dict, path: KeyPath, ref: RewardRef | str):
         if expected is not None and not _is_a(value, expected):
             raise error((*path, option), f"reward '{name}' takes {option} as {expected.__name__} "
                                          f"(its default is {accepted[option].default!r}); got {value!r}")
+    for option, parameter in accepted.items():
+        if parameter.default is parameter.empty and option not in options:
+            raise error(path, f"reward '{name}' needs the option '{option}', e.g. {{name: {name}, {option}: ...}}")
+    check = getattr(fn, "check_options", None)
+    if check is not None:
+        try:
+            check(**options)
+        except ValueError as exc:
+            raise error(path, f"reward '{name}': {exc}") from None
     return fn
 
 

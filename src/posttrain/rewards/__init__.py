@@ -24,6 +24,7 @@ from posttrain.rewards.format import (non_stop_penalty_reward, overlong_penalty_
                                       tag_count_reward, think_format_reward)
 from posttrain.rewards.ifeval import ifeval_reward
 from posttrain.rewards.math_answer import math_reward
+from posttrain.rewards.model_reward import reward_model_reward
 from posttrain.rewards.numeric import numeric_reward
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ REWARDS: dict[str, Callable] = {
     "overlong_penalty": overlong_penalty_reward,
     "non_stop_penalty": non_stop_penalty_reward,
     "countdown": countdown_reward,
+    "reward_model": reward_model_reward,  # a trained reward or process reward model (model_reward.py)
 }
 
 

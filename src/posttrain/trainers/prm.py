@@ -25,6 +25,7 @@ import math
 
 from posttrain.data.loading import build_mixture, held_out, load_source, to_dataset
 from posttrain.recipe import LoadedRecipe
+from posttrain.rewards.model_reward import encode, step_scores
 from posttrain.rundir import EvalDir, write_atomic
 from posttrain.errors import UserError
 from posttrain.trainers import common
@@ -43,39 +44,6 @@ def lengths(args: dict) -> dict:
     return {"separator": args.get("step_separator", "\n"), "max_length": args.get("max_length", 1024),
             "max_prompt_length": args.get("max_prompt_length", 512),
             "max_completion_length": args.get("max_completion_length")}
-
-
-def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_length: int | None = 1024,
-           max_prompt_length: int | None = 512, max_completion_length: int | None = None) -> tuple[list[int], list[int]]:
-    """Token ids of prompt + steps (each followed by the separator), and the position of each
-    step's label: the last token of its separator. Positions that truncation cut are dropped,
-    so a long solution keeps the labels of its first steps."""
-    if isinstance(prompt, list):  # a chat prompt: the template, with the assistant turn opened
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    else:
-        prompt_ids = tokenizer(prompt or "", add_special_tokens=False)["input_ids"]
-        if tokenizer.bos_token_id is not None:
-            prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
-    if max_prompt_length is not None:
-        prompt_ids = prompt_ids[-max_prompt_length:]
-    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
-    if not separator_ids:
-        raise ValueError(f"step_separator {separator!r} has no tokens")
-    ids, positions = list(prompt_ids), []
-    completion = 0
-    for step in steps:
-        step_ids = tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
-        ids += step_ids
-        completion += len(step_ids)
-        positions.append(len(ids) - 1)
-        if max_completion_length is not None and completion >= max_completion_length:
-            break
-    limit = len(prompt_ids) + (max_completion_length if max_completion_length is not None else len(ids))
-    if max_length is not None:
-        limit = min(limit, max_length)
-    ids = ids[:limit]
-    return ids, [p for p in positions if p < limit]
 
 
 def training_example(tokenizer, record: dict, options: dict, last_step_only: bool) -> dict | None:
@@ -133,25 +101,6 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     return Trainer(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                    data_collator=DataCollatorForTokenClassification(context.tokenizer, label_pad_token_id=IGNORE),
                    processing_class=context.tokenizer, callbacks=callbacks)
-
-
-def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16) -> list[list[float]]:
-    """Each step's probability of being correct, by a token classifier with two labels
-    (1 = correct), read at the step's separator; steps that truncation cut are left out."""
-    import torch
-
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores: list[list[float]] = []
-    for start in range(0, len(records), batch_size):
-        encoded = [encode(tokenizer, r["prompt"], r["completions"], **options) for r in records[start: start + batch_size]]
-        width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded], device=device)
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=device)
-        with torch.no_grad():
-            probabilities = model(input_ids=input_ids, attention_mask=mask).logits.float().softmax(-1)[..., 1]
-        scores += [probabilities[i, positions].tolist() for i, (_, positions) in enumerate(encoded)]
-    return scores
 
 
 def first_wrong(labels: list[bool]) -> int:

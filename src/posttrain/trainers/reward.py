@@ -20,6 +20,7 @@ import json
 
 from posttrain.data.loading import build_mixture, held_out, load_source, to_dataset
 from posttrain.recipe import LoadedRecipe
+from posttrain.rewards.model_reward import sequence_scores, sequence_text
 from posttrain.rundir import EvalDir, write_atomic
 from posttrain.trainers import common
 from posttrain.trainers.dpo import training_pairs, usable_pairs
@@ -58,27 +59,11 @@ def build(context: Context, config, data: TrainData, callbacks: list):
                          processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)
 
 
-def _text(tokenizer, prompt, answer) -> str:
-    if isinstance(answer, list):
-        return tokenizer.apply_chat_template((prompt if isinstance(prompt, list) else []) + answer, tokenize=False)
-    return (prompt or "") + answer
-
-
 def score_pairs(model, tokenizer, pairs: list[dict], max_length: int | None, batch_size: int = 16) -> list[float]:
     """chosen score minus rejected score for each pair, by a sequence classifier with one output."""
-    import torch
-
-    margins: list[float] = []
-    device = next(model.parameters()).device
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start: start + batch_size]
-        texts = [_text(tokenizer, p.get("prompt"), p[side]) for p in batch for side in ("chosen", "rejected")]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, truncation=max_length is not None,
-                            max_length=max_length, add_special_tokens=False).to(device)
-        with torch.no_grad():
-            scores = model(**encoded).logits[:, 0].float().tolist()
-        margins += [scores[i] - scores[i + 1] for i in range(0, len(scores), 2)]
-    return margins
+    texts = [sequence_text(tokenizer, p.get("prompt"), p[side]) for p in pairs for side in ("chosen", "rejected")]
+    scores = sequence_scores(model, tokenizer, texts, max_length, batch_size)
+    return [scores[i] - scores[i + 1] for i in range(0, len(scores), 2)]
 
 
 def pairwise_accuracy(model, tokenizer, groups: dict[str, list[dict]], max_length: int | None) -> dict:

@@ -1,0 +1,189 @@
+"""`reward_model`: a trained model as a reward, wherever a reward goes (RLVR's `rewards:`, mixed
+with verifiers by weight; evaluation's `select_reward` for best-of-N and weighted majority).
+
+    rewards:
+      - {name: numeric, weight: 1.0}
+      - {name: reward_model, path: runs/quickstart-prm/prm/final, aggregate: min, weight: 0.5}
+
+The model at `path` is what posttrain's `reward` or `prm` method leaves in final/:
+
+- a sequence classifier with one output (a reward model): the score is its output for prompt +
+  completion, unbounded (Bradley-Terry logits);
+- a token classifier with two labels (a process reward model): the completion is cut into
+  steps at `step_separator`, each step is rated P(correct) at its separator, as in training,
+  and the score is the `aggregate` (an option) of the step ratings: `min` (the weakest step), `last`,
+  `product` or `mean`; in [0, 1]. A completion with no step scores 0.
+
+Scoring is batched (`batch_size`) and runs on `device`: `auto` is this process's GPU when there
+is one (its LOCAL_RANK's), else the CPU; or `cpu`, `cuda`, `cuda:N`. The model is loaded once per
+process, outside any DeepSpeed engine, so a ZeRO-3 policy stays sharded and the reward model is
+a plain replica beside it. Here too the tokenisation is the PRM trainer's (`encode`): one place.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from posttrain.errors import UserError
+from posttrain.rewards.numeric import completion_text
+
+AGGREGATES = ("min", "last", "product", "mean")
+
+
+def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_length: int | None = 1024,
+           max_prompt_length: int | None = 512, max_completion_length: int | None = None) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + steps (each followed by the separator), and the position of each
+    step's label: the last token of its separator. Positions that truncation cut are dropped,
+    so a long solution keeps the labels of its first steps. A chat prompt is rendered with the
+    chat template (the assistant turn opened); a text prompt starts with the BOS token."""
+    if isinstance(prompt, list):
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        prompt_ids = tokenizer(prompt or "", add_special_tokens=False)["input_ids"]
+        if tokenizer.bos_token_id is not None:
+            prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
+    if max_prompt_length is not None:
+        prompt_ids = prompt_ids[-max_prompt_length:]
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    if not separator_ids:
+        raise ValueError(f"step_separator {separator!r} has no tokens")
+    ids, positions = list(prompt_ids), []
+    completion = 0
+    for step in steps:
+        step_ids = tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
+        ids += step_ids
+        completion += len(step_ids)
+        positions.append(len(ids) - 1)
+        if max_completion_length is not None and completion >= max_completion_length:
+            break
+    limit = len(prompt_ids) + (max_completion_length if max_completion_length is not None else len(ids))
+    if max_length is not None:
+        limit = min(limit, max_length)
+    return ids[:limit], [p for p in positions if p < limit]
+
+
+def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16) -> list[list[float]]:
+    """Each step's probability of being correct, by a token classifier with two labels
+    (1 = correct), read at the step's separator; steps that truncation cut are left out.
+    Records are `{prompt, completions: [steps]}`; `options` are encode's keyword arguments."""
+    import torch
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[list[float]] = []
+    for start in range(0, len(records), batch_size):
+        encoded = [encode(tokenizer, r["prompt"], r["completions"], **options) for r in records[start: start + batch_size]]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded], device=device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=device)
+        with torch.no_grad():
+            probabilities = model(input_ids=input_ids, attention_mask=mask).logits.float().softmax(-1)[..., 1]
+        scores += [probabilities[i, positions].tolist() for i, (_, positions) in enumerate(encoded)]
+    return scores
+
+
+def sequence_text(tokenizer, prompt, answer) -> str:
+    """Prompt + answer as a reward model reads them: through the chat template for chat data."""
+    if isinstance(answer, list):
+        return tokenizer.apply_chat_template((prompt if isinstance(prompt, list) else []) + answer, tokenize=False)
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], tokenize=False)
+    return (prompt or "") + answer
+
+
+def sequence_scores(model, tokenizer, texts: list[str], max_length: int | None, batch_size: int = 16) -> list[float]:
+    """A sequence classifier's one output for each text."""
+    import torch
+
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer(texts[start: start + batch_size], return_tensors="pt", padding=True,
+                            truncation=max_length is not None, max_length=max_length,
+                            add_special_tokens=False).to(device)
+        with torch.no_grad():
+            scores += model(**encoded).logits[:, 0].float().tolist()
+    return scores
+
+
+def aggregate_scores(steps: list[float], how: str) -> float:
+    """One score from a PRM's step ratings.
+
+    >>> [aggregate_scores([0.9, 0.5, 0.8], how) for how in AGGREGATES]
+    [0.5, 0.8, 0.36000000000000004, 0.7333333333333334]
+    >>> aggregate_scores([], "min")
+    0.0
+    """
+    if not steps:
+        return 0.0
+    if how == "min":
+        return min(steps)
+    if how == "last":
+        return steps[-1]
+    if how == "product":
+        result = 1.0
+        for s in steps:
+            result *= s
+        return result
+    return sum(steps) / len(steps)
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache(maxsize=4)
+def load_verifier_model(path: str, device: str):
+    """(model, tokenizer, kind) for the reward or process reward model at `path`, loaded once."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"reward_model: cannot load a model from {path!r}: {exc}") from None
+    architectures = " ".join(config.architectures or [])
+    if "TokenClassification" in architectures:
+        kind, auto = "process", AutoModelForTokenClassification
+    elif "SequenceClassification" in architectures and config.num_labels == 1:
+        kind, auto = "outcome", AutoModelForSequenceClassification
+    else:
+        raise UserError(f"reward_model: {path} is a {architectures or config.model_type}; a reward model is a sequence "
+                        "classifier with one output (method: reward) or a token classifier with two labels (method: prm)")
+    model = auto.from_pretrained(path).to(_device(device)).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, kind
+
+
+def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_separator: str = "\n",
+                        max_length: int = 1024, batch_size: int = 16, device: str = "auto",
+                        prompts=None, **_columns) -> list[float]:
+    """Each completion's score by the reward model or process reward model at `path`."""
+    if aggregate not in AGGREGATES:
+        raise UserError(f"reward_model: aggregate is {aggregate!r}; one of {', '.join(AGGREGATES)}")
+    model, tokenizer, kind = load_verifier_model(path, device)
+    prompts = prompts if prompts is not None else [""] * len(completions)
+    if kind == "outcome":
+        texts = [sequence_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
+        return sequence_scores(model, tokenizer, texts, max_length, batch_size)
+    records = [{"prompt": p, "completions": [s for s in completion_text(c).split(step_separator) if s.strip()]}
+               for p, c in zip(prompts, completions)]
+    options = {"separator": step_separator, "max_length": max_length}
+    rated = step_scores(model, tokenizer, records, options, batch_size)
+    return [aggregate_scores(steps, aggregate) for steps in rated]
+
+
+def check_options(*, aggregate: str = "min", **_) -> None:
+    """Checked when the recipe loads (recipe/check.py): raises ValueError naming the option."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate is {aggregate!r}; one of {', '.join(AGGREGATES)}")
+
+
+reward_model_reward.check_options = check_options
