@@ -174,14 +174,14 @@ def throughput(rounds: int, only: set[str]) -> None:
 
 def worst_latency(only: set[str]) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "unit"))
-    from test_reward_bounds import COLUMNS, OPTIONS, PATHOLOGICAL  # the same inputs the test uses
+    from test_reward_bounds import COLUMNS, OPTIONS, PATHOLOGICAL, model_options  # the test's inputs
 
     bounds = {"math": 2.0, "ifeval": 2.0, "code": 10.0, "verifier": 2.0}
     print(f"\n{'reward':20s} {'bound':>6s} {'worst':>7s} {'back-to-back':>13s}  worst input (1 MB inputs; default bounds)")
     for name in sorted(REWARDS):
         if only and name not in only:
             continue
-        reward = build_reward(name, OPTIONS.get(name, {}))
+        reward = build_reward(name, {**OPTIONS.get(name, {}), **model_options(name)})
         worst, which, chained = 0.0, "", 0.0
         for label, text in PATHOLOGICAL.items():  # each on warm workers: the per-input bound
             reward.warm()

@@ -56,6 +56,31 @@ COLUMNS = {
     "non_stop_penalty": {"completion_ids": [[0] * 10]},
 }
 OPTIONS = {"overlong_penalty": {"max_length": 20, "cache": 5}, "non_stop_penalty": {"max_completion_length": 20}}
+COLUMNS["reward_model"] = {"prompts": ["Q"]}
+
+
+def model_options(name: str) -> dict:
+    """A reward that needs a trained model gets a tiny process reward model (random head),
+    built once per process: the bound is about the input, not what the model learned."""
+    if name != "reward_model":
+        return {}
+    global _TINY_PRM
+    if _TINY_PRM is None:
+        import tempfile
+
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        from posttrain.recipe import TinyModelSpec
+        from posttrain.tiny import tiny_model_path
+
+        base = tiny_model_path(TinyModelSpec())
+        _TINY_PRM = tempfile.mkdtemp(prefix="posttrain-tiny-prm-")
+        AutoModelForTokenClassification.from_pretrained(base, num_labels=2).save_pretrained(_TINY_PRM)
+        AutoTokenizer.from_pretrained(base).save_pretrained(_TINY_PRM)
+    return {"path": _TINY_PRM, "device": "cpu"}
+
+
+_TINY_PRM = None
 
 
 def _bound(name: str) -> float:
@@ -72,7 +97,7 @@ def _names():
 @pytest.mark.parametrize("name", sorted(REWARDS))
 def test_no_pathological_input_holds_a_reward_past_its_bound_or_makes_it_raise(name):
     assert name in _names()
-    reward = build_reward(name, {**BOUNDED.get(name, {}), **OPTIONS.get(name, {})})
+    reward = build_reward(name, {**BOUNDED.get(name, {}), **OPTIONS.get(name, {}), **model_options(name)})
     slow = []
     for label, text in PATHOLOGICAL.items():
         # A worker killed at its bound is replaced by one that warms up (imports sympy or nltk)

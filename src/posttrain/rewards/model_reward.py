@@ -49,19 +49,37 @@ def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_le
     separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
     if not separator_ids:
         raise ValueError(f"step_separator {separator!r} has no tokens")
-    ids, positions = list(prompt_ids), []
-    completion = 0
-    for step in steps:
-        step_ids = tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
-        ids += step_ids
-        completion += len(step_ids)
-        positions.append(len(ids) - 1)
-        if max_completion_length is not None and completion >= max_completion_length:
-            break
-    limit = len(prompt_ids) + (max_completion_length if max_completion_length is not None else len(ids))
+    limit = len(prompt_ids) + (max_completion_length if max_completion_length is not None else 1 << 62)
     if max_length is not None:
         limit = min(limit, max_length)
+    ids, positions = list(prompt_ids), []
+    for step in steps:
+        if len(ids) >= limit:
+            break  # the rest would be cut: not tokenised at all (a 1 MB completion stays cheap)
+        step_ids = tokenizer(_cut(tokenizer, step, limit - len(ids)), add_special_tokens=False)["input_ids"] + separator_ids
+        ids += step_ids
+        positions.append(len(ids) - 1)
     return ids[:limit], [p for p in positions if p < limit]
+
+
+def longest_token(tokenizer) -> int:
+    """The most characters one token of `tokenizer` stands for (64 if it has no vocabulary)."""
+    cached = getattr(tokenizer, "_posttrain_longest_token", None)
+    if cached is None:
+        vocabulary = getattr(tokenizer, "get_vocab", None)
+        cached = max((len(t) for t in vocabulary()), default=64) if vocabulary else 64
+        try:
+            tokenizer._posttrain_longest_token = cached
+        except AttributeError:
+            pass
+    return cached
+
+
+def _cut(tokenizer, text: str, tokens: int) -> str:
+    """`text` cut where it certainly holds more than `tokens` tokens: the tokens before the cut
+    are the same as the whole text's (only those near the cut can change)."""
+    keep = (tokens + 8) * max(1, longest_token(tokenizer))
+    return text if len(text) <= keep else text[:keep]
 
 
 def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16) -> list[list[float]]:
@@ -99,6 +117,8 @@ def sequence_scores(model, tokenizer, texts: list[str], max_length: int | None, 
 
     device = next(model.parameters()).device
     scores: list[float] = []
+    if max_length is not None:  # a long text is cut before tokenising: truncation keeps its start anyway
+        texts = [_cut(tokenizer, t, max_length) for t in texts]
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start: start + batch_size], return_tensors="pt", padding=True,
                             truncation=max_length is not None, max_length=max_length,
