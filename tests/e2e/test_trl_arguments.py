@@ -13,8 +13,9 @@ from posttrain.trainers.skeleton import build_trainer, config_class
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-SMOKES = {"sft": "tulu3/smoke-sft.yaml", "dpo": "tulu3/smoke-dpo.yaml", "rlvr": "tulu3/smoke-rlvr.yaml",
-          "kto": "kto/smoke.yaml", "reward": "quickstart/reward.yaml"}
+SMOKES = {"sft": "recipes/tulu3/smoke-sft.yaml", "dpo": "recipes/tulu3/smoke-dpo.yaml",
+          "rlvr": "recipes/tulu3/smoke-rlvr.yaml", "kto": "recipes/kto/smoke.yaml",
+          "reward": "recipes/quickstart/reward.yaml", "prm": "tests/e2e/prm-smoke.yaml"}
 
 
 def test_every_method_has_a_smoke_recipe_here():
@@ -23,7 +24,7 @@ def test_every_method_has_a_smoke_recipe_here():
 
 @pytest.mark.parametrize("method", sorted(SMOKES))
 def test_the_recorded_trainer_block_rebuilds_the_trainers_config(method, tmp_path):
-    loaded = load_run(REPO / "recipes" / SMOKES[method], [f"run.dir={tmp_path}"])
+    loaded = load_run(REPO / SMOKES[method], [f"run.dir={tmp_path}"])
     assert loaded.spec.method == method
     run = RunDir(loaded.run_dir)
     prepare(run, resume=False, overwrite=False)

