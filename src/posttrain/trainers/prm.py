@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 
-from posttrain.data.loading import build_mixture, held_out, load_source, to_dataset
+from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import encode, step_scores
 from posttrain.rundir import EvalDir, write_atomic
@@ -78,9 +78,8 @@ def data(context: Context) -> TrainData:
     print(f"posttrain: {len(train)} step-labelled solutions, {steps} steps ({wrong} incorrect)"
           + (f"; {dropped} dropped: the prompt alone fills max_length" if dropped else ""))
     groups: dict[str, list[dict]] = {}
-    if loaded.spec.data.eval:
-        for source in loaded.spec.data.eval:
-            groups[source.label] = load_source(source, context.data_kind).records
+    if loaded.spec.data.eval:  # each evaluation source on its own (held_out read them already)
+        groups = {item.label: item.records for item in eval_sources}
     elif evaluation is not None:
         groups[HELD_OUT] = evaluation
     context.extra["eval_groups"] = groups

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from posttrain.data.loading import build_mixture, held_out, load_source, to_dataset
+from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import sequence_scores, sequence_text
 from posttrain.rundir import EvalDir, write_atomic
@@ -41,9 +41,8 @@ def data(context: Context) -> TrainData:
     max_length, overlong = context.args.get("max_length", 1024), loaded.spec.data.overlong
     groups: dict[str, list[dict]] = {}
     if loaded.spec.data.eval:  # each evaluation source on its own, for accuracy per source
-        for source in loaded.spec.data.eval:
-            groups[source.label] = usable_pairs(load_source(source, context.data_kind).records, tokenizer,
-                                                max_length, overlong)[0]
+        for item in eval_sources:  # held_out read them already
+            groups[item.label] = usable_pairs(item.records, tokenizer, max_length, overlong)[0]
     elif evaluation is not None:
         groups[HELD_OUT] = evaluation
     fingerprints = common.source_records(sources + eval_sources)
