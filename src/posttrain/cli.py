@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     trees.add_argument("--reward", default="verifier", help="rates final answers: a name or a mapping with options, "
                        "e.g. '{name: math, timeout: 2}' (default: the record's verifier)")
     trees.add_argument("--stage", help="a pipeline's or experiment's stage whose data.train holds the task records")
-    trees.add_argument("--judge", help="step checker: 'arithmetic' or a dotted path module:function")
+    trees.add_argument("--judge", help="step checker: 'arithmetic', a dotted path module:function, or a model judge "
+                       "'{name: reward_model, path: PRM}' / '{name: llm_judge, path: LM}'")
     trees.add_argument("--seed", type=int, default=0)
     gen = data_commands.add_parser("generate", help="write generated task records as JSONL")
     gen.add_argument("task")
@@ -397,6 +398,21 @@ def _reward_argument(text: str):
                         f"'{{name: math, timeout: 2}}' ({str(exc).splitlines()[0]})") from None
 
 
+def _judge_argument(text: str | None):
+    """--judge: a task's judge or a dotted path, or a YAML mapping for a model judge."""
+    if text is None or not text.lstrip().startswith("{"):
+        return text
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"--judge {text!r}: not a YAML mapping ({str(exc).splitlines()[0]})") from None
+    if not isinstance(value, dict) or "name" not in value:
+        raise UserError(f"--judge {text!r}: expected e.g. '{{name: reward_model, path: runs/x/prm/final}}'")
+    return value
+
+
 def _build_trees(args) -> int:
     from posttrain.data.build_trees import build_trees
     from posttrain.data.loading import load_source
@@ -415,7 +431,7 @@ def _build_trees(args) -> int:
     try:
         trees, stats = build_trees(model, tokenizer, records, width=args.width, depth=args.depth, beam=args.beam,
                                    temperature=args.temperature, step_tokens=args.step_tokens, reward=reward,
-                                   judge=args.judge, seed=args.seed)
+                                   judge=_judge_argument(args.judge), seed=args.seed)
     except LookupError as exc:
         raise UserError(f"--judge/--reward: {exc}") from None
     output = _write_output(args.output, "".join(json.dumps(t) + "\n" for t in trees))

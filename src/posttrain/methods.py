@@ -89,17 +89,20 @@ def check_generation_groups(loaded) -> None:
 def check_reward_model(loaded) -> None:
     """A reward model scores sequences and cannot generate: the eval block's generation-based
     evaluation does not apply (the run reports pairwise accuracy on held-out pairs instead)."""
-    if loaded.spec.eval is not None:
-        raise loaded.error(("eval",), "a reward model does not generate: remove the eval block; the run reports "
-                           "pairwise accuracy on data.eval (or data.eval_fraction / eval_size) pairs")
+    if loaded.spec.eval is not None and loaded.spec.eval.test_time is None:
+        raise loaded.error(("eval",), "a reward model does not generate: its eval block can only give test_time: "
+                           "curves of the model the run starts from, ranked by the trained one (docs/verifiers.md); "
+                           "otherwise remove it: the run reports pairwise accuracy on data.eval (or "
+                           "data.eval_fraction / eval_size) pairs")
 
 
 def check_prm(loaded) -> None:
     """A process reward model rates steps and cannot generate (as a reward model)."""
-    if loaded.spec.eval is not None:
-        raise loaded.error(("eval",), "a process reward model does not generate: remove the eval block; the run "
-                           "reports step accuracy and first-wrong-step accuracy on data.eval (or data.eval_fraction / "
-                           "eval_size) records")
+    if loaded.spec.eval is not None and loaded.spec.eval.test_time is None:
+        raise loaded.error(("eval",), "a process reward model does not generate: its eval block can only give "
+                           "test_time: curves of the model the run starts from, guided by the trained PRM "
+                           "(docs/verifiers.md); otherwise remove it: the run reports step accuracy and first-wrong-"
+                           "step accuracy on data.eval (or data.eval_fraction / eval_size) records")
     threshold = loaded.spec.trainer.get("threshold", 0.5)
     if not 0 < threshold < 1:
         raise loaded.error(("trainer", "threshold"), f"threshold is {threshold}; a probability between 0 and 1")

@@ -239,6 +239,10 @@ class RunDir:
     def adapter(self) -> Path:
         return self.path / "adapter"
 
+    def sampled_trees(self, index: int) -> Path:
+        """The reasoning trees a run sampled for its index-th `build_trees:` source."""
+        return self.path / "trees" / f"source-{index}.jsonl"
+
     @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
@@ -316,6 +320,22 @@ class EvalDir:
     @property
     def baseline(self) -> Path:
         return self.path / "baseline.json"
+
+    @property
+    def test_time(self) -> Path:
+        return self.path / "test_time.json"
+
+    @property
+    def test_time_markdown(self) -> Path:
+        return self.path / "test_time.md"
+
+    @property
+    def test_time_plot(self) -> Path:
+        return self.path / "test_time.png"
+
+    @property
+    def test_time_questions(self) -> Path:
+        return self.path / "test_time.jsonl"
 
 
 @dataclass(frozen=True)

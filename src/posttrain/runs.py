@@ -37,6 +37,61 @@ def evaluate_model(loaded: LoadedRecipe, model_dir: str, device: Device, dataset
     return evaluate_datasets(model, tokenizer, datasets, loaded.spec.eval)
 
 
+def generates(loaded: LoadedRecipe) -> bool:
+    """Whether the method's model writes answers (a causal LM), or rates them (reward, prm)."""
+    from posttrain.methods import METHODS
+
+    return METHODS[loaded.spec.method].model == "causal_lm"
+
+
+def test_time_models(loaded: LoadedRecipe, model_dir: str | None) -> tuple[str, str | None, object]:
+    """(the policy, the PRM that guides search, the verifier that ranks answers) of the test-time
+    curves. A generating run: its own final/, eval.test_time.prm, and that PRM as the verifier.
+    A reward or process reward model's run: the policy is the model it started from, and the
+    run's final/ is the PRM (prm) or the verifier (reward), unless test_time names others."""
+    from posttrain.recipe.schema import RewardRef
+
+    run, spec = RunDir(loaded.run_dir), loaded.spec.eval.test_time
+    policy, prm, ranker = model_dir or str(run.final), spec.prm, spec.prm
+    if not generates(loaded):
+        policy = model_dir or common.model_path(loaded)
+        if loaded.spec.method == "prm":
+            prm = prm or str(run.final)
+            ranker = prm
+        else:
+            ranker = str(run.final)
+    verifier = spec.verifier
+    if verifier is None and ranker is not None:
+        verifier = RewardRef(name="reward_model", path=ranker, aggregate=spec.aggregate)
+    return policy, prm, verifier
+
+
+def evaluate_test_time(loaded: LoadedRecipe, outputs: EvalDir, device: Device, datasets: dict,
+                       model_dir: str | None = None) -> dict:
+    """eval.test_time: the curves, on every eval.data record together, into `outputs`."""
+    from posttrain.evaluation.test_time import run_test_time, write_test_time
+
+    policy, prm, verifier = test_time_models(loaded, model_dir)
+    if generates(loaded):
+        model, tokenizer = common.load_model_and_tokenizer(loaded, device, path=policy, preflight=False)
+    else:  # the run trained a classifier; the policy is the causal LM it started from
+        from transformers import AutoModelForCausalLM
+
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(policy), common.load_tokenizer(loaded, policy)
+    if device.cuda:
+        model = model.to("cuda")
+    records = [r for rs in datasets.values() for r in rs]
+    report, rows = run_test_time(model, tokenizer, records, loaded.spec.eval, prm=prm, verifier=verifier,
+                                 policy_name=policy,
+                                 hardware=common.hardware_name(device))
+    write_test_time(outputs, report, rows)
+    for strategy, points in report["curves"].items():
+        print(f"posttrain: test-time {strategy}: " + ", ".join(f"N={p['budget']} {100 * p['accuracy']:.1f}%"
+                                                              for p in points))
+    print(f"posttrain: test-time curves in {outputs.test_time_markdown} and {outputs.test_time_plot.name}")
+    return report
+
+
 def report_header(loaded: LoadedRecipe) -> dict:
     spec = loaded.spec.eval
     return {"data": [s.label for s in spec.data], "reward": spec.reward.label, "samples_per_prompt": spec.n,
@@ -138,10 +193,12 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
         common.finish_tracking({})  # W&B resumes the same run id with --resume
         raise
 
-    if evaluating:
+    if evaluating and generates(loaded):
         report["trained"], samples = evaluate_model(loaded, str(run.final), device, datasets)
         write_report(outputs, report, samples)
         print(f"posttrain: held-out accuracy after training: {_percent(report['trained'])}")
+    if evaluating and loaded.spec.eval.test_time is not None:
+        report["test_time"] = evaluate_test_time(loaded, outputs, device, datasets)
     common.finish_tracking({f"eval/{k}_accuracy": v["accuracy"] for k, v in report.items()
                             if k in ("baseline", "trained")})
     if hub_push.wants_push(loaded) and is_main_process():
@@ -164,11 +221,15 @@ def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | N
         raise UserError(f"{model_dir}: no model there (config.json missing); pass --model DIR")
     path = common.model_path(loaded) if model_dir == "tiny" else model_dir
     report = report_header(loaded)
-    report["model_path"] = path
-    report["model"], samples = evaluate_model(loaded, path, Device.detect(), eval_datasets(loaded))
     outputs = EvalDir(Path(output) if output else run.eval_dir)
-    write_report(outputs, report, samples)
-    print(f"posttrain: accuracy {_percent(report['model'])}; report in {outputs.path}")
+    datasets = eval_datasets(loaded)
+    if generates(loaded):
+        report["model_path"] = path
+        report["model"], samples = evaluate_model(loaded, path, Device.detect(), datasets)
+        write_report(outputs, report, samples)
+        print(f"posttrain: accuracy {_percent(report['model'])}; report in {outputs.path}")
+    if loaded.spec.eval.test_time is not None:
+        report["test_time"] = evaluate_test_time(loaded, outputs, Device.detect(), datasets, model_dir)
     return report
 
 

@@ -10,8 +10,10 @@ Ratings:
 - a step with a final answer: the task's verifier (the record's `verifier`, or a named reward)
   decides; a wrong answer's critique says which answer was expected;
 - a step checker, where the task allows one (`arithmetic`: each step is compared with the worked
-  solution's step, and the critique names the slip), or a judge function named by dotted path,
-  `judge(record, previous_steps, step) -> (rating, critique) | None` (None: cannot tell);
+  solution's step, and the critique names the slip), a judge function named by dotted path,
+  `judge(record, previous_steps, step) -> (rating, critique) | None` (None: cannot tell), or a
+  model that rates steps (`{name: reward_model, path: PRM}`, `{name: llm_judge, path: LM}`:
+  rewards/model_reward.py, rewards/llm_judge.py), which rates each level's steps in batches;
 - otherwise final-answer correctness propagates up: a step is correct when some continuation
   below it reaches the right answer, else incorrect ("no continuation from here reached ...").
 
@@ -98,9 +100,14 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
                 if score < 1.0:
                     node.rating = "incorrect"
                     node.critique = f"the final answer {node.answer} is wrong; it is {records[i]['ground_truth']}."
-        for i, node in created:
-            verdict = judge(records[i], path(i, nodes[i][node.parent]) if node.parent else [], node.text) \
-                if judge is not None else None
+        items = [(records[i], path(i, nodes[i][node.parent]) if node.parent else [], node.text) for i, node in created]
+        if judge is None:
+            verdicts = [None] * len(items)
+        elif hasattr(judge, "rate_many"):  # a model judge rates a level's steps in batches
+            verdicts = judge.rate_many(items)
+        else:
+            verdicts = [judge(*item) for item in items]
+        for (i, node), verdict in zip(created, verdicts):
             if verdict is None:
                 continue
             if node.rating is None:

@@ -159,8 +159,9 @@ def _convert(records: list[dict], where: list[str], format_name: str) -> list[di
     return converted
 
 
-def load_source(source, kind: str) -> LoadedSource:
-    """Read one source, rename its columns and check every record against `kind`."""
+def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
+    """Read one source, rename its columns and check every record against `kind`.
+    `tree_builder(source, task_records) -> trees` samples a `build_trees:` source's trees."""
     if source.path is not None:
         path = Path(source.path)
         records, where = _read_file(path, source.max_record_mb)
@@ -180,12 +181,27 @@ def load_source(source, kind: str) -> LoadedSource:
         where = [f"task {source.task}: record {i}" for i in range(len(records))]
     if source.columns:
         records = [_rename(r, source.columns) for r in records]
-    if source.traces is not None:
+    building = getattr(source, "build_trees", None) is not None
+    if source.traces is not None and not building:
         records, where = _traces(records, where, source)
     if source.format is not None:
         records = _convert(records, where, source.format)
     if source.system_prompt is not None:
         records = [_with_system_prompt(r, source.system_prompt) for r in records]
+    if building:
+        if tree_builder is None:
+            raise DataError(f"{source.label}: build_trees sources are sampled by the prm trainer only")
+        tasks = []
+        for record, location in zip(records, where):
+            try:
+                tasks.append(normalise(record, "task"))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(f"{location}: {exc}") from None
+        trees = tree_builder(source, tasks)
+        if not trees:
+            raise DataError(f"{source.label}: no tree sampled from the model has a correct path; sample wider "
+                            "(build_trees.width), deeper, or set include_gold: true")
+        records, where = _traces(trees, [f"{source.label}: sampled tree {i}" for i in range(len(trees))], source)
     if not records:
         raise DataError(f"{source.label}: no records")
     if getattr(source, "on_policy", None) is not None:
@@ -231,7 +247,7 @@ def _keep_columns(records: list[dict], kind: str) -> list[dict]:
 
 
 def build_mixture(sources, kind: str, seed: int, decontaminate=None,
-                  pair_sampler=None) -> tuple[list[dict], list[LoadedSource]]:
+                  pair_sampler=None, tree_builder=None) -> tuple[list[dict], list[LoadedSource]]:
     """Load, weight, mix and shuffle sources. `decontaminate` is (EvalIndex, threshold, drop):
     records overlapping an evaluation set are counted per source, and dropped if asked.
     `pair_sampler(source, records)` turns an on-policy source's task records into pairs."""
@@ -240,7 +256,7 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
     formats: dict[tuple, str] = {}  # column sets -> the first source with them
     typed: dict[tuple, str] = {}  # columns with text or messages -> the first source with them
     for source in sources:
-        item = load_source(source, kind)
+        item = load_source(source, kind, tree_builder)
         if decontaminate is not None:
             index, threshold, drop = decontaminate
             flagged = set(contaminated(item.records, index, threshold))
@@ -280,12 +296,13 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
     return mixed, loaded
 
 
-def held_out(data_spec, train: list[dict], kind: str, seed: int) -> tuple[list[dict], list[dict] | None, list]:
+def held_out(data_spec, train: list[dict], kind: str, seed: int,
+             tree_builder=None) -> tuple[list[dict], list[dict] | None, list]:
     """(train, eval records or None, the eval sources read): `data.eval` sources, or the first
     `data.eval_fraction` (or `data.eval_size` records) of the shuffled training mixture, taken
     out of it."""
     if data_spec.eval:
-        evaluation, sources = build_mixture(data_spec.eval, kind, seed)
+        evaluation, sources = build_mixture(data_spec.eval, kind, seed, tree_builder=tree_builder)
         return train, evaluation, sources
     if data_spec.eval_fraction or data_spec.eval_size:
         cut = data_spec.eval_size or max(1, round(len(train) * data_spec.eval_fraction))

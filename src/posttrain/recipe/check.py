@@ -17,12 +17,12 @@ from pydantic import BaseModel, ValidationError
 from posttrain.errors import RecipeError, did_you_mean
 from posttrain.methods import METHOD_KEYS, METHODS, methods_taking
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate
-from posttrain.recipe.schema import DataSource, Recipe, RewardRef
+from posttrain.recipe.schema import SEARCH_STRATEGIES, DataSource, Recipe, RewardRef
 from posttrain.recipe.trl_fields import (PEFT_BOUNDS, TRAINER_BOUNDS, check_dataclass_block, check_values, managed_keys,
                                          peft_fields, trainer_fields)
 from posttrain.rewards import REWARDS, resolve_reward, reward_options
 from posttrain.rundir import holds_model, run_path
-from posttrain.tasks import TASKS
+from posttrain.tasks import TASKS, check_judge_ref
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -228,6 +228,35 @@ def check(loaded: LoadedRecipe) -> None:
         check_reward(loaded.error, loaded.raw, ("eval", "reward"), spec.eval.reward)
         if spec.eval.select_reward:
             check_reward(loaded.error, loaded.raw, ("eval", "select_reward"), spec.eval.select_reward)
+        _check_test_time(loaded)
+
+
+def _check_test_time(loaded: LoadedRecipe) -> None:
+    """eval.test_time has the models its strategies need; a method whose model rates answers
+    (reward, prm) evaluates the model it starts from, by test-time curves only."""
+    spec, evaluation = loaded.spec, loaded.spec.eval
+    test_time, generating = evaluation.test_time, METHODS[spec.method].model == "causal_lm"
+    if not generating:  # the method's own check asks for test_time
+        if evaluation.baseline:
+            raise loaded.error(("eval", "baseline"), f"method {spec.method}: there is no before and after of the "
+                               "policy to compare; remove baseline")
+    if test_time is None:
+        return
+    has_prm = test_time.prm is not None or spec.method == "prm"
+    searching = [s for s in test_time.strategies if s in SEARCH_STRATEGIES]
+    if searching and not has_prm:
+        raise loaded.error(("eval", "test_time", "prm"), f"{', '.join(searching)} need a process reward model to "
+                           "guide the search: give test_time.prm (a method: prm run's final/)")
+    ranking = [s for s in test_time.strategies if s in ("best_of_n", "weighted_majority")]
+    if ranking and not (has_prm or test_time.verifier is not None or spec.method == "reward"):
+        raise loaded.error(("eval", "test_time", "verifier"), f"{', '.join(ranking)} need a verifier to rank "
+                           "answers: give test_time.verifier (a reward, e.g. {name: reward_model, path: ...}) "
+                           "or test_time.prm")
+    if test_time.verifier is not None:
+        check_reward(loaded.error, loaded.raw, ("eval", "test_time", "verifier"), test_time.verifier)
+    if "lookahead" in test_time.strategies and test_time.lookahead == 0:
+        raise loaded.error(("eval", "test_time", "lookahead"), "strategy lookahead with lookahead: 0 is beam search; "
+                           "give lookahead >= 1")
 
 
 _KEY_NAMES = {"rewards": "rewards are used", "dynamic_sampling": "dynamic sampling is",
@@ -345,6 +374,14 @@ def _written(raw, path: KeyPath):
     return raw
 
 
+def check_judge(error, path: KeyPath, judge) -> None:
+    """A step judge: a task's, a dotted path, or a model judge with its options (tasks.resolve_judge)."""
+    try:
+        check_judge_ref(judge)
+    except (LookupError, ValueError) as exc:
+        raise error(path, str(exc)) from None
+
+
 def check_reward(error, raw: dict, path: KeyPath, ref: RewardRef | str):
     """A reward reference (a name, or a block with options) names a reward that exists and
     takes those options. `error(path, message)` makes the error; `raw` is the recipe's data as
@@ -406,3 +443,12 @@ def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSour
                 raise loaded.error((*path, "split"), "a task split is 'train' or 'heldout'")
         if source.on_policy is not None:
             check_reward(loaded.error, loaded.raw, (*path, "on_policy", "reward"), source.on_policy.reward)
+        if source.build_trees is not None:
+            if loaded.spec.method != "prm":
+                raise loaded.error((*path, "build_trees"), "trees are sampled from the starting model by method: prm "
+                                   f"only, not {loaded.spec.method}; build them with posttrain data build-trees")
+            if source.traces is None:
+                raise loaded.error((*path, "build_trees"), "sampled trees become training records through "
+                                   "traces: add traces: {kind: steps}")
+            check_reward(loaded.error, loaded.raw, (*path, "build_trees", "reward"), source.build_trees.reward)
+            check_judge(loaded.error, (*path, "build_trees", "judge"), source.build_trees.judge)

@@ -22,11 +22,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from posttrain.errors import RecipeError, UserError
-from posttrain.recipe.check import LoadedRecipe, check_reward, pydantic_error, validate
+from posttrain.recipe.check import LoadedRecipe, check_judge, check_reward, pydantic_error, validate
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
 from posttrain.recipe.schema import ExperimentSpec, TracesSpec
 from posttrain.rundir import GroupDir, name_problem, run_path
-from posttrain.tasks import resolve_judge
 
 
 @dataclass(frozen=True)
@@ -359,10 +358,7 @@ def _load_experiment(data: dict, origins, source: Path) -> Experiment:
     seeds = spec.phase2.get("seeds", [0, 1, 2])
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise error(("phase2", "seeds"), f"expected a non-empty list of integers, e.g. [0, 1, 2] (got {seeds!r})")
-    try:
-        resolve_judge(spec.trees.judge)
-    except LookupError as exc:
-        raise error(("trees", "judge"), str(exc)) from None
+    check_judge(error, ("trees", "judge"), spec.trees.judge)
     check_reward(error, data, ("trees", "reward"), spec.trees.reward)
     root = _experiment_group(spec, source).path
     phase1 = _validate_phase(_phase_recipe(data, "phase1", {"run": {"name": "phase1", "dir": str(root)}}),

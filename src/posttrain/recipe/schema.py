@@ -137,6 +137,24 @@ class OnPolicySpec(_Block):
     seed: int = 0
 
 
+class TreeBuildSpec(_Block):
+    """How reasoning trees are sampled from a model (posttrain/data/build_trees.py): the
+    experiment's `trees:` block, `posttrain data build-trees`, and a data source's `build_trees:`."""
+
+    width: int = Field(4, gt=0)
+    depth: int = Field(8, gt=0)
+    beam: int = Field(2, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    step_tokens: int = Field(32, gt=0)
+    reward: RewardField = RewardRef(name="verifier")
+    # A step judge: a task's by the task's name, a dotted path, or a model that rates steps,
+    # {name: reward_model, path: PRM, threshold: 0.5} or {name: llm_judge, path: LM, ...} (docs/verifiers.md).
+    judge: str | RewardRef | None = None
+    include_gold: bool = False
+    batch_size: int = Field(64, gt=0)  # prompts per generate call
+    seed: int = 0
+
+
 class DataSource(_Block):
     """One dataset: a local file (`path`), a hub dataset (`hub`) or a generated task (`task`)."""
 
@@ -157,6 +175,8 @@ class DataSource(_Block):
     system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
     traces: TracesSpec | None = None  # the records are reasoning trees: build these traces
     on_policy: OnPolicySpec | None = None  # DPO: task records -> pairs sampled from the policy
+    # prm: task records -> reasoning trees sampled from the model the run starts from, then `traces`
+    build_trees: TreeBuildSpec | None = None
     max_record_mb: float = Field(8.0, gt=0)  # a record (a line of a file) over this size is an error
 
     @model_validator(mode="after")
@@ -335,6 +355,39 @@ class RunSpec(_Block):
         return value
 
 
+STRATEGIES = ("majority", "best_of_n", "weighted_majority", "beam_search", "lookahead", "dvts")
+SEARCH_STRATEGIES = ("beam_search", "lookahead", "dvts")
+
+
+class TestTimeSpec(_Block):
+    """Test-time compute curves (posttrain/evaluation/test_time.py, docs/verifiers.md): each
+    strategy at each budget (N generations per question), its accuracy and generated tokens,
+    questions binned by difficulty, the best strategy per bin and budget."""
+
+    budgets: list[int] = Field([1, 2, 4, 8, 16], min_length=1)
+    strategies: list[Literal[STRATEGIES]] = ["majority", "best_of_n", "weighted_majority", "beam_search"]
+    # The process reward model that guides search and, unless `verifier` says otherwise, ranks
+    # whole answers; for method: prm (and reward) the run's own final/ when not given.
+    prm: str | None = None
+    verifier: RewardField | None = None  # ranks whole answers (best_of_n, weighted_majority)
+    aggregate: Literal["min", "last", "product", "mean"] = "last"  # a PRM's step scores -> one score
+    beam_width: int = Field(4, gt=0)  # M: candidates sampled from each kept beam (N/M beams kept)
+    lookahead: int = Field(1, ge=0)  # steps rolled out greedily to score a candidate (strategy lookahead)
+    max_steps: int = Field(8, gt=0)
+    step_tokens: int = Field(32, gt=0)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    bins: int = Field(5, gt=0)  # difficulty levels, by the model's own pass rate (1: easiest)
+    batch_size: int = Field(64, gt=0)  # prompts per generate call
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _budgets(self):
+        if any(b < 1 for b in self.budgets) or sorted(set(self.budgets)) != self.budgets:
+            raise ValueError(f"budgets must be increasing whole numbers >= 1; got {self.budgets}")
+        return self
+
+
 class EvalSpec(_Block):
     """Sample answers for held-out tasks after training and score them with a reward."""
 
@@ -349,6 +402,7 @@ class EvalSpec(_Block):
     max_new_tokens: int = Field(64, gt=0)
     batch_size: int = Field(64, gt=0)  # prompts per generate call
     baseline: bool = False  # also score the model before training
+    test_time: TestTimeSpec | None = None  # test-time compute curves (docs/verifiers.md)
 
     @model_validator(mode="after")
     def _sampling(self):
@@ -399,20 +453,11 @@ Recipe.model_rebuild()
 # ----------------------------------------------------------------------------- experiments
 
 
-class TreesSpec(_Block):
+class TreesSpec(TreeBuildSpec):
     """The journey-vs-shortcut experiment's `trees:` block: reasoning trees sampled from the
     phase-1 model for `questions` (posttrain data build-trees takes the same settings)."""
 
     questions: DataSource
-    width: int = Field(4, gt=0)
-    depth: int = Field(8, gt=0)
-    beam: int = Field(2, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    step_tokens: int = Field(32, gt=0)
-    reward: RewardField = RewardRef(name="verifier")
-    judge: str | None = None  # a task's step judge by the task's name, or a dotted path
-    include_gold: bool = False
-    seed: int = 0
 
 
 class ExperimentSpec(_Block):

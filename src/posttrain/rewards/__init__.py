@@ -24,7 +24,8 @@ from posttrain.rewards.format import (non_stop_penalty_reward, overlong_penalty_
                                       tag_count_reward, think_format_reward)
 from posttrain.rewards.ifeval import ifeval_reward
 from posttrain.rewards.math_answer import math_reward
-from posttrain.rewards.model_reward import reward_model_reward
+from posttrain.rewards.llm_judge import LLMStepJudge, llm_judge_reward
+from posttrain.rewards.model_reward import PRMStepJudge, reward_model_reward
 from posttrain.rewards.numeric import numeric_reward
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ REWARDS: dict[str, Callable] = {
     "non_stop_penalty": non_stop_penalty_reward,
     "countdown": countdown_reward,
     "reward_model": reward_model_reward,  # a trained reward or process reward model (model_reward.py)
+    "llm_judge": llm_judge_reward,  # a causal LM with a template and a score parser (llm_judge.py)
 }
+# Models as step judges of reasoning trees, by the name a judge block gives: {name: reward_model, path: ...}.
+MODEL_JUDGES: dict[str, type] = {"reward_model": PRMStepJudge, "llm_judge": LLMStepJudge}
 
 
 def verifier_reward(completions, verifier, *, timeout: float = 2.0, **columns) -> list[float | None]:

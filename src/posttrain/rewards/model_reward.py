@@ -150,7 +150,8 @@ def aggregate_scores(steps: list[float], how: str) -> float:
     return sum(steps) / len(steps)
 
 
-def _device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """`auto`: this process's GPU (its LOCAL_RANK's) when there is one, else the CPU."""
     if device != "auto":
         return device
     import torch
@@ -176,7 +177,7 @@ def load_verifier_model(path: str, device: str):
     else:
         raise UserError(f"reward_model: {path} is a {architectures or config.model_type}; a reward model is a sequence "
                         "classifier with one output (method: reward) or a token classifier with two labels (method: prm)")
-    model = auto.from_pretrained(path).to(_device(device)).eval()
+    model = auto.from_pretrained(path).to(resolve_device(device)).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, kind
@@ -207,3 +208,39 @@ def check_options(*, aggregate: str = "min", **_) -> None:
 
 
 reward_model_reward.check_options = check_options
+
+
+class PRMStepJudge:
+    """A process reward model as the step judge of reasoning trees (data build-trees, the
+    experiment's trees, a prm source's build_trees): a step is correct when the PRM rates it
+    P(correct) >= threshold, given the question and the steps before it; a step past max_length
+    is left unrated (final-answer correctness then decides it)."""
+
+    def __init__(self, *, path: str, threshold: float = 0.5, step_separator: str = "\n", max_length: int = 1024,
+                 batch_size: int = 16, device: str = "auto"):
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold is {threshold}; it must be between 0 and 1")
+        self.path, self.threshold, self.device, self.batch_size = path, threshold, device, batch_size
+        self.options = {"separator": step_separator, "max_length": max_length}
+
+    def rate_many(self, items: list[tuple[dict, list[str], str]]) -> list[tuple[str, str] | None]:
+        if not items:
+            return []
+        model, tokenizer, kind = load_verifier_model(self.path, self.device)
+        if kind != "process":
+            raise UserError(f"judge reward_model: {self.path} rates whole answers; a step judge needs a process "
+                            "reward model (method: prm)")
+        records = [{"prompt": record["prompt"], "completions": [*previous, step]} for record, previous, step in items]
+        rated = step_scores(model, tokenizer, records, self.options, self.batch_size)
+        verdicts = []
+        for record, scores in zip(records, rated):
+            if len(scores) < len(record["completions"]):
+                verdicts.append(None)
+                continue
+            p = scores[-1]
+            verdicts.append(("correct", None) if p >= self.threshold else
+                            ("incorrect", f"the process reward model rates this step {p:.2f} (below {self.threshold})."))
+        return verdicts
+
+    def __call__(self, record, previous_steps, step):
+        return self.rate_many([(record, previous_steps, step)])[0]

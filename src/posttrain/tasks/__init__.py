@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from posttrain.rewards import resolve_reward
+from posttrain.rewards import MODEL_JUDGES, resolve_reward
 from posttrain.tasks.arithmetic import arithmetic, arithmetic_judge, arithmetic_pairs, arithmetic_solution, arithmetic_trees
 from posttrain.tasks.common import split_of
 from posttrain.tasks.countdown import countdown, countdown_apply, countdown_trees
@@ -26,10 +26,23 @@ SOLUTIONS: dict[str, Callable[[str], str | None]] = {"arithmetic": arithmetic_so
 
 
 def resolve_judge(judge):
-    """A step judge: a callable, a task's own by the task's name, or a dotted path (the rules
-    rewards follow); None stays None (no judge)."""
+    """A step judge: a callable, a task's own by the task's name, a dotted path (the rules
+    rewards follow), or a model that rates steps with its options, `{name: reward_model, path:
+    PRM, threshold: 0.5}` or `{name: llm_judge, path: LM}` (loaded when it first judges); None
+    stays None (no judge)."""
     if judge is None or callable(judge):
         return judge
+    if not isinstance(judge, str):
+        name, options = _judge_block(judge)
+        if name not in MODEL_JUDGES:
+            raise LookupError(f"unknown model judge '{name}' (model judges: {', '.join(MODEL_JUDGES)}; "
+                              f"a task's judge is named bare: {', '.join(JUDGES)})")
+        try:
+            return MODEL_JUDGES[name](**options)
+        except TypeError as exc:
+            raise LookupError(f"judge '{name}': {str(exc).split('__init__() ')[-1]}") from None
+        except ValueError as exc:
+            raise LookupError(f"judge '{name}': {exc}") from None
     if judge in JUDGES:  # a task's own step judge, by the task's name
         return JUDGES[judge]
     if ":" not in judge and "." not in judge:
@@ -38,8 +51,21 @@ def resolve_judge(judge):
     return resolve_reward(judge)  # the same dotted-path rules as rewards
 
 
+def _judge_block(judge) -> tuple[str, dict]:
+    if isinstance(judge, dict):
+        options = {k: v for k, v in judge.items() if k not in ("name", "on_error")}
+        return judge.get("name", ""), options
+    return judge.name, dict(judge.options)
+
+
+def check_judge_ref(judge) -> None:
+    """Raises LookupError when `judge` names no judge, or a model judge's options are wrong;
+    loads no model."""
+    resolve_judge(judge)
+
+
 def generate(task: str, n: int, split: str = "train", seed: int = 0, **options) -> list[dict]:
     return TASKS[task](n=n, split=split, seed=seed, **options)
 
 
-__all__ = ["TASKS", "JUDGES", "SOLUTIONS", "generate", "resolve_judge", "split_of", "countdown_apply"]
+__all__ = ["TASKS", "JUDGES", "SOLUTIONS", "generate", "resolve_judge", "check_judge_ref", "split_of", "countdown_apply"]

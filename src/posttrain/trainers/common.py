@@ -49,6 +49,24 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
+def hardware_name(device: Device) -> str:
+    """What ran it, in words: the GPU's name and count, or the CPU's model and its cores."""
+    import torch
+
+    if device.cuda:
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    model = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
+
+
 def environment_record(loaded: LoadedRecipe, device: Device, data_fingerprints: dict) -> dict:
     import torch
 

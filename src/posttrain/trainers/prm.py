@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import encode, step_scores
-from posttrain.rundir import EvalDir, write_atomic
+from posttrain.rundir import EvalDir, is_main_process, write_atomic
 from posttrain.errors import UserError
 from posttrain.trainers import common
 from posttrain.trainers.skeleton import Context, TrainData
@@ -65,10 +66,48 @@ def _examples(context: Context, records: list[dict]) -> tuple[list[dict], int]:
     return kept, len(examples) - len(kept)
 
 
+def tree_builder(context: Context):
+    """`build_trees:` sources: reasoning trees sampled from the model this run starts from (a
+    causal LM; the PRM is a token classifier made from it), rated as `posttrain data
+    build-trees` rates them; written to the run's trees/ directory."""
+    sampled = []
+
+    def build(source, tasks: list[dict]) -> list[dict]:
+        from transformers import AutoModelForCausalLM
+
+        from posttrain.data.build_trees import build_trees
+        from posttrain.data.onpolicy import agree_across_ranks
+
+        spec = source.build_trees
+        if "policy" not in context.extra:
+            policy = AutoModelForCausalLM.from_pretrained(common.model_path(context.loaded))
+            context.extra["policy"] = policy.to("cuda") if context.device.cuda else policy
+        started = time.monotonic()
+        trees, stats = build_trees(context.extra["policy"], context.tokenizer, tasks,
+                                   **spec.model_dump(exclude={"reward", "judge"}), reward=spec.reward, judge=spec.judge)
+        trees, stats = agree_across_ranks((trees, dict(stats)))  # every rank trains on rank 0's trees
+        path = context.run.sampled_trees(len(sampled))
+        if is_main_process():
+            path.parent.mkdir(exist_ok=True)
+            write_atomic(path, "".join(json.dumps(t) + "\n" for t in trees))
+        sampled.append(source.label)
+        context.extra.setdefault("sampled_trees", {})[source.label] = {**stats, "file": path.name,
+                                                                        "seconds": round(time.monotonic() - started, 1)}
+        print(f"posttrain: {source.label}: {stats['trees']} trees sampled from the starting model "
+              f"({stats.get('dropped: no correct path', 0)} of {stats['questions']} questions without a correct path "
+              f"dropped); {stats['incorrect steps']} of {stats['steps']} steps incorrect; in {path}")
+        return trees
+
+    return build
+
+
 def data(context: Context) -> TrainData:
     loaded = context.loaded
-    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
-    records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
+    builder = tree_builder(context)
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed, tree_builder=builder)
+    records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed,
+                                                 tree_builder=builder)
+    context.extra.pop("policy", None)  # sampling is over: free the causal LM
     train, dropped = _examples(context, records)
     if not train:
         raise UserError(f"{loaded.source}: data.train: every record's prompt fills trainer.max_length "
@@ -86,6 +125,8 @@ def data(context: Context) -> TrainData:
     eval_examples = _examples(context, evaluation)[0] if evaluation else None
     fingerprints = common.source_records(sources + eval_sources)
     fingerprints.update(steps=steps, incorrect_steps=wrong, dropped_records=dropped)
+    if context.extra.get("sampled_trees"):
+        fingerprints["sampled_trees"] = context.extra["sampled_trees"]
     return TrainData(to_dataset(train), eval_examples and to_dataset(eval_examples), fingerprints)
 
 

@@ -1,0 +1,215 @@
+"""LLM-as-a-judge: any causal LM, a prompt template and a parser, as a reward, a step judge of
+reasoning trees, an evaluation selector, or a pairwise judge of preference pairs.
+
+    rewards:
+      - {name: llm_judge, path: Qwen/Qwen2.5-7B-Instruct, weight: 0.5}
+    trees: {judge: {name: llm_judge, path: ..., template: "...{step}..."}}
+
+The judge reads a filled template (through the model's chat template when it has one), answers
+greedily, and its reply is parsed with a regular expression (`pattern`, case-insensitive; the
+first match counts). A reply that does not parse, or a score outside [0, max_score], is never
+scored as a pass: the reward is 0, the step is left unrated (the tree's other ratings decide),
+the pair verdict is counted as unparsed; every such judgement is counted (`JUDGE_COUNTS`) and
+reported.
+
+Pairwise judging asks both orders, (chosen, rejected) and (rejected, chosen), so a judge that
+prefers a position shows it: `judge_pairs` reports the accuracy in each order, the share of
+pairs judged right in both, the share of verdicts that chose the answer shown first, and the
+pairs whose verdict followed the position instead of the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+
+from posttrain.errors import UserError
+from posttrain.rewards.model_reward import resolve_device
+from posttrain.rewards.numeric import completion_text
+
+SCORE_TEMPLATE = ("Rate how well the answer solves the question, from 0 (wrong) to 10 (fully correct).\n\n"
+                  "Question: {question}\n\nAnswer: {answer}\n\nReply with one line: Score: N")
+SCORE_PATTERN = r"score:\s*(-?\d+(?:\.\d+)?)"
+STEP_TEMPLATE = ("Question: {question}\n\nSolution so far:\n{previous}\n\nNext step: {step}\n\n"
+                 "Is the next step correct? Reply with one line: Verdict: correct, or Verdict: incorrect")
+STEP_PATTERN = r"verdict:\s*(correct|incorrect)"
+PAIR_TEMPLATE = ("Question: {question}\n\nAnswer A: {a}\n\nAnswer B: {b}\n\n"
+                 "Which answer is better? Reply with one line: Better: A, or Better: B")
+PAIR_PATTERN = r"better:\s*([ab])\b"
+
+# (use, outcome) -> count, for every judgement this process made: use is score | step | pair,
+# outcome is judged | unparsed.
+JUDGE_COUNTS: Counter = Counter()
+
+
+def question_of(prompt) -> str:
+    """The last user turn of a chat prompt, or the text prompt itself."""
+    if isinstance(prompt, list):
+        users = [m["content"] for m in prompt if m.get("role") == "user"]
+        return users[-1] if users else ""
+    return prompt or ""
+
+
+def parse_score(reply: str, pattern: str = SCORE_PATTERN, max_score: float = 10.0) -> float | None:
+    """The score in [0, 1] a reply gives, or None when it gives none in [0, max_score].
+
+    >>> parse_score("Score: 7"), parse_score("score:10 because"), parse_score("I think 7"), parse_score("Score: 11")
+    (0.7, 1.0, None, None)
+    """
+    match = re.search(pattern, reply, flags=re.IGNORECASE)
+    if not match:
+        return None
+    try:
+        value = float(match.group(1))
+    except (IndexError, ValueError):
+        return None
+    return value / max_score if 0 <= value <= max_score else None
+
+
+def parse_choice(reply: str, pattern: str, choices: tuple[str, ...]) -> str | None:
+    """The choice a reply makes (lower-cased), or None.
+
+    >>> parse_choice("Verdict: Incorrect.", STEP_PATTERN, ("correct", "incorrect"))
+    'incorrect'
+    >>> parse_choice("Better: B", PAIR_PATTERN, ("a", "b")), parse_choice("Both are fine", PAIR_PATTERN, ("a", "b"))
+    ('b', None)
+    """
+    match = re.search(pattern, reply, flags=re.IGNORECASE)
+    if not match:
+        return None
+    value = match.group(1).lower()
+    return value if value in choices else None
+
+
+@lru_cache(maxsize=2)
+def load_judge_model(path: str, device: str):
+    """(model, tokenizer) of the causal LM at `path`, loaded once per process."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path).to(resolve_device(device)).eval()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"llm_judge: cannot load a causal language model from {path!r}: {exc}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def judge_replies(path: str, texts: list[str], *, max_new_tokens: int = 32, batch_size: int = 16,
+                  device: str = "auto") -> list[str]:
+    """The judge's greedy reply to each filled template."""
+    import torch
+
+    model, tokenizer = load_judge_model(path, device)
+    if tokenizer.chat_template:
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                               add_generation_prompt=True) for t in texts]
+    replies: list[str] = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        for start in range(0, len(texts), batch_size):
+            inputs = tokenizer(texts[start: start + batch_size], return_tensors="pt", padding=True,
+                               add_special_tokens=not tokenizer.chat_template).to(model.device)
+            with torch.no_grad():
+                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                        pad_token_id=tokenizer.pad_token_id)
+            replies += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return replies
+
+
+def _count(use: str, parsed: list) -> None:
+    unparsed = sum(p is None for p in parsed)
+    JUDGE_COUNTS[(use, "judged")] += len(parsed)
+    JUDGE_COUNTS[(use, "unparsed")] += unparsed
+    if unparsed:
+        total = JUDGE_COUNTS[(use, "unparsed")]
+        if total == unparsed or (total & (total - 1)) == 0:  # the first time, then at powers of two
+            print(f"posttrain: llm_judge: {total} of {JUDGE_COUNTS[(use, 'judged')]} {use} judgements so far did "
+                  "not parse (scored 0 / left unrated, never a pass)")
+
+
+def llm_judge_reward(completions, *, path: str, template: str = SCORE_TEMPLATE, pattern: str = SCORE_PATTERN,
+                     max_score: float = 10.0, max_new_tokens: int = 32, batch_size: int = 16, device: str = "auto",
+                     prompts=None, ground_truth=None, **_columns) -> list[float]:
+    """Each completion's score in [0, 1] by the judge at `path`; 0 when the reply does not parse.
+    The template may use {question}, {answer} and {ground_truth}."""
+    prompts = prompts if prompts is not None else [""] * len(completions)
+    truths = ground_truth if isinstance(ground_truth, list) else [ground_truth] * len(completions)
+    texts = [template.format(question=question_of(p), answer=completion_text(c), ground_truth="" if g is None else g)
+             for p, c, g in zip(prompts, completions, truths)]
+    replies = judge_replies(path, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+    scores = [parse_score(r, pattern, max_score) for r in replies]
+    _count("score", scores)
+    return [0.0 if s is None else s for s in scores]
+
+
+def check_options(*, template: str = SCORE_TEMPLATE, pattern: str = SCORE_PATTERN, max_score: float = 10.0, **_) -> None:
+    try:
+        template.format(question="", answer="", ground_truth="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"template: {exc!r}; it may use {{question}}, {{answer}} and {{ground_truth}}") from None
+    try:
+        if re.compile(pattern).groups < 1:
+            raise ValueError(f"pattern {pattern!r} has no group to read the score from")
+    except re.error as exc:
+        raise ValueError(f"pattern {pattern!r}: {exc}") from None
+    if max_score <= 0:
+        raise ValueError(f"max_score is {max_score}; it must be > 0")
+
+
+llm_judge_reward.check_options = check_options
+
+
+class LLMStepJudge:
+    """A step judge of reasoning trees (data build-trees, the experiment's trees): the LM rates
+    each new step given the question and the steps before it. A reply that does not parse
+    leaves the step unrated (final-answer correctness then decides it), and is counted."""
+
+    def __init__(self, *, path: str, template: str = STEP_TEMPLATE, pattern: str = STEP_PATTERN,
+                 max_new_tokens: int = 16, batch_size: int = 16, device: str = "auto"):
+        for field in ("question", "previous", "step"):
+            if "{" + field + "}" not in template:
+                raise ValueError(f"template has no {{{field}}}")
+        self.path, self.template, self.pattern = path, template, pattern
+        self.options = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
+
+    def rate_many(self, items: list[tuple[dict, list[str], str]]) -> list[tuple[str, str] | None]:
+        texts = [self.template.format(question=question_of(record["prompt"]), previous="\n".join(previous) or "(none)",
+                                      step=step) for record, previous, step in items]
+        replies = judge_replies(self.path, texts, **self.options) if texts else []
+        verdicts = [parse_choice(r, self.pattern, ("correct", "incorrect")) for r in replies]
+        _count("step", verdicts)
+        return [None if v is None else (v, f"the judge model rates this step {v}.") for v in verdicts]
+
+    def __call__(self, record, previous_steps, step):
+        return self.rate_many([(record, previous_steps, step)])[0]
+
+
+def judge_pairs(path: str, pairs: list[dict], *, template: str = PAIR_TEMPLATE, pattern: str = PAIR_PATTERN,
+                max_new_tokens: int = 16, batch_size: int = 16, device: str = "auto") -> dict:
+    """Judge preference pairs ({prompt, chosen, rejected}) in both orders; position bias measured."""
+    def text(prompt, a, b):
+        return template.format(question=question_of(prompt), a=completion_text(a), b=completion_text(b))
+
+    forward = [text(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]  # right answer: a
+    backward = [text(p["prompt"], p["rejected"], p["chosen"]) for p in pairs]  # right answer: b
+    replies = judge_replies(path, forward + backward, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+    choices = [parse_choice(r, pattern, ("a", "b")) for r in replies]
+    _count("pair", choices)
+    first, second = choices[: len(pairs)], choices[len(pairs):]
+    parsed = [c for c in choices if c is not None]
+    both = [(f, s) for f, s in zip(first, second) if f is not None and s is not None]
+    n = len(pairs)
+    return {
+        "pairs": n, "judgements": 2 * n, "unparsed": len(choices) - len(parsed),
+        "accuracy_chosen_first": sum(c == "a" for c in first) / n if n else 0.0,
+        "accuracy_chosen_second": sum(c == "b" for c in second) / n if n else 0.0,
+        "accuracy_both_orders": sum(f == "a" and s == "b" for f, s in zip(first, second)) / n if n else 0.0,
+        "first_position_rate": sum(c == "a" for c in parsed) / len(parsed) if parsed else None,
+        "position_decided": sum(f == s for f, s in both),  # the same letter both times: the position, not the answer
+        "parsed_both_orders": len(both),
+    }
