@@ -13,6 +13,7 @@ interface, or says in one line why it does not apply.
     posttrain data generate TASK --n N [--split train|heldout] [--seed S] [-o FILE]
     posttrain data build-trees RECIPE [key=value ...] -o FILE [--model DIR] [--width W] [--depth D] [--beam K] [--stage NAME]
     posttrain data decontaminate RECIPE [key=value ...] [--n N] [--threshold T] [--write DIR] [--stage NAME]
+    posttrain data judge-pairs RECIPE [key=value ...] --judge LM [--split eval|train] [--max-pairs N] [-o FILE]
 """
 
 from __future__ import annotations
@@ -106,6 +107,19 @@ def _parser() -> argparse.ArgumentParser:
     trees.add_argument("--judge", help="step checker: 'arithmetic', a dotted path module:function, or a model judge "
                        "'{name: reward_model, path: PRM}' / '{name: llm_judge, path: LM}'")
     trees.add_argument("--seed", type=int, default=0)
+    pairs = data_commands.add_parser(
+        "judge-pairs", help="an LLM judge on the recipe's preference pairs, in both orders: accuracy and "
+                            "position bias (docs/verifiers.md)")
+    pairs.add_argument("recipe")
+    pairs.add_argument("overrides", nargs="*", metavar="key.path=value")
+    pairs.add_argument("--judge", required=True, help="the judge: a causal LM's directory or hub name")
+    pairs.add_argument("--stage", help="a pipeline's stage whose data holds the pairs")
+    pairs.add_argument("--split", choices=["eval", "train"], default="eval",
+                       help="data.eval's pairs (default) or data.train's")
+    pairs.add_argument("--max-pairs", type=int, default=200, help="at most this many pairs (default 200)")
+    pairs.add_argument("--template", help="the pairwise template ({question}, {a}, {b}); default: rewards/llm_judge.py")
+    pairs.add_argument("--pattern", help="the regular expression whose group reads A or B")
+    pairs.add_argument("-o", "--output", help="JSON report to write")
     gen = data_commands.add_parser("generate", help="write generated task records as JSONL")
     gen.add_argument("task")
     gen.add_argument("--n", type=int, required=True)
@@ -323,9 +337,15 @@ def _plan(args) -> int:
 def _eval(args) -> int:
     from posttrain.runs import evaluate_recipe
 
+    from posttrain.runs import generates, stage_for_running
+
     loaded = _load(args)
     stage = loaded.stage(args.stage) if args.stage else loaded.evaluation_stage(model_given=bool(args.model))
-    evaluate_recipe(stage.recipe, args.model, args.output)
+    recipe = stage.recipe
+    if stage.starts_from and not generates(recipe) and hasattr(loaded, "group"):
+        # a PRM or reward model stage: its policy is the model the stage started from
+        recipe = stage_for_running(stage, loaded.group.stage(stage.starts_from).final, None)
+    evaluate_recipe(recipe, args.model, args.output)
     return 0
 
 
@@ -441,6 +461,38 @@ def _build_trees(args) -> int:
     return 0
 
 
+def _judge_pairs(args) -> int:
+    from posttrain.data.loading import build_mixture
+    from posttrain.rewards.llm_judge import PAIR_PATTERN, PAIR_TEMPLATE, judge_pairs
+
+    loaded = _load(args)
+    stage = loaded.stage(args.stage) if args.stage else loaded.only_stage("--stage NAME")
+    spec = stage.recipe.spec
+    sources = spec.data.eval if args.split == "eval" else spec.data.train
+    if not sources:
+        raise stage.recipe.error(("data", args.split), f"no data.{args.split} sources to judge (try --split train)")
+    pairs, _ = build_mixture(sources, "preference", seed=0)
+    if args.max_pairs < 1:
+        raise UserError(f"--max-pairs {args.max_pairs}: at least 1")
+    pairs = pairs[: args.max_pairs]
+    report = judge_pairs(args.judge, pairs, template=args.template or PAIR_TEMPLATE, pattern=args.pattern or PAIR_PATTERN)
+    report["judge"] = args.judge
+    text = json.dumps(report, indent=2) + "\n"
+    if args.output:
+        _write_output(args.output, text)
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    print(f"{report['pairs']} pairs, each judged in both orders: right in both {percent(report['accuracy_both_orders'])}; "
+          f"chosen shown first {percent(report['accuracy_chosen_first'])}, shown second "
+          f"{percent(report['accuracy_chosen_second'])}; verdicts for the first position "
+          f"{percent(report['first_position_rate'])}; decided by position {report['position_decided']} of "
+          f"{report['parsed_both_orders']} pairs parsed both times; {report['unparsed']} of {report['judgements']} "
+          "replies did not parse (counted as not right)")
+    return 0
+
+
 def _data(args) -> int:
     from posttrain.tasks import TASKS, generate
 
@@ -448,6 +500,8 @@ def _data(args) -> int:
         return _decontaminate(args)
     if args.data_command == "build-trees":
         return _build_trees(args)
+    if args.data_command == "judge-pairs":
+        return _judge_pairs(args)
 
     if args.task not in TASKS:
         raise UserError(f"unknown task {args.task!r} (tasks: {', '.join(TASKS)})")

@@ -81,6 +81,8 @@ def remove_run_directory(path: Path) -> None:
     """--overwrite: remove `path`, but only a directory posttrain marked as its own."""
     if not path.exists():
         return
+    if not any(child.name != LOCK for child in path.iterdir()):
+        return  # nothing but the lock this process just took: a new directory, nothing to remove
     if not (path / MARKER).is_file():
         raise UserError(f"{path}: --overwrite removes only directories posttrain made (they hold {MARKER}); "
                         "this one does not: remove it yourself, or choose another run.name / run.dir")

@@ -12,9 +12,12 @@ from posttrain.rewards import build_reward_ref
 
 def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int,
                      n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                     prefixes: list[str] | None = None) -> list[list[str]]:
+                     prefixes: list[str] | None = None, trim_unfinished: bool = False) -> list[list[str]]:
     """n completions per chat prompt: greedy when temperature is 0, else sampled (seeded).
-    `prefixes` continue a partly written assistant answer (one per prompt)."""
+    `prefixes` continue a partly written assistant answer (one per prompt). With
+    `trim_unfinished`, a completion that max_new_tokens cut loses its last line, which may be
+    cut mid-way (`Answer: 14` of `Answer: 148`), unless that line is all it has: step-by-step
+    sampling reads whole lines only."""
     import torch
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
@@ -34,7 +37,13 @@ def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, ba
             with torch.no_grad():
                 output = model.generate(**inputs, max_new_tokens=max_new_tokens, num_return_sequences=n,
                                         pad_token_id=tokenizer.pad_token_id, **sampling)
-            decoded = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            generated = output[:, inputs["input_ids"].shape[1] :]
+            decoded = tokenizer.batch_decode(generated, skip_special_tokens=True)
+            if trim_unfinished:
+                stops = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
+                ended = [any(int(t) in stops for t in row) for row in generated]
+                decoded = [text if done or "\n" not in text.rstrip("\n") else text[: text.rstrip("\n").rfind("\n") + 1]
+                           for text, done in zip(decoded, ended)]
             for j, i in enumerate(batch):
                 answers[i] = decoded[j * n : (j + 1) * n]
     finally:

@@ -67,6 +67,18 @@ def test_overwrite_removes_only_a_directory_posttrain_made(recipe, tmp_path, cap
     assert not (mine / "stray.txt").exists() and (mine / "final" / "config.json").is_file()
 
 
+def test_overwrite_starts_a_new_run_or_pipeline_too(recipe, tmp_path):
+    """--overwrite where nothing is yet: the lock taken first is all the directory holds (a
+    fresh pipeline used to refuse its own new directory)."""
+    assert main(["run", str(recipe), "run.name=fresh", "--overwrite"]) == 0
+    pipeline = tmp_path / "p.yaml"
+    stage = yaml.safe_load(RECIPE.format(dir=tmp_path / "runs"))
+    run = stage.pop("run")
+    pipeline.write_text(yaml.safe_dump({"run": {**run, "name": "new-pipeline"}, "stages": [{"name": "sft", **stage}]}))
+    assert main(["run", str(pipeline), "--overwrite"]) == 0
+    assert (tmp_path / "runs" / "new-pipeline" / "sft" / "final" / "config.json").is_file()
+
+
 def test_a_second_process_cannot_take_a_run_directory_in_use(recipe, tmp_path, capsys):
     run = tmp_path / "runs" / "busy"
     run.mkdir(parents=True)

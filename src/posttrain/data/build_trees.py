@@ -17,7 +17,9 @@ Ratings:
 - otherwise final-answer correctness propagates up: a step is correct when some continuation
   below it reaches the right answer, else incorrect ("no continuation from here reached ...").
 
-Trees without a correct path to the gold answer cannot give traces: they are dropped and counted.
+Trees without a correct path to the gold answer cannot give shortcut or journey traces: they are
+dropped and counted, unless `keep_unsolved` keeps them (their steps are still labelled, which a
+process reward model's step records use).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def split_step(generated: str) -> tuple[str, str | None]:
 
 def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth: int = 8, beam: int = 2,
                 temperature: float = 1.0, step_tokens: int = 32, batch_size: int = 64, reward: str = "verifier",
-                judge=None, include_gold: bool = False, seed: int = 0) -> tuple[list[dict], Counter]:
+                judge=None, include_gold: bool = False, keep_unsolved: bool = False,
+                seed: int = 0) -> tuple[list[dict], Counter]:
     judge = resolve_judge(judge)
     rng = random.Random(f"build_trees/{seed}")
     nodes: list[dict[str, Node]] = [{} for _ in records]
@@ -79,7 +82,8 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
         prefixes = ["".join(step + "\n" for step in path(i, node)) for i, node in jobs]
         samples = generate_answers(model, tokenizer, [records[i]["prompt"] for i, _ in jobs],
                                    max_new_tokens=step_tokens, batch_size=batch_size, n=width,
-                                   temperature=temperature, seed=seed + level, prefixes=prefixes)
+                                   temperature=temperature, seed=seed + level, prefixes=prefixes,
+                                   trim_unfinished=True)
         created: list[tuple[int, Node]] = []
         for (i, parent), group in zip(jobs, samples):
             seen = set()
@@ -138,6 +142,9 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
                           for n in tree_nodes.values()]}
         if _has_correct_path(tree_nodes):
             trees.append(tree)
+        elif keep_unsolved and tree["steps"]:
+            trees.append(tree)
+            stats["kept: no correct path"] += 1
         else:
             stats["dropped: no correct path"] += 1
     stats["trees"] = len(trees)

@@ -7,7 +7,8 @@ Strategies:
 - `best_of_n`: the sample the verifier scores highest;
 - `weighted_majority`: votes weighted by the verifier's scores;
 - `beam_search`: N candidate steps per level, scored by the PRM; the N/M best are kept and each
-  is continued by M sampled steps (M = beam_width, or N when N < M);
+  is continued by M sampled steps (M = beam_width, or N when N < M); a partial solution sampled
+  twice is searched once (its tokens still count);
 - `lookahead`: beam search, each candidate scored after `lookahead` more greedy steps (their
   tokens are generated, so they count);
 - `dvts`: diverse verifier tree search: N/M independent subtrees, each keeping its best step;
@@ -108,9 +109,17 @@ def search(prompts: list, policy: Policy, scorer: Callable, *, budget: int, beam
     roll = lookahead if strategy == "lookahead" else 0
     counter = [0]
 
-    def new(steps, subtree):
+    seen: list[set] = [set() for _ in prompts]
+
+    def add(i, beams, steps, subtree):
+        """A new candidate, unless the question already has this partial solution (in this
+        subtree, for dvts): a duplicate was generated (its tokens count) but is not searched twice."""
+        key = (subtree, tuple(steps)) if strategy == "dvts" else tuple(steps)
+        if key in seen[i]:
+            return
+        seen[i].add(key)
         counter[0] += 1
-        return Beam(steps, subtree, order=counter[0])
+        beams.append(Beam(steps, subtree, order=counter[0]))
 
     tokens = [0] * len(prompts)
     pools: list[list[Beam]] = [[] for _ in prompts]
@@ -123,7 +132,7 @@ def search(prompts: list, policy: Policy, scorer: Callable, *, budget: int, beam
             step = next_step(generated)
             tokens[i] += policy.tokens(step) if step else 0
             if step:
-                beams.append(new([step], j // width if strategy == "dvts" else 0))
+                add(i, beams, [step], j // width if strategy == "dvts" else 0)
         active.append(beams)
     for level in range(max_steps):
         # Score every candidate (after a greedy lookahead for `lookahead`).
@@ -175,7 +184,7 @@ def search(prompts: list, policy: Policy, scorer: Callable, *, budget: int, beam
                 if not step:
                     continue
                 tokens[i] += policy.tokens(step)
-                active[i].append(new(parent.steps + [step], parent.subtree))
+                add(i, active[i], parent.steps + [step], parent.subtree)
     results = []
     for i, pool in enumerate(pools):
         if not pool:
@@ -334,7 +343,8 @@ class ModelPolicy:
         self.calls += 1
         return generate_answers(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
                                 batch_size=self.spec.batch_size, n=n, temperature=0.0 if greedy else self.spec.temperature,
-                                top_p=self.spec.top_p, seed=self.spec.seed + self.calls, prefixes=prefixes)
+                                top_p=self.spec.top_p, seed=self.spec.seed + self.calls, prefixes=prefixes,
+                                trim_unfinished=prefixes is not None)
 
     def sample(self, prompts, n):
         return self._generate(prompts, n, self.max_new_tokens)

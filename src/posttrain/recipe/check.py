@@ -450,5 +450,8 @@ def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSour
             if source.traces is None:
                 raise loaded.error((*path, "build_trees"), "sampled trees become training records through "
                                    "traces: add traces: {kind: steps}")
+            if source.build_trees.keep_unsolved and source.traces.kind != "steps":
+                raise loaded.error((*path, "build_trees", "keep_unsolved"), "a tree with no correct path gives no "
+                                   f"{source.traces.kind} trace; keep_unsolved is for traces: {{kind: steps}}")
             check_reward(loaded.error, loaded.raw, (*path, "build_trees", "reward"), source.build_trees.reward)
             check_judge(loaded.error, (*path, "build_trees", "judge"), source.build_trees.judge)

@@ -359,6 +359,9 @@ def _load_experiment(data: dict, origins, source: Path) -> Experiment:
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise error(("phase2", "seeds"), f"expected a non-empty list of integers, e.g. [0, 1, 2] (got {seeds!r})")
     check_judge(error, ("trees", "judge"), spec.trees.judge)
+    if spec.trees.keep_unsolved:
+        raise error(("trees", "keep_unsolved"), "shortcut and journey traces need a correct path; a tree without "
+                    "one is dropped (keep_unsolved is for a prm source's step records)")
     check_reward(error, data, ("trees", "reward"), spec.trees.reward)
     root = _experiment_group(spec, source).path
     phase1 = _validate_phase(_phase_recipe(data, "phase1", {"run": {"name": "phase1", "dir": str(root)}}),

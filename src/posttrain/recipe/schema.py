@@ -151,6 +151,9 @@ class TreeBuildSpec(_Block):
     # {name: reward_model, path: PRM, threshold: 0.5} or {name: llm_judge, path: LM, ...} (docs/verifiers.md).
     judge: str | RewardRef | None = None
     include_gold: bool = False
+    # Keep trees with no correct path (they still label every step, for traces: {kind: steps});
+    # otherwise they are dropped and counted, as shortcut and journey traces need a correct path.
+    keep_unsolved: bool = False
     batch_size: int = Field(64, gt=0)  # prompts per generate call
     seed: int = 0
 

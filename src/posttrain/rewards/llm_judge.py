@@ -200,16 +200,28 @@ def judge_pairs(path: str, pairs: list[dict], *, template: str = PAIR_TEMPLATE, 
     replies = judge_replies(path, forward + backward, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
     choices = [parse_choice(r, pattern, ("a", "b")) for r in replies]
     _count("pair", choices)
-    first, second = choices[: len(pairs)], choices[len(pairs):]
+    return pair_report(choices[: len(pairs)], choices[len(pairs):])
+
+
+def pair_report(first: list[str | None], second: list[str | None]) -> dict:
+    """What pairwise verdicts say: `first[i]` is the choice with the chosen answer shown as A,
+    `second[i]` with it shown as B (None: the reply did not parse).
+
+    >>> r = pair_report(["a", "a", "b", None], ["b", "a", "b", "b"])
+    >>> r["accuracy_both_orders"], r["position_decided"], r["unparsed"], r["first_position_rate"]
+    (0.25, 2, 1, 0.42857142857142855)
+    """
+    n = len(first)
+    choices = [*first, *second]
     parsed = [c for c in choices if c is not None]
     both = [(f, s) for f, s in zip(first, second) if f is not None and s is not None]
-    n = len(pairs)
     return {
         "pairs": n, "judgements": 2 * n, "unparsed": len(choices) - len(parsed),
         "accuracy_chosen_first": sum(c == "a" for c in first) / n if n else 0.0,
         "accuracy_chosen_second": sum(c == "b" for c in second) / n if n else 0.0,
         "accuracy_both_orders": sum(f == "a" and s == "b" for f, s in zip(first, second)) / n if n else 0.0,
         "first_position_rate": sum(c == "a" for c in parsed) / len(parsed) if parsed else None,
-        "position_decided": sum(f == s for f, s in both),  # the same letter both times: the position, not the answer
+        # the same letter in both orders: the position decided, not the answer
+        "position_decided": sum(f == s for f, s in both),
         "parsed_both_orders": len(both),
     }

@@ -93,9 +93,11 @@ def tree_builder(context: Context):
         sampled.append(source.label)
         context.extra.setdefault("sampled_trees", {})[source.label] = {**stats, "file": path.name,
                                                                         "seconds": round(time.monotonic() - started, 1)}
-        print(f"posttrain: {source.label}: {stats['trees']} trees sampled from the starting model "
-              f"({stats.get('dropped: no correct path', 0)} of {stats['questions']} questions without a correct path "
-              f"dropped); {stats['incorrect steps']} of {stats['steps']} steps incorrect; in {path}")
+        unsolved = (f"{stats.get('kept: no correct path', 0)} of them without a correct path" if spec.keep_unsolved else
+                    f"{stats.get('dropped: no correct path', 0)} of {stats['questions']} questions without a correct "
+                    "path dropped")
+        print(f"posttrain: {source.label}: {stats['trees']} trees sampled from the starting model ({unsolved}); "
+              f"{stats['incorrect steps']} of {stats['steps']} steps incorrect; in {path}")
         return trees
 
     return build
