@@ -216,7 +216,7 @@ def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | N
     if loaded.spec.eval is None:
         raise loaded.error(("eval",), "the recipe has no eval block to evaluate with")
     run = RunDir(loaded.run_dir)
-    model_dir = model_dir or str(run.final)
+    given, model_dir = model_dir, model_dir or str(run.final)
     if not holds_model(Path(model_dir)) and model_dir != "tiny":
         raise UserError(f"{model_dir}: no model there (config.json missing); pass --model DIR")
     path = common.model_path(loaded) if model_dir == "tiny" else model_dir
@@ -229,7 +229,9 @@ def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | N
         write_report(outputs, report, samples)
         print(f"posttrain: accuracy {_percent(report['model'])}; report in {outputs.path}")
     if loaded.spec.eval.test_time is not None:
-        report["test_time"] = evaluate_test_time(loaded, outputs, Device.detect(), datasets, model_dir)
+        # the policy: the model given, else the run's own (a PRM or reward run: the model it started from)
+        policy = path if given else None
+        report["test_time"] = evaluate_test_time(loaded, outputs, Device.detect(), datasets, policy)
     return report
 
 

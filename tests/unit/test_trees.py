@@ -65,6 +65,14 @@ def test_journey_detours_reflect_with_the_critique_and_backtrack():
     assert taken == 0 and none == shortcut_trace(tree, random.Random(0))
 
 
+def test_an_unsolved_tree_still_labels_every_step_but_gives_no_shortcut():
+    unsolved = with_steps([s for s in TREE["steps"] if s["id"] != "c"])
+    records, _ = build_traces([unsolved], "steps")
+    assert [r["labels"] for r in records] == [[True, False], [False, False]]  # a -> d, b -> b2
+    with pytest.raises(TreeError, match="no path of correct steps"):
+        build_traces([unsolved], "shortcut")
+
+
 def test_step_pairs_share_the_prefix_and_diverge_at_the_wrong_step():
     pairs = preference_pairs(parse_tree(TREE))
     assert len(pairs) == 2

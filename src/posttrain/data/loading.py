@@ -137,7 +137,7 @@ def _traces(records: list[dict], where: list[str], source) -> tuple[list[dict], 
     spec = source.traces
     for record, location in zip(records, where):
         try:
-            parse_tree(record)
+            parse_tree(record, solved=spec.kind != "steps")
         except (TreeError, TypeError, AttributeError) as exc:
             raise DataError(f"{location}: not a valid reasoning tree: {exc}") from None
     options = TraceOptions(spec.detours, spec.detour_probability, spec.detour_depth, spec.reflection, spec.backtrack)

@@ -59,8 +59,10 @@ def _same_answer(a: str | None, b: str) -> bool:
     return x == y if x is not None and y is not None else str(a).strip() == str(b).strip()
 
 
-def parse_tree(record: dict) -> Tree:
-    """Check and link a tree record. Raises TreeError naming the step and the problem."""
+def parse_tree(record: dict, solved: bool = True) -> Tree:
+    """Check and link a tree record. Raises TreeError naming the step and the problem. A tree
+    must have a path of correct steps to the gold answer unless `solved` is False (step
+    records label every step of every path, and need none)."""
     for key in ("question", "answer", "steps"):
         if key not in record:
             raise TreeError(f"a tree needs '{key}'")
@@ -93,7 +95,7 @@ def parse_tree(record: dict) -> Tree:
             seen.add(node.id)
             node = steps[node.parent]
     tree = Tree(str(record["question"]), str(record["answer"]), roots, steps)
-    if not correct_paths(tree):
+    if solved and not correct_paths(tree):
         raise TreeError("no path of correct steps reaches the gold answer")
     return tree
 
@@ -221,7 +223,7 @@ def build_traces(records: list[dict], kind: str, seed: int = 0, options: TraceOp
     rng = random.Random(f"traces/{kind}/{seed}")
     out, stats = [], {"trees": len(records), "records": 0, "detours": 0, "characters": 0, "words": 0}
     for record in records:
-        tree = parse_tree(record)
+        tree = parse_tree(record, solved=kind != "steps")
         if kind == "pairs":
             out += preference_pairs(tree, options)
             continue

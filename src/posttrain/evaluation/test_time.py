@@ -210,6 +210,23 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def ranking_auc(correct: list[list[bool]], scores: list[list[float]]) -> float | None:
+    """The chance that the verifier scores a correct sample above an incorrect one of the same
+    question (ties count half), over every such pair; None when no question has both. 0.5 is a
+    verifier that cannot tell them apart where it matters for choosing.
+
+    >>> ranking_auc([[True, False, False], [True, True]], [[0.9, 0.1, 0.9], [0.2, 0.3]])
+    0.75
+    """
+    above = pairs = 0.0
+    for c, s in zip(correct, scores):
+        for x in (v for v, ok in zip(s, c) if ok):
+            for y in (v for v, ok in zip(s, c) if not ok):
+                pairs += 1
+                above += 1.0 if x > y else 0.5 if x == y else 0.0
+    return above / pairs if pairs else None
+
+
 def difficulty_bins(pass_rates: list[float], bins: int) -> list[int]:
     """Each question's level, 1 (easiest) to `bins`: sorted by pass rate, highest first (ties in
     question order), cut into equal parts.
@@ -288,6 +305,9 @@ def report_markdown(report: dict) -> str:
                  f" · {p['tokens_per_question']:.0f} tok" for p in points]
         name = "oracle pass@N (ceiling)" if strategy == "oracle" else strategy
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if report.get("verifier_auc_within_questions") is not None:
+        lines += ["", f"The verifier ranks a correct sample above an incorrect one of the same question "
+                      f"{100 * report['verifier_auc_within_questions']:.1f}% of the time (50%: it cannot tell them apart)."]
     lines += ["", "Best strategy per difficulty level (1: easiest, by the policy's own pass rate) and budget:", "",
               "| level | questions | " + " | ".join(f"N={b}" for b in budgets) + " |",
               "|---|---|" + "---|" * len(budgets)]
@@ -419,7 +439,8 @@ def run_test_time(model, tokenizer, records: list[dict], eval_spec, *, prm: str 
     report = {"questions": len(records), "budgets": spec.budgets, "strategies": spec.strategies,
               "policy": policy_name, "prm": prm, "verifier": verifier and verifier.label, "temperature": spec.temperature, "beam_width": spec.beam_width,
               "lookahead": spec.lookahead, "max_steps": spec.max_steps, "bins_by": "the policy's pass rate over "
-              f"{top} samples", **summarise(ordered, levels, spec.budgets, spec.bins),
+              f"{top} samples", "verifier_auc_within_questions": ranking_auc(correct, selectors) if selectors else None,
+              **summarise(ordered, levels, spec.budgets, spec.bins),
               "seconds": time.monotonic() - began, "hardware": hardware}
     rows = []
     for i, record in enumerate(records):
