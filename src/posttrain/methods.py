@@ -143,7 +143,7 @@ METHODS: dict[str, Method] = {
     "reward": Method(
         name="reward", summary="reward model on preference pairs: one score per sequence (TRL RewardTrainer)",
         config=("trl.trainer.reward_config", "RewardConfig"), data="preference", trainer="posttrain.trainers.reward",
-        checks=(check_reward_model,), model="sequence_classification",
+        keys=frozenset({"on_policy"}), checks=(check_reward_model,), model="sequence_classification",
     ),
     "prm": Method(
         name="prm", summary="process reward model on step-labelled solutions: a label per step (posttrain's own, "

@@ -64,3 +64,28 @@ def test_a_reward_model_trains_and_reports_pairwise_accuracy_per_source(tmp_path
     assert "score.weight" in end and moved  # a new score head, and the body trained
     if name == "lora":
         assert (run / "adapter" / "adapter_config.json").is_file() and all("proj" in k for k in moved)
+
+
+def test_on_policy_pairs_from_the_starting_model_train_a_reward_model(tmp_path, monkeypatch, capsys):
+    """Pairs sampled from the causal LM the reward model starts from (the classifier cannot
+    generate), scored by a reward that splits the tiny model's answers, as DPO's test does."""
+    (tmp_path / "split_reward.py").write_text(
+        "def first_digit_odd(completions, **columns):\n"
+        "    texts = [c if isinstance(c, str) else c[-1]['content'] for c in completions]\n"
+        "    firsts = [next((ch for ch in t if ch.isdigit()), None) for t in texts]\n"
+        "    return [1.0 if d is not None and int(d) % 2 else 0.0 for d in firsts]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / "onpolicy.yaml"
+    recipe.write_text(
+        "method: reward\nmodel:\n  name_or_path: tiny\n  tiny: {hidden_size: 64, num_layers: 2, num_heads: 4, "
+        "intermediate_size: 128}\ndata:\n  train:\n    - task: arithmetic\n      n: 16\n      on_policy: {samples: 4, "
+        "pairs: 2, max_new_tokens: 16, reward: 'split_reward:first_digit_odd'}\n"
+        "  eval:\n    - {task: arithmetic_pairs, split: heldout, n: 8}\n"
+        f"batch: {{per_device: 4}}\ntrainer: {{max_steps: 2, learning_rate: 1.0e-3, logging_steps: 1, max_length: 256}}\n"
+        f"run: {{name: onpolicy, dir: {tmp_path / 'runs'}}}\n")
+    assert main(["run", str(recipe)]) == 0
+    run = tmp_path / "runs" / "onpolicy"
+    stats = json.loads((run / "env.json").read_text())["data"]["on_policy"]["task:arithmetic:train"]
+    assert stats["prompts"] == 16 and stats["pairs"] > 0
+    assert "samples of the starting model" in capsys.readouterr().out
+    assert json.loads((run / "eval" / "report.json").read_text())

@@ -270,7 +270,8 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
         chosen = apply_weight(item.records[:capped] if capped else item.records, source.weight, rng)
         if getattr(source, "on_policy", None) is not None:
             if pair_sampler is None:
-                raise DataError(f"{item.label}: on-policy pairs are sampled by the DPO trainer only")
+                raise DataError(f"{item.label}: on-policy pairs are sampled for data.train by the dpo and reward "
+                                "trainers only")
             chosen = pair_sampler(source, chosen)
             if not chosen:
                 raise DataError(f"{item.label}: on-policy sampling gave no pair (every prompt's answers were "

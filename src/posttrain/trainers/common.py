@@ -49,6 +49,18 @@ def _versions() -> dict[str, str | None]:
     return versions
 
 
+def starting_policy(context):
+    """The causal LM a reward or process reward model's run starts from, loaded once (for
+    sampling on-policy pairs or reasoning trees; the trained model is a classifier made from it).
+    `context.extra.pop("policy")` frees it."""
+    if "policy" not in context.extra:
+        from transformers import AutoModelForCausalLM
+
+        policy = AutoModelForCausalLM.from_pretrained(model_path(context.loaded))
+        context.extra["policy"] = policy.to("cuda") if context.device.cuda else policy
+    return context.extra["policy"]
+
+
 def hardware_name(device: Device) -> str:
     """What ran it, in words: the GPU's name and count, or the CPU's model and its cores."""
     import torch

@@ -73,17 +73,12 @@ def tree_builder(context: Context):
     sampled = []
 
     def build(source, tasks: list[dict]) -> list[dict]:
-        from transformers import AutoModelForCausalLM
-
         from posttrain.data.build_trees import build_trees
         from posttrain.data.onpolicy import agree_across_ranks
 
         spec = source.build_trees
-        if "policy" not in context.extra:
-            policy = AutoModelForCausalLM.from_pretrained(common.model_path(context.loaded))
-            context.extra["policy"] = policy.to("cuda") if context.device.cuda else policy
         started = time.monotonic()
-        trees, stats = build_trees(context.extra["policy"], context.tokenizer, tasks,
+        trees, stats = build_trees(common.starting_policy(context), context.tokenizer, tasks,
                                    **spec.model_dump(exclude={"reward", "judge"}), reward=spec.reward, judge=spec.judge)
         trees, stats = agree_across_ranks((trees, dict(stats)))  # every rank trains on rank 0's trees
         path = context.run.sampled_trees(len(sampled))

@@ -34,8 +34,24 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 
 
 def data(context: Context) -> TrainData:
+    """Pairs from every source; on-policy ones (`on_policy:` on a task source) sampled from the
+    causal LM the run starts from, scored by their reward, as DPO samples them."""
+    from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
+
     loaded, tokenizer = context.loaded, context.tokenizer
-    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
+    sampled: dict = {}
+
+    def pair_sampler(source, tasks):
+        pairs, stats = sample_pairs(common.starting_policy(context), tokenizer, tasks, source.on_policy)
+        pairs, stats = agree_across_ranks((pairs, stats))
+        sampled[source.label] = dict(stats)
+        print(f"posttrain: on-policy pairs from {source.label}: {stats['pairs']} pairs from {stats['prompts']} "
+              f"prompts x {source.on_policy.samples} samples of the starting model")
+        return pairs
+
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
+                                     pair_sampler=pair_sampler)
+    context.extra.pop("policy", None)  # sampling is over: free the causal LM
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
     records, evaluation, dropped, truncated = training_pairs(context, records, evaluation)
     max_length, overlong = context.args.get("max_length", 1024), loaded.spec.data.overlong
@@ -47,6 +63,8 @@ def data(context: Context) -> TrainData:
         groups[HELD_OUT] = evaluation
     fingerprints = common.source_records(sources + eval_sources)
     fingerprints.update(dropped_pairs=dict(dropped), truncated_pairs=truncated)
+    if sampled:
+        fingerprints["on_policy"] = sampled
     context.extra["eval_groups"] = groups
     return TrainData(to_dataset(records), evaluation and to_dataset(evaluation), fingerprints)
 
