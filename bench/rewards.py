@@ -183,6 +183,8 @@ def worst_latency(only: set[str]) -> None:
             continue
         reward = build_reward(name, {**OPTIONS.get(name, {}), **model_options(name)})
         worst, which, chained = 0.0, "", 0.0
+        if name in ("reward_model", "llm_judge"):  # loading the model once is not an input's cost
+            reward(["warm up"], **COLUMNS.get(name, {}))
         for label, text in PATHOLOGICAL.items():  # each on warm workers: the per-input bound
             reward.warm()
             start = time.perf_counter()

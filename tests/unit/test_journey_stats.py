@@ -52,7 +52,7 @@ def test_the_trees_block_is_checked_when_the_recipe_loads(capsys):
         ("trees.questions.n=-1", "trees.questions.n: Input should be greater than 0 (got -1)"),
         ("trees.judge=nosuch", "trees.judge: unknown judge 'nosuch' (built in: arithmetic;"),
         ("trees.reward=nosuch", "trees.reward: unknown reward 'nosuch'"),
-        ("trees.widht=3", "trees.widht: unknown key 'widht'; did you mean 'width'? (valid keys: questions, width,"),
+        ("trees.widht=3", "trees.widht: unknown key 'widht'; did you mean 'width'? (valid keys: width, depth, beam,"),
         ("trees.reward={name: numeric, timeot: 2}", "trees.reward.timeot: reward 'numeric' has no option 'timeot'"),
         ("phase2.seeds=3", "phase2.seeds: expected a non-empty list of integers, e.g. [0, 1, 2] (got 3)"),
     ]:

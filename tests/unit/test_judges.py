@@ -49,6 +49,7 @@ def test_verdicts_and_pair_choices_parse_or_are_none():
 
 
 def test_an_unparsable_judgement_scores_zero_and_is_counted(lm, capsys):
+    JUDGE_COUNTS.clear()  # the count is printed when the first judgement fails to parse
     before = JUDGE_COUNTS[("score", "unparsed")], JUDGE_COUNTS[("score", "judged")]
     prompts = [[{"role": "user", "content": "Compute 2 + 2."}]] * 3
     scores = llm_judge_reward(["Answer: 4", "Answer: 5", ""], path=lm, prompts=prompts, ground_truth=["4"] * 3,

@@ -57,11 +57,18 @@ COLUMNS = {
 }
 OPTIONS = {"overlong_penalty": {"max_length": 20, "cache": 5}, "non_stop_penalty": {"max_completion_length": 20}}
 COLUMNS["reward_model"] = {"prompts": ["Q"]}
+COLUMNS["llm_judge"] = {"prompts": ["Q"], "ground_truth": ["1"]}
 
 
 def model_options(name: str) -> dict:
     """A reward that needs a trained model gets a tiny process reward model (random head),
-    built once per process: the bound is about the input, not what the model learned."""
+    built once per process, and an LLM judge the tiny causal LM itself: the bound is about the
+    input, not what the model learned."""
+    if name == "llm_judge":
+        from posttrain.recipe import TinyModelSpec
+        from posttrain.tiny import tiny_model_path
+
+        return {"path": str(tiny_model_path(TinyModelSpec())), "device": "cpu"}
     if name != "reward_model":
         return {}
     global _TINY_PRM
@@ -99,6 +106,8 @@ def test_no_pathological_input_holds_a_reward_past_its_bound_or_makes_it_raise(n
     assert name in _names()
     reward = build_reward(name, {**BOUNDED.get(name, {}), **OPTIONS.get(name, {}), **model_options(name)})
     slow = []
+    if name in ("reward_model", "llm_judge"):  # loading the model once is not an input's cost
+        reward(["warm up"], **COLUMNS.get(name, {}))
     for label, text in PATHOLOGICAL.items():
         # A worker killed at its bound is replaced by one that warms up (imports sympy or nltk)
         # in the background; the bound is per input, on warm workers, so wait for it first.

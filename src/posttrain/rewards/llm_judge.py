@@ -25,7 +25,7 @@ from collections import Counter
 from functools import lru_cache
 
 from posttrain.errors import UserError
-from posttrain.rewards.model_reward import resolve_device
+from posttrain.rewards.model_reward import _cut, resolve_device
 from posttrain.rewards.numeric import completion_text
 
 SCORE_TEMPLATE = ("Rate how well the answer solves the question, from 0 (wrong) to 10 (fully correct).\n\n"
@@ -97,27 +97,44 @@ def load_judge_model(path: str, device: str):
     return model, tokenizer
 
 
+def prompt_limit(path: str, device: str, max_length: int, max_new_tokens: int) -> int:
+    """The tokens a judge prompt may take: max_length, and room for the reply in the model."""
+    model, _ = load_judge_model(path, device)
+    positions = getattr(model.config, "max_position_embeddings", None) or max_length + max_new_tokens
+    return max(16, min(max_length, positions - max_new_tokens))
+
+
+def clip(path: str, device: str, text: str, tokens: int) -> str:
+    """`text` cut before tokenising where it certainly holds more than `tokens` tokens (a 1 MB
+    answer stays cheap); the judge prompt is cut to its limit again when it is tokenised."""
+    return _cut(load_judge_model(path, device)[1], text, tokens)
+
+
 def judge_replies(path: str, texts: list[str], *, max_new_tokens: int = 32, batch_size: int = 16,
-                  device: str = "auto") -> list[str]:
-    """The judge's greedy reply to each filled template."""
+                  device: str = "auto", max_length: int = 1024) -> list[str]:
+    """The judge's greedy reply to each filled template. A prompt over its limit keeps its end,
+    where the template asks for the reply's format."""
     import torch
 
     model, tokenizer = load_judge_model(path, device)
+    limit = prompt_limit(path, device, max_length, max_new_tokens)
     if tokenizer.chat_template:
         texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
                                                add_generation_prompt=True) for t in texts]
     replies: list[str] = []
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    cut, tokenizer.truncation_side = tokenizer.truncation_side, "left"
     try:
         for start in range(0, len(texts), batch_size):
-            inputs = tokenizer(texts[start: start + batch_size], return_tensors="pt", padding=True,
+            inputs = tokenizer([_cut(tokenizer, t[::-1], limit)[::-1] for t in texts[start: start + batch_size]],
+                               return_tensors="pt", padding=True, truncation=True, max_length=limit,
                                add_special_tokens=not tokenizer.chat_template).to(model.device)
             with torch.no_grad():
                 output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                         pad_token_id=tokenizer.pad_token_id)
             replies += tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side, tokenizer.truncation_side = side, cut
     return replies
 
 
@@ -133,15 +150,20 @@ def _count(use: str, parsed: list) -> None:
 
 
 def llm_judge_reward(completions, *, path: str, template: str = SCORE_TEMPLATE, pattern: str = SCORE_PATTERN,
-                     max_score: float = 10.0, max_new_tokens: int = 32, batch_size: int = 16, device: str = "auto",
-                     prompts=None, ground_truth=None, **_columns) -> list[float]:
+                     max_score: float = 10.0, max_new_tokens: int = 32, max_length: int = 1024, batch_size: int = 16,
+                     device: str = "auto", prompts=None, ground_truth=None, **_columns) -> list[float]:
     """Each completion's score in [0, 1] by the judge at `path`; 0 when the reply does not parse.
-    The template may use {question}, {answer} and {ground_truth}."""
+    The template may use {question}, {answer} and {ground_truth}; the prompt is at most
+    `max_length` tokens (and what the model's positions leave after the reply)."""
     prompts = prompts if prompts is not None else [""] * len(completions)
     truths = ground_truth if isinstance(ground_truth, list) else [ground_truth] * len(completions)
-    texts = [template.format(question=question_of(p), answer=completion_text(c), ground_truth="" if g is None else g)
+    limit = prompt_limit(path, device, max_length, max_new_tokens)
+    texts = [template.format(question=clip(path, device, question_of(p), limit),
+                             answer=clip(path, device, completion_text(c), limit),
+                             ground_truth="" if g is None else clip(path, device, str(g), limit))
              for p, c, g in zip(prompts, completions, truths)]
-    replies = judge_replies(path, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+    replies = judge_replies(path, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
+                            max_length=max_length)
     scores = [parse_score(r, pattern, max_score) for r in replies]
     _count("score", scores)
     return [0.0 if s is None else s for s in scores]
