@@ -215,3 +215,32 @@ def test_dynamic_sampling_on_two_ranks_takes_the_same_rounds_everywhere(runs):
         assert after <= before and (before == 0 or m["dynamic_sampling/extra_rounds"] >= 1)
     assert any(m["dynamic_sampling/zero_std_groups_before"] > m["dynamic_sampling/zero_std_groups_after"]
                for m in steps)
+
+
+def test_a_model_reward_beside_a_zero3_policy_on_two_ranks(runs):
+    """GRPO under ZeRO-3 with a process reward model as one of its rewards: the PRM loads whole
+    on each rank (outside zero.Init and the engine) while the policy stays sharded, and training
+    logs the PRM's reward beside numeric."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from posttrain.recipe import TinyModelSpec
+    from posttrain.tiny import tiny_model_path
+
+    base = tiny_model_path(TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128))
+    prm = runs / "tiny-prm"
+    if not (prm / "config.json").is_file():
+        AutoModelForTokenClassification.from_pretrained(base, num_labels=2).save_pretrained(prm)
+        AutoTokenizer.from_pretrained(base).save_pretrained(prm)
+    name = "rlvr-zero3-prm"
+    recipe = runs / f"{name}.yaml"
+    recipe.write_text(RECIPE.format(
+        method="rlvr", tiny=TINY, data=DATA["rlvr"], trainer=TRAINER["rlvr"], launch=LAUNCH["zero3"], name=name,
+        dir=runs, per_device=4,
+        rewards=f"rewards: [{{name: numeric}}, {{name: reward_model, path: {prm}, aggregate: mean, device: cpu, weight: 0.5}}]\n"))
+    assert main(["launch", str(recipe)]) == 0
+    run = runs / name
+    rank_zero_only_wrote(run, 2, 2)
+    logged = [m for m in metrics(run) if "loss" in m]
+    assert logged and all(math.isfinite(m["loss"]) for m in logged)
+    scores = [m["rewards/reward_model/mean"] for m in logged]
+    assert all(0.0 < s < 1.0 for s in scores)  # a PRM's mean step rating: real scores, not empty weights

@@ -117,3 +117,26 @@ def test_reward_options_are_checked_when_the_recipe_loads(tmp_path, block, messa
                       f"rewards: [{block}]\nbatch: {{per_device: 8}}\ntrainer: {{num_generations: 4}}\n")
     with pytest.raises(UserError, match=message):
         load_recipe(recipe)
+
+
+def test_a_model_reward_loads_whole_while_a_zero3_run_is_set_up(prm):
+    """Under ZeRO-3 transformers builds every model partitioned (deepspeed.zero.Init) while its
+    global DeepSpeed config says stage 3; a reward model scored outside the engine must not be."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    from transformers.integrations.deepspeed import HfDeepSpeedConfig
+
+    path, model, _ = prm
+    config = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    try:
+        assert is_deepspeed_zero3_enabled()
+        load_verifier_model.cache_clear()
+        loaded, _, kind = load_verifier_model(path, "cpu")
+        assert is_deepspeed_zero3_enabled()  # the run's setting is back
+        assert kind == "process" and not any(hasattr(p, "ds_id") for p in loaded.parameters())
+        assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+    finally:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+        del config
+        load_verifier_model.cache_clear()

@@ -25,7 +25,7 @@ from collections import Counter
 from functools import lru_cache
 
 from posttrain.errors import UserError
-from posttrain.rewards.model_reward import _cut, resolve_device
+from posttrain.rewards.model_reward import _cut, outside_zero3, resolve_device
 from posttrain.rewards.numeric import completion_text
 
 SCORE_TEMPLATE = ("Rate how well the answer solves the question, from 0 (wrong) to 10 (fully correct).\n\n"
@@ -89,7 +89,8 @@ def load_judge_model(path: str, device: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path).to(resolve_device(device)).eval()
+        with outside_zero3():
+            model = AutoModelForCausalLM.from_pretrained(path).to(resolve_device(device)).eval()
     except (OSError, ValueError) as exc:
         raise UserError(f"llm_judge: cannot load a causal language model from {path!r}: {exc}") from None
     if tokenizer.pad_token_id is None:

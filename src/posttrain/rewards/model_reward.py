@@ -16,13 +16,15 @@ The model at `path` is what posttrain's `reward` or `prm` method leaves in final
 
 Scoring is batched (`batch_size`) and runs on `device`: `auto` is this process's GPU when there
 is one (its LOCAL_RANK's), else the CPU; or `cpu`, `cuda`, `cuda:N`. The model is loaded once per
-process, outside any DeepSpeed engine, so a ZeRO-3 policy stays sharded and the reward model is
-a plain replica beside it. Here too the tokenisation is the PRM trainer's (`encode`): one place.
+process, outside any DeepSpeed engine and outside ZeRO-3's partitioned construction
+(`outside_zero3`), so a ZeRO-3 policy stays sharded and the reward model is a plain replica
+beside it. Here too the tokenisation is the PRM trainer's (`encode`): one place.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 from posttrain.errors import UserError
@@ -159,6 +161,24 @@ def resolve_device(device: str) -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
 
 
+@contextmanager
+def outside_zero3():
+    """Load a model as a plain replica while a ZeRO-3 run is set up: transformers otherwise
+    builds every model under deepspeed.zero.Init (its global HfDeepSpeedConfig says stage 3),
+    and a partitioned reward model outside the engine has empty weights."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:
+        yield
+        return
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 @lru_cache(maxsize=4)
 def load_verifier_model(path: str, device: str):
     """(model, tokenizer, kind) for the reward or process reward model at `path`, loaded once."""
@@ -177,7 +197,8 @@ def load_verifier_model(path: str, device: str):
     else:
         raise UserError(f"reward_model: {path} is a {architectures or config.model_type}; a reward model is a sequence "
                         "classifier with one output (method: reward) or a token classifier with two labels (method: prm)")
-    model = auto.from_pretrained(path).to(resolve_device(device)).eval()
+    with outside_zero3():
+        model = auto.from_pretrained(path).to(resolve_device(device)).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, kind

@@ -56,7 +56,10 @@ def starting_policy(context):
     if "policy" not in context.extra:
         from transformers import AutoModelForCausalLM
 
-        policy = AutoModelForCausalLM.from_pretrained(model_path(context.loaded))
+        from posttrain.rewards.model_reward import outside_zero3
+
+        with outside_zero3():  # a plain replica for sampling, even when the trained model is sharded
+            policy = AutoModelForCausalLM.from_pretrained(model_path(context.loaded))
         context.extra["policy"] = policy.to("cuda") if context.device.cuda else policy
     return context.extra["policy"]
 
