@@ -437,6 +437,7 @@ def _build_trees(args) -> int:
     from posttrain.data.build_trees import build_trees
     from posttrain.data.loading import load_source
     from posttrain.recipe import Device
+    from posttrain.threads import configure_threads
     from posttrain.trainers.common import load_model_and_tokenizer
 
     loaded = _load(args)
@@ -445,6 +446,7 @@ def _build_trees(args) -> int:
     reward = _reward_argument(args.reward)
     records = [r for source in recipe.spec.data.train for r in load_source(source, "task").records]
     device = Device.detect()
+    configure_threads()
     model, tokenizer = load_model_and_tokenizer(recipe, device, path=args.model, preflight=False)
     if device.cuda:
         model = model.to("cuda")
@@ -464,6 +466,7 @@ def _build_trees(args) -> int:
 def _judge_pairs(args) -> int:
     from posttrain.data.loading import build_mixture
     from posttrain.rewards.llm_judge import PAIR_PATTERN, PAIR_TEMPLATE, judge_pairs
+    from posttrain.threads import configure_threads
 
     loaded = _load(args)
     stage = loaded.stage(args.stage) if args.stage else loaded.only_stage("--stage NAME")
@@ -475,6 +478,7 @@ def _judge_pairs(args) -> int:
     if args.max_pairs < 1:
         raise UserError(f"--max-pairs {args.max_pairs}: at least 1")
     pairs = pairs[: args.max_pairs]
+    configure_threads()
     report = judge_pairs(args.judge, pairs, template=args.template or PAIR_TEMPLATE, pattern=args.pattern or PAIR_PATTERN)
     report["judge"] = args.judge
     text = json.dumps(report, indent=2) + "\n"

@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "posttrain"
 # Lowest first. A module may import its own layer and the layers below it. A package named here
 # covers its submodules.
 LAYERS = [
-    ("foundation", ["posttrain", "posttrain.errors", "posttrain.config_fields", "posttrain.hub", "posttrain.rundir"]),
+    ("foundation", ["posttrain", "posttrain.errors", "posttrain.config_fields", "posttrain.hub", "posttrain.rundir",
+                    "posttrain.threads"]),
     ("pure domain: rewards and generated tasks", ["posttrain.rewards", "posttrain.tasks"]),
     ("the table of methods", ["posttrain.methods"]),
     ("recipes", ["posttrain.recipe"]),

@@ -2,7 +2,8 @@
 maj@k, best-of-N and weighted majority, per dataset and overall.
 
 The reward that scores here is the one RLVR trains with: what is trained on is what is scored.
-Generation uses Hugging Face `generate` (posttrain/sampling.py; vLLM is not wired in yet).
+Generation is posttrain's decoding loop over the transformers model, or vLLM (`eval.engine`;
+posttrain/sampling.py); the samples and the report are the same either way.
 """
 
 from __future__ import annotations
@@ -12,16 +13,22 @@ from pathlib import Path
 
 from posttrain.evaluation.metrics import answer_key, summarize
 from posttrain.rundir import EvalDir, write_atomic
-from posttrain.sampling import generate_answers, score_answers
+from posttrain.sampling import generate_answers, generate_answers_vllm, score_answers
 
 
-def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec) -> tuple[dict, list[dict]]:
-    """Score `datasets` ({label: task records}) as `spec` (the recipe's eval block) says."""
+def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec,
+                      vllm_model_dir: str | None = None) -> tuple[dict, list[dict]]:
+    """Score `datasets` ({label: task records}) as `spec` (the recipe's eval block) says; with
+    `vllm_model_dir`, vLLM generates from that directory (`model` may then be None)."""
     labels = [label for label, records in datasets.items() for _ in records]
     records = [r for rs in datasets.values() for r in rs]
-    answers = generate_answers(model, tokenizer, [r["prompt"] for r in records],
-                               max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, n=spec.n,
-                               temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed)
+    settings = dict(max_new_tokens=spec.max_new_tokens, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                    seed=spec.seed)
+    prompts = [r["prompt"] for r in records]
+    if vllm_model_dir is not None:
+        answers = generate_answers_vllm(vllm_model_dir, tokenizer, prompts, options=spec.vllm, **settings)
+    else:
+        answers = generate_answers(model, tokenizer, prompts, batch_size=spec.batch_size, **settings)
     scores = score_answers(spec.reward, records, answers)
     selectors = score_answers(spec.select_reward, records, answers) if spec.select_reward else [None] * len(records)
     groups = [{"correct": [s >= 1.0 for s in sc], "keys": [answer_key(a) for a in an], "selector": sel,

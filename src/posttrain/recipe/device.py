@@ -146,3 +146,16 @@ def shown(loaded: LoadedRecipe, here: bool = False) -> dict[str, Any]:
 
 def to_yaml(data: dict) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def eval_engine(loaded: LoadedRecipe, device: Device) -> str:
+    """The engine that generates eval answers: "vllm" or "hf". `engine: vllm` where the run
+    starts without a GPU or without the package is an error that names the key (before
+    training, not after); `auto` takes vllm only where both are there."""
+    spec = loaded.spec.eval
+    requested = spec.engine if spec is not None else "hf"
+    usable = device.cuda and _importable("vllm")
+    if requested == "vllm" and not usable:
+        lacking = "a GPU, and this machine has none" if not device.cuda else "the vllm package: pip install vllm"
+        raise loaded.error(("eval", "engine"), f"engine: vllm needs {lacking}; use engine: hf (or auto)")
+    return "vllm" if requested == "vllm" or (requested == "auto" and usable) else "hf"

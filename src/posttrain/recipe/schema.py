@@ -406,6 +406,10 @@ class EvalSpec(_Block):
     batch_size: int = Field(64, gt=0)  # prompts per generate call
     baseline: bool = False  # also score the model before training
     test_time: TestTimeSpec | None = None  # test-time compute curves (docs/verifiers.md)
+    # What generates the answers: vllm (needs the package and a GPU), hf (posttrain's loop over
+    # the transformers model), or auto: vllm where both are there, else hf (docs/evaluation.md).
+    engine: Literal["auto", "hf", "vllm"] = "auto"
+    vllm: dict[str, Any] = {}  # keyword arguments of vllm.LLM (gpu_memory_utilization, ...)
 
     @model_validator(mode="after")
     def _sampling(self):

@@ -29,6 +29,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Sequence
 
+from posttrain.threads import cores_per_rank, single_thread_env
+
 _SERVE = "from posttrain.rewards.bounded import serve; serve()"
 _HEADER = struct.Struct("<I")
 STARTUP_SECONDS = 60.0
@@ -83,21 +85,12 @@ def serve() -> None:
 def default_processes() -> int:
     """The cores this process may run on, shared with the other ranks on this node (torchrun
     and accelerate set LOCAL_WORLD_SIZE)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    except ValueError:
-        ranks = 1
-    return max(1, cores // max(1, ranks))
+    return cores_per_rank()
 
 
 class _Worker:
     def __init__(self):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
-                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        env = single_thread_env(dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
         self.process = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.fd = self.process.stdout.fileno()

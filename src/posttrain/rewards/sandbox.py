@@ -49,6 +49,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.threads import SINGLE_THREAD
 
 NOBODY = 65534
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -343,6 +344,7 @@ def _command(limits: Limits, indir: str, mode: str, fds: tuple[int, int] = (-1, 
             "--proc", "/proc", "--dev", "/dev",
             "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/work",
             "--chdir", "/work", "--clearenv", "--setenv", "HOME", "/work",
+            *(flag for key, value in SINGLE_THREAD.items() for flag in ("--setenv", key, value)),
             executable, "-I", "-S", "-c", _BOOTSTRAP, json.dumps(child)]
 
 

@@ -22,6 +22,7 @@ from posttrain.errors import UserError, did_you_mean
 from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
 from posttrain.rundir import RunDir, checkpoint_path, is_main_process, write_atomic, write_json
 from posttrain.tiny import tiny_model_path
+from posttrain.threads import available_cores
 from posttrain.trainers import faults
 
 PACKAGES = ["posttrain", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
@@ -78,8 +79,7 @@ def hardware_name(device: Device) -> str:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
+    return f"{model}, {available_cores()} cores"
 
 
 def environment_record(loaded: LoadedRecipe, device: Device, data_fingerprints: dict) -> dict:
@@ -97,6 +97,7 @@ def environment_record(loaded: LoadedRecipe, device: Device, data_fingerprints: 
             "name": torch.cuda.get_device_name(0) if device.cuda else platform.processor() or "cpu",
             "count": torch.cuda.device_count() if device.cuda else 1,
             "cpu_threads": torch.get_num_threads(),
+            "cpu_cores_available": available_cores(),
             "bf16": device.bf16,
             "world_size": device.world_size,
         },
