@@ -14,7 +14,7 @@ Sections (each prints its figures and adds them to --out, Markdown, plus a .json
   peak; attention FLOPs left out, so it is a lower bound).
 - grpo: posttrain's GRPO on the same model with vLLM colocated against HF generate
   (posttrain's loop), completions per second.
-- dpo_zero3: DPO under DeepSpeed ZeRO-3 on one GPU (NCCL, torchrun), with its reference model.
+- dpo_zero3: DPO under DeepSpeed ZeRO-3 on one GPU (NCCL, accelerate launch), with its reference model.
 - qlora: SFT of LoRA adapters on the model loaded in 4 bits (bitsandbytes).
 - eval: the quickstart's evaluation (500 problems) through vLLM and through posttrain's HF loop:
   tokens per second, and how many greedy answers agree.
@@ -82,7 +82,7 @@ def recipes(work: Path, steps: int) -> dict[str, str]:
                       "trainer: " + json.dumps({"max_steps": max(3, steps // 2), "learning_rate": 1.0e-6, "beta": 0.1,
                                                 "max_length": 256, "logging_steps": 1, "save_strategy": "no",
                                                 "disable_tqdm": True}) +
-                      "\nlaunch: {nodes: 1, gpus_per_node: 1, backend: torchrun, zero: 3}\n"
+                      "\nlaunch: {nodes: 1, gpus_per_node: 1, backend: accelerate, zero: 3}\n"
                       f"run: {{name: dpo-zero3, dir: {work / 'runs'}}}\n"),
         "qlora": ("method: sft\n" + _model_block(extra=", quantization: {bits: 4, double_quant: true}") +
                   "data: {train: [{task: arithmetic, n: 4000, seed: 0}]}\n"
