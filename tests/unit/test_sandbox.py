@@ -395,11 +395,11 @@ def test_as_an_ordinary_user_the_probes_get_nothing_either(tmp_path):
     import shutil
     import tempfile
 
-    # Where the ordinary user can read: a copy of the two modules the sandbox needs.
+    # Where the ordinary user can read: a copy of the modules the sandbox needs.
     shared = Path(tempfile.mkdtemp(prefix="posttrain-user-probe-", dir="/tmp"))
     try:
         source = REPO / "src" / "posttrain"
-        for name in ("__init__.py", "errors.py", "rewards/sandbox.py"):
+        for name in ("__init__.py", "errors.py", "threads.py", "rewards/sandbox.py"):
             (shared / "posttrain" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source / name, shared / "posttrain" / name)
         (shared / "posttrain" / "rewards" / "code.py").write_text("# stands in for posttrain's installed code\n")
