@@ -31,6 +31,9 @@ class Method:
     managed: dict[str, str] = field(default_factory=dict)  # trainer keys posttrain sets, and where to say them
     checks: tuple[Callable, ...] = ()  # check(loaded) -> None; raises loaded.error(...)
     model: str = "causal_lm"  # a key of MODEL_KINDS
+    # Model passes per trained token, in forward-pass units (a backward pass costs two), from the
+    # trainer block: what trainers/budget.py multiplies by 2 x parameters to estimate FLOPs.
+    passes: Callable[[dict], float] = field(default=lambda trainer: 3.0)
 
 
 # What model each method trains: the transformers Auto class, its extra from_pretrained keyword
@@ -125,6 +128,19 @@ def check_kto(loaded) -> None:
                            "loss_type: apo_zero_unpaired")
 
 
+def _with_reference(trainer: dict) -> float:
+    """DPO / KTO: forward and backward on the policy, a forward of the reference model (none
+    when its log-probabilities are precomputed once, which counts as one forward per token)."""
+    return 3.0 + 1.0
+
+
+def _grpo_passes(trainer: dict) -> float:
+    """GRPO: one forward per token to generate it (prompt prefill included), forward and backward
+    to train on it, a reference forward when beta > 0 and an old-policy forward when the batch
+    is reused (num_iterations > 1)."""
+    return 1.0 + 3.0 + (trainer.get("beta", 0.0) > 0) + (trainer.get("num_iterations", 1) > 1)
+
+
 METHODS: dict[str, Method] = {
     "sft": Method(
         name="sft", summary="supervised fine-tuning (TRL SFTTrainer)",
@@ -134,11 +150,13 @@ METHODS: dict[str, Method] = {
         name="dpo", summary="direct preference optimisation on pairs (TRL DPOTrainer)",
         config=("trl.trainer.dpo_config", "DPOConfig"), data="preference", trainer="posttrain.trainers.dpo",
         keys=frozenset({"on_policy"}), checks=(check_dpo_losses,),
+        passes=_with_reference,
     ),
     "kto": Method(
         name="kto", summary="Kahneman-Tversky optimisation on unpaired labelled completions (TRL KTOTrainer)",
         config=("trl.trainer.kto_config", "KTOConfig"), data="unpaired", trainer="posttrain.trainers.kto",
         checks=(check_kto,),
+        passes=_with_reference,
     ),
     "reward": Method(
         name="reward", summary="reward model on preference pairs: one score per sequence (TRL RewardTrainer)",
@@ -157,6 +175,7 @@ METHODS: dict[str, Method] = {
         keys=frozenset({"rewards", "dynamic_sampling"}),
         managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]"},
         checks=(check_rewards_given, check_generation_groups),
+        passes=_grpo_passes,
     ),
 }
 

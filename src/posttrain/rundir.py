@@ -173,8 +173,11 @@ def is_complete(checkpoint: Path) -> bool:
     return (checkpoint / COMPLETE).is_file()
 
 
-def mark_complete(checkpoint: Path, step: int, train_seconds: float | None = None) -> None:
+def mark_complete(checkpoint: Path, step: int, train_seconds: float | None = None, spent: dict | None = None) -> None:
+    """The completion marker: the step, the training time so far and what else was spent
+    (`spent`: trained tokens and estimated FLOPs), so a resumed run counts on from there."""
     record = {"step": step} if train_seconds is None else {"step": step, "train_seconds": round(train_seconds, 3)}
+    record.update(spent or {})
     write_atomic(checkpoint / COMPLETE, json.dumps(record) + "\n")
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from posttrain.data.loading import load_source
 from posttrain.errors import UserError
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report
+from posttrain.evaluation.stats import describe_difference, mean_std, paired_difference, problem_scores, verdict
 from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive, resolved_dict
 from posttrain.recipe.device import eval_engine
+from posttrain.recipe.schema import BUDGETS
 from posttrain.threads import configure_threads
 from posttrain.rundir import (EvalDir, RunDir, holds_model, is_main_process, mark_as_run_directory, prepare,
                               remove_run_directory, write_atomic, write_json)
@@ -131,7 +133,8 @@ def training_changes(recorded: dict, fresh: dict) -> list[str]:
         new.update(_flat(fresh.get(section), section))
     for side, record in ((old, recorded), (new, fresh)):
         side.update({f"trainer.{k}": v for k, v in (record.get("trainer") or {}).items() if k not in NOT_TRAINING})
-        side["run.max_train_seconds"] = (record.get("run") or {}).get("max_train_seconds")
+        for key in BUDGETS.values():
+            side[f"run.{key}"] = (record.get("run") or {}).get(key)
     keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
     return [f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in keys]
 
@@ -258,8 +261,8 @@ def last_logged(metrics_file: Path, key: str):
 
 
 def pipeline_summary_markdown(rows: list[dict]) -> str:
-    lines = ["# Pipeline", "", "| stage | method | held-out accuracy | mean reward | tokens trained | training time | wall time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["# Pipeline", "", "| stage | method | held-out accuracy | mean reward | tokens trained | est. FLOPs "
+             "| training time | wall time |", "|---|---|---|---|---|---|---|---|"]
 
     def seconds(value):
         return "" if value is None else f"{value:.0f} s"
@@ -268,23 +271,41 @@ def pipeline_summary_markdown(rows: list[dict]) -> str:
         accuracy = "" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"
         reward = "" if row["mean_reward"] is None else f"{row['mean_reward']:.3f}"
         tokens = "" if row["tokens"] is None else f"{int(row['tokens']):,}"
-        stage = row["stage"] + (f" (instead of {row['instead_of']})" if row.get("instead_of") else "")
-        lines.append(f"| {stage} | {row['method']} | {accuracy} | {reward} | {tokens} | "
+        flops = "" if row.get("train_flops") is None else f"{row['train_flops']:.3g}"
+        stage = row["stage"] + (f" (instead of {row['instead_of']}, same {row['budget']})"
+                                if row.get("instead_of") and row.get("budget") else
+                                f" (instead of {row['instead_of']})" if row.get("instead_of") else "")
+        lines.append(f"| {stage} | {row['method']} | {accuracy} | {reward} | {tokens} | {flops} | "
                      f"{seconds(row.get('train_seconds'))} | {seconds(row['wall_seconds'])} |")
     return "\n".join(lines) + "\n"
 
 
-def stage_for_running(stage, start: Path | None, budget: float | None) -> LoadedRecipe:
+def matched_budget(stage, replaced: dict) -> dict:
+    """The run keys a comparison stage gets from the stage it stands in for (`replaced`, that
+    stage's row): its FLOPs, tokens or training seconds, unless the stage sets a budget itself."""
+    own = stage.recipe.spec.run
+    if stage.budget is None or any(getattr(own, key) is not None for key in BUDGETS.values()):
+        return {}
+    value = {"seconds": replaced.get("train_seconds") or replaced["wall_seconds"],
+             "tokens": replaced.get("train_tokens") or replaced.get("tokens"),
+             "flops": replaced.get("train_flops")}[stage.budget]
+    if not value:
+        raise UserError(f"stage {stage.name}: stage {stage.instead_of} recorded no {stage.budget} to match "
+                        f"(rerun it, or give {stage.name} run.{BUDGETS[stage.budget]})")
+    return {BUDGETS[stage.budget]: int(value) if stage.budget == "tokens" else float(value)}
+
+
+def stage_for_running(stage, start: Path | None, budget: dict | None) -> LoadedRecipe:
     """The stage's recipe as it runs: from `start` (an earlier stage's final model) when it has
-    one, without a baseline score when it does not start from the base model, with the time
-    budget of the stage it stands in for. A new recipe, validated; the pipeline's is unchanged."""
+    one, without a baseline score when it does not start from the base model, with the budget
+    (run keys) of the stage it stands in for. A new recipe, validated; the pipeline's is unchanged."""
     changes: dict = {}
     if start is not None:
         changes["model"] = {"name_or_path": str(start.resolve()), "chat_template": None}  # the earlier stage saved its template
     if (start is not None or stage.instead_of) and stage.recipe.spec.eval is not None:
         changes["eval"] = {"baseline": False}
-    if budget is not None:
-        changes["run"] = {"max_train_seconds": budget}
+    if budget:
+        changes["run"] = dict(budget)
     if not changes:
         return stage.recipe
     why = f"pipeline stage {stage.name}" + (f" (from {start})" if start is not None else "")
@@ -317,23 +338,26 @@ def _run_pipeline_locked(pipeline: Pipeline, overwrite: bool, allow_changes: boo
             row = json.loads(run.stage_record.read_text())
         else:
             start = group.stage(stage.starts_from).final if stage.starts_from else None
-            budget = None
-            if stage.instead_of and stage.recipe.spec.run.max_train_seconds is None:
-                replaced = by_name[stage.instead_of]
-                budget = replaced.get("train_seconds") or replaced["wall_seconds"]
+            budget = matched_budget(stage, by_name[stage.instead_of]) if stage.instead_of else {}
             recipe = stage_for_running(stage, start, budget)
+            given = ", ".join(f"{key} {value:.4g}" for key, value in budget.items())
             what = f"{stage.name} ({recipe.spec.method}" + (
-                f", instead of {stage.instead_of} for {recipe.spec.run.max_train_seconds:.0f} s of training)"
+                f", instead of {stage.instead_of}" + (f", for as much as it spent: {given})" if given else ")")
                 if stage.instead_of else ")")
             print(f"posttrain: stage {index + 1}/{len(pipeline.stages)}: {what}")
             began = time.monotonic()
             checkpoint = run.last_checkpoint() if run.path.exists() else None
             result = run_recipe(recipe, resume=checkpoint is not None, allow_changes=allow_changes)
             trained = result["eval"].get("trained", {})
+            spent = result["train"]
             row = {"stage": stage.name, "method": recipe.spec.method, "instead_of": stage.instead_of,
+                   "budget": stage.budget if stage.instead_of else None, "given": budget or None,
+                   "seed": stage.seed, "base": stage.base,
                    "accuracy": trained.get("accuracy"), "mean_reward": trained.get("mean_reward"),
-                   "tokens": last_logged(run.metrics, "num_tokens"),
-                   "train_seconds": result["train"].get("train_seconds"), "wall_seconds": time.monotonic() - began,
+                   "tokens": spent.get("train_tokens") or last_logged(run.metrics, "num_tokens"),
+                   "train_tokens": spent.get("train_tokens"), "train_flops": spent.get("train_flops"),
+                   "train_seconds": spent.get("train_seconds"), "wall_seconds": time.monotonic() - began,
+                   "steps": spent.get("global_step") or last_logged(run.metrics, "step"),
                    "resumed_from": checkpoint.name if checkpoint else None}
             if "baseline" in result["eval"]:
                 before = result["eval"]["baseline"]
@@ -349,4 +373,86 @@ def _run_pipeline_locked(pipeline: Pipeline, overwrite: bool, allow_changes: boo
         write_json(group.summary, rows)
         write_atomic(group.summary_markdown, pipeline_summary_markdown(rows))
         print(pipeline_summary_markdown(rows))
+        if pipeline.seeds is not None:
+            comparison = seeds_comparison(pipeline)
+            write_json(group.comparison, comparison)
+            write_atomic(group.comparison_markdown, seeds_comparison_markdown(comparison))
+            print(seeds_comparison_markdown(comparison))
+            print(f"posttrain: comparison over seeds {pipeline.seeds} in {group.comparison_markdown}")
     return rows
+
+
+def seeds_comparison(pipeline: Pipeline) -> dict:
+    """Over the pipeline's seeds: each stage's held-out accuracy (mean, std), and paired
+    differences on the same held-out problems (evaluation/stats.py) of each stage against the
+    stage it starts from, and of each comparison stage against the stage it stands in for."""
+    group = pipeline.group
+    by_base: dict[str, list] = {}
+    for stage in pipeline.stages:
+        by_base.setdefault(stage.base, []).append(stage)
+    first = pipeline.stages[0]
+
+    def scores(stage) -> list[float] | None:
+        samples = EvalDir(group.stage(stage.name).eval_dir).samples
+        return problem_scores(samples) if samples.is_file() else None
+
+    def records(stage) -> dict:
+        return json.loads(group.stage(stage.name).stage_record.read_text())
+
+    rows = []
+    baseline = records(first).get("baseline") if group.stage(first.name).stage_record.is_file() else None
+    for base, stages in by_base.items():
+        seen = [records(s) for s in stages]
+        accuracy = mean_std([r["accuracy"] for r in seen])
+        rows.append({"stage": base, "method": seen[0]["method"], "instead_of": stages[0].instead_of and
+                     next(s.base for s in pipeline.stages if s.name == stages[0].instead_of),
+                     "budget": stages[0].budget, "seeds": [s.seed for s in stages],
+                     "accuracy_mean": accuracy[0], "accuracy_std": accuracy[1],
+                     "per_seed": [r["accuracy"] for r in seen],
+                     "train_tokens_mean": _mean_of(r.get("train_tokens") for r in seen),
+                     "train_flops_mean": _mean_of(r.get("train_flops") for r in seen),
+                     "steps_mean": _mean_of(r.get("steps") for r in seen)})
+    names = {s.name: s for s in pipeline.stages}
+    differences = []
+    for base, stages in by_base.items():
+        against = stages[0].instead_of or stages[0].starts_from
+        if against is None:
+            continue
+        other = [names[(s.instead_of or s.starts_from)] for s in stages]
+        a, b = [scores(s) for s in stages], [scores(o) for o in other]
+        if any(x is None for x in a + b):
+            continue  # a stage without its evaluation samples (an older run): no pairing
+        result = paired_difference(a, b)
+        differences.append({"a": base, "b": other[0].base, "kind": "instead of" if stages[0].instead_of else "after",
+                            **result})
+    return {"seeds": pipeline.seeds, "stages": rows, "differences": differences,
+            "start": baseline and {"accuracy": baseline["accuracy"]}}
+
+
+def _mean_of(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def seeds_comparison_markdown(comparison: dict) -> str:
+    seeds = comparison["seeds"]
+    lines = [f"# Pipeline over seeds {seeds}", "", "| stage | method | held-out accuracy (mean +- std) | per seed "
+             "| tokens trained (mean) | est. FLOPs (mean) | steps (mean) |", "|---|---|---|---|---|---|---|"]
+    for row in comparison["stages"]:
+        stage = row["stage"] + (f" (instead of {row['instead_of']}, same {row['budget'] or 'steps'})"
+                                if row["instead_of"] else "")
+        per_seed = ", ".join(f"{100 * a:.1f}" for a in row["per_seed"])
+        tokens = "" if row["train_tokens_mean"] is None else f"{row['train_tokens_mean']:,.0f}"
+        flops = "" if row["train_flops_mean"] is None else f"{row['train_flops_mean']:.3g}"
+        steps = "" if row["steps_mean"] is None else f"{row['steps_mean']:.0f}"
+        lines.append(f"| {stage} | {row['method']} | {100 * row['accuracy_mean']:.1f} +- {100 * row['accuracy_std']:.1f} "
+                     f"| {per_seed} | {tokens} | {flops} | {steps} |")
+    lines += ["", "| comparison | difference (points) [95 % interval] | per seed | verdict |", "|---|---|---|---|"]
+    for d in comparison["differences"]:
+        per_seed = ", ".join(f"{100 * x:+.1f}" for x in d["per_seed"])
+        lines.append(f"| {d['a']} - {d['b']} | {describe_difference(d)} | {per_seed} | {verdict(d, d['a'], d['b'])} |")
+    problems = comparison["differences"][0]["problems"] if comparison["differences"] else 0
+    lines += ["", f"Paired over the same {problems} held-out problems and seeds {seeds}; the interval counts the "
+              "spread over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding "
+              "only when its interval excludes 0. Exact figures reproduce on the same hardware and software only."]
+    return "\n".join(lines) + "\n"

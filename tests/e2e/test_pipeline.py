@@ -103,6 +103,7 @@ COMPARISON = """\
 
 
 def test_a_comparison_stage_starts_where_its_stage_started_and_trains_as_long(tmp_path, capsys):
+    """The default budget: as many estimated FLOPs as the stage it stands in for."""
     recipe = tmp_path / "pipeline.yaml"
     recipe.write_text((PIPELINE + COMPARISON).format(dir=tmp_path / "runs"))
     assert main(["run", str(recipe)]) == 0
@@ -110,19 +111,36 @@ def test_a_comparison_stage_starts_where_its_stage_started_and_trains_as_long(tm
     root = tmp_path / "runs" / "chain"
     rows = {row["stage"]: row for row in json.loads((root / "summary.json").read_text())}
     assert list(rows) == ["start", "sft", "dpo", "rlvr", "more-sft"]
-    budget = rows["rlvr"]["train_seconds"]
-    assert budget > 0 and rows["more-sft"]["instead_of"] == "rlvr"
+    budget = rows["rlvr"]["train_flops"]
+    assert budget > 0 and rows["more-sft"]["instead_of"] == "rlvr" and rows["more-sft"]["budget"] == "flops"
     resolved = yaml.safe_load((root / "more-sft" / "recipe.resolved.yaml").read_text())
     assert resolved["model"]["name_or_path"] == str(root / "dpo" / "final")  # where rlvr started
-    assert resolved["run"]["max_train_seconds"] == budget
-    assert "time budget" in out and "(run.max_train_seconds) is spent" in out
+    assert resolved["run"]["max_train_flops"] == budget and resolved["run"].get("max_train_seconds") is None
+    assert "compute budget" in out and "(run.max_train_flops) is spent" in out
     steps = [json.loads(line) for line in (root / "more-sft" / "metrics.jsonl").read_text().splitlines()]
     last_step = max(row["step"] for row in steps)
     assert 0 < last_step < 100000
+    # Same model, so FLOPs per token are fixed: SFT's 6N against GRPO's 8N (it generates each token too).
+    sft_per_token = rows["more-sft"]["train_flops"] / rows["more-sft"]["train_tokens"]
+    rlvr_per_token = rows["rlvr"]["train_flops"] / rows["rlvr"]["train_tokens"]
+    assert rlvr_per_token / sft_per_token == pytest.approx(4 / 3)
+    # It spent the budget, give or take its last step (batch 8 of records under 64 tokens).
+    assert budget <= rows["more-sft"]["train_flops"] < budget + 8 * 64 * sft_per_token
+    assert "| more-sft (instead of rlvr, same flops) | sft |" in (root / "summary.md").read_text()
+    assert (root / "more-sft" / "final" / "config.json").is_file()
+
+
+def test_a_comparison_stage_can_match_tokens_or_seconds(tmp_path, capsys):
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text((PIPELINE + COMPARISON.replace("instead_of: rlvr", "instead_of: rlvr\n    budget: seconds"))
+                      .format(dir=tmp_path / "runs"))
+    assert main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    rows = {row["stage"]: row for row in json.loads((tmp_path / "runs" / "chain" / "summary.json").read_text())}
+    budget = rows["rlvr"]["train_seconds"]
+    assert "time budget" in out and "(run.max_train_seconds) is spent" in out
     # It trained for the budget, give or take one step (a step here takes well under a second).
     assert budget <= rows["more-sft"]["train_seconds"] < budget + 2.0
-    assert "| more-sft (instead of rlvr) | sft |" in (root / "summary.md").read_text()
-    assert (root / "more-sft" / "final" / "config.json").is_file()
 
 
 def test_instead_of_must_name_an_earlier_stage(tmp_path):
@@ -135,3 +153,28 @@ def test_instead_of_must_name_an_earlier_stage(tmp_path):
         load_recipe(recipe)
     assert info.value.key == "stages.3.instead_of"
     assert "'rl' is not an earlier stage" in info.value.message and "sft, dpo, rlvr" in info.value.message
+
+
+def test_seeds_run_every_stage_per_seed_and_compare_them_paired(tmp_path, capsys):
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text("seeds: [3, 4]\n" + (PIPELINE + COMPARISON).format(dir=tmp_path / "runs")
+                      .replace("max_steps: 100000", "max_steps: 50"))
+    assert main(["validate", str(recipe)]) == 0
+    assert "sft-seed3 (sft), dpo-seed3 (dpo)" in capsys.readouterr().out
+    assert main(["run", str(recipe)]) == 0
+    root = tmp_path / "runs" / "chain"
+    for stage, previous in (("dpo-seed4", "sft-seed4"), ("more-sft-seed4", "dpo-seed4")):
+        resolved = yaml.safe_load((root / stage / "recipe.resolved.yaml").read_text())
+        assert resolved["model"]["name_or_path"] == str(root / previous / "final") and resolved["trainer"]["seed"] == 4
+    assert yaml.safe_load((root / "sft-seed3" / "recipe.resolved.yaml").read_text())["model"]["tiny"]["seed"] == 3
+    comparison = json.loads((root / "comparison.json").read_text())
+    assert [row["stage"] for row in comparison["stages"]] == ["sft", "dpo", "rlvr", "more-sft"]
+    assert all(row["seeds"] == [3, 4] and len(row["per_seed"]) == 2 for row in comparison["stages"])
+    pairs = {(d["a"], d["b"]): d for d in comparison["differences"]}
+    assert set(pairs) == {("dpo", "sft"), ("rlvr", "dpo"), ("more-sft", "rlvr")}
+    for d in pairs.values():  # the difference is the one the per-stage accuracies give
+        assert d["problems"] == 16 and d["low"] <= d["difference"] <= d["high"]
+    rows = {row["stage"]: row for row in comparison["stages"]}
+    assert pairs[("dpo", "sft")]["difference"] == pytest.approx(rows["dpo"]["accuracy_mean"] - rows["sft"]["accuracy_mean"])
+    table = (root / "comparison.md").read_text()
+    assert "| more-sft (instead of rlvr, same flops) |" in table and "| dpo - sft |" in table

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from posttrain.errors import RecipeError, UserError
 from posttrain.recipe.check import LoadedRecipe, check_judge, check_reward, pydantic_error, validate
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
-from posttrain.recipe.schema import ExperimentSpec, TracesSpec
+from posttrain.recipe.schema import BUDGETS, ExperimentSpec, TracesSpec
 from posttrain.rundir import GroupDir, name_problem, run_path
 
 
@@ -34,6 +34,9 @@ class Stage:
     recipe: LoadedRecipe
     starts_from: str | None = None  # the stage whose final model it starts from; None: the recipe's model
     instead_of: str | None = None  # a comparison stage: the stage it stands in for
+    budget: str | None = None  # a comparison stage: what it matches of that stage (a key of BUDGETS), None: nothing
+    seed: int | None = None  # a pipeline with `seeds:`: the seed this stage trains with
+    base: str | None = None  # ... and the stage's name without its -seedN
     stand_in: str | None = None  # why its data is a stand-in until an earlier stage has run
 
 
@@ -146,6 +149,7 @@ class Pipeline(RecipeKind):
     name: str
     stages: list[Stage]
     group: GroupDir = field(repr=False)
+    seeds: list[int] | None = None  # `seeds:`: every stage runs once per seed, as <stage>-seed<N>
     kind = "pipeline"
 
     @property
@@ -162,7 +166,8 @@ class Pipeline(RecipeKind):
         return f"pipeline {self.name}: {stages}"
 
 
-def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path) -> tuple[str, LoadedRecipe]:
+def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path,
+                  seed: int | None = None) -> tuple[str, LoadedRecipe]:
     stage = data["stages"][index]
     prefix = ("stages", index)
     if not isinstance(stage, dict):
@@ -172,13 +177,20 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path) -> 
     problem = name_problem(name)
     if problem:  # a stage's name is its directory's
         raise RecipeError(str(locate(origins, source, (*prefix, "name"))), dotted((*prefix, "name")), problem)
-    stage.pop("instead_of", None)  # a pipeline key, checked in _load_pipeline
-    shared = {k: v for k, v in data.items() if k != "stages"}
-    shared_origins = {p: o for p, o in origins.items() if p[:1] != ("stages",)}
+    for key in PIPELINE_STAGE_KEYS:
+        stage.pop(key, None)  # pipeline keys, checked in _load_pipeline
+    shared = {k: v for k, v in data.items() if k not in ("stages", "seeds")}
+    shared_origins = {p: o for p, o in origins.items() if p[:1] not in (("stages",), ("seeds",))}
     own_origins = {p[2:]: o for p, o in origins.items()
-                   if p[:2] == prefix and len(p) > 2 and p[2] not in ("name", "instead_of")}
-    merged = merge(shared, stage)
+                   if p[:2] == prefix and len(p) > 2 and p[2] not in ("name", *PIPELINE_STAGE_KEYS)}
+    merged = copy.deepcopy(merge(shared, stage))
     merged_origins = merge_origins(shared_origins, own_origins, stage)
+    if seed is not None:  # one training run's randomness: the trainer's seed and a tiny model's init
+        name = f"{name}-seed{seed}"
+        merged["trainer"] = {**(merged.get("trainer") or {}), "seed": seed}
+        model = merged.get("model")
+        if isinstance(model, dict) and isinstance(model.get("tiny"), dict):
+            model["tiny"] = {**model["tiny"], "seed": seed}
     # Every stage's run directory is under the pipeline's: run.dir/<pipeline>/<stage>/.
     merged["run"] = {**(merged.get("run") or {}), "dir": str(root), "name": name}
     try:
@@ -190,6 +202,21 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path) -> 
         raise RecipeError(exc.where, key, exc.message) from None
 
 
+PIPELINE_STAGE_KEYS = ("instead_of", "budget")
+BUDGET_CHOICES = (*BUDGETS, "none")
+
+
+def _seeds(data: dict, origins, source: Path) -> list[int] | None:
+    if "seeds" not in data:
+        return None
+    seeds = data["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+            and len(set(seeds)) == len(seeds)):
+        raise RecipeError(str(locate(origins, source, ("seeds",))), "seeds",
+                          f"expected a list of distinct integers, e.g. [0, 1, 2] (got {seeds!r})")
+    return seeds
+
+
 def _load_pipeline(data: dict, origins, source: Path) -> Pipeline:
     where = str(locate(origins, source, ("stages",)))
     if "method" in data:
@@ -199,29 +226,51 @@ def _load_pipeline(data: dict, origins, source: Path) -> Pipeline:
     run = data.get("run") if isinstance(data.get("run"), dict) else {}
     name = run.get("name") or source.stem
     group = GroupDir(run_path(run.get("dir", "runs"), name))
-    built = [_stage_recipe(data, origins, source, i, group.path) for i in range(len(data["stages"]))]
+    seeds = _seeds(data, origins, source)
+    stages: list[Stage] = []
+    for seed in seeds if seeds is not None else [None]:
+        stages += _pipeline_stages(data, origins, source, group, seed)
+    return Pipeline(source, name, stages, group, seeds)
+
+
+def _pipeline_stages(data: dict, origins, source: Path, group: GroupDir, seed: int | None) -> list[Stage]:
+    built = [_stage_recipe(data, origins, source, i, group.path, seed) for i in range(len(data["stages"]))]
     names = [n for n, _ in built]
+    suffix = "" if seed is None else f"-seed{seed}"
     for i, stage_name in enumerate(names):
         if names.index(stage_name) != i:
             raise RecipeError(str(locate(origins, source, ("stages", i))), f"stages.{i}.name",
-                              f"two stages are named '{stage_name}'; give each a unique name")
+                              f"two stages are named '{stage_name.removesuffix(suffix)}'; give each a unique name")
     stages: list[Stage] = []
     previous = None  # the last stage later stages build on
     for i, (stage_name, recipe) in enumerate(built):
-        target = data["stages"][i].get("instead_of")
+        raw = data["stages"][i]
+        base = stage_name.removesuffix(suffix)
+        target = raw.get("instead_of")
+        if "budget" in raw and target is None:
+            key = ("stages", i, "budget")
+            raise RecipeError(str(locate(origins, source, key)), dotted(key),
+                              "budget matches the stage a comparison stands in for; it needs instead_of")
         if target is None:
-            stages.append(Stage(stage_name, recipe, starts_from=previous))
+            stages.append(Stage(stage_name, recipe, starts_from=previous, seed=seed, base=base))
             previous = stage_name
             continue
         key = ("stages", i, "instead_of")
-        earlier = [s.name for s in stages if s.instead_of is None]
+        earlier = [s.base for s in stages if s.instead_of is None]
         if target not in earlier:
             raise RecipeError(str(locate(origins, source, key)), dotted(key),
                               f"'{target}' is not an earlier stage (instead_of names a stage above this one "
                               f"that this stage is compared with: {', '.join(earlier) or 'none yet'})")
-        replaced = next(s for s in stages if s.name == target)
-        stages.append(Stage(stage_name, recipe, starts_from=replaced.starts_from, instead_of=target))
-    return Pipeline(source, name, stages, group)
+        budget = raw.get("budget", "flops")
+        if budget not in BUDGET_CHOICES:
+            key = ("stages", i, "budget")
+            raise RecipeError(str(locate(origins, source, key)), dotted(key),
+                              f"budget is {budget!r}; one of {', '.join(BUDGET_CHOICES)} (what of '{target}' this "
+                              "stage gets: its estimated FLOPs, its trained tokens, its training seconds, or none)")
+        replaced = next(s for s in stages if s.base == target)
+        stages.append(Stage(stage_name, recipe, starts_from=replaced.starts_from, instead_of=replaced.name,
+                            budget=None if budget == "none" else budget, seed=seed, base=base))
+    return stages
 
 
 # ----------------------------------------------------------------------------- experiments

@@ -342,12 +342,21 @@ class LaunchSpec(_Block):
         return self
 
 
+# A budget by kind, and the run key that sets it (posttrain/trainers/budget.py counts them).
+BUDGETS = {"seconds": "max_train_seconds", "tokens": "max_train_tokens", "flops": "max_train_flops"}
+
+
 class RunSpec(_Block):
     name: str | None = None  # default: the recipe file's name; a name (or relative path) inside dir
     dir: str = "runs"
     # Stop training (and save the final model as usual) once this many seconds of training have
     # passed, counted across resumes; the lr schedule still follows trainer.max_steps.
     max_train_seconds: float | None = Field(None, gt=0)
+    # Budgets that do not depend on the machine (posttrain/trainers/budget.py): stop once this
+    # many tokens have been trained on, or this many estimated FLOPs spent (forward + backward,
+    # and a GRPO run's generation), counted across resumes. The lr schedule follows max_steps.
+    max_train_tokens: int | None = Field(None, gt=0)
+    max_train_flops: float | None = Field(None, gt=0)
 
     @field_validator("name")
     @classmethod

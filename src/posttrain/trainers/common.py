@@ -23,7 +23,7 @@ from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
 from posttrain.rundir import RunDir, checkpoint_path, is_main_process, write_atomic, write_json
 from posttrain.tiny import tiny_model_path
 from posttrain.threads import available_cores
-from posttrain.trainers import faults
+from posttrain.trainers import budget, faults
 
 PACKAGES = ["posttrain", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
             "deepspeed", "wandb", "math-verify", "tokenizers", "pydantic"]
@@ -494,8 +494,12 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
     if is_main_process():
         checkpoint_size, final_size = faults.checkpoint_bytes(trainer.model)
         faults.check_free_space(run.checkpoints, checkpoint_size + final_size, "one checkpoint plus the final model")
+    spent_before = faults.completion_record(checkpoint) if checkpoint and faults.is_complete(checkpoint) else {}
+    meter = budget.Meter(loaded.spec.method, loaded.spec.trainer, spent_before)
+    meter.attach(trainer)
+    spec = loaded.spec.run
     guard = faults.fault_callback(run.checkpoints, loaded.spec.trainer.get("save_total_limit"),
-                                  loaded.spec.run.max_train_seconds, checkpoint)
+                                  spec.max_train_seconds, checkpoint, meter, spec.max_train_tokens, spec.max_train_flops)
     trainer.add_callback(guard)
     with _disk_errors_reported(run, "saving a checkpoint"):
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -508,7 +512,7 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
             fresh_base = lambda: load_model(loaded, model_path(loaded), Device.detect())  # noqa: E731
         save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None,
                    fresh_base=fresh_base)
-    return {**result.metrics, "train_seconds": guard.spent()}  # counted across resumes
+    return {**result.metrics, "train_seconds": guard.spent(), **meter.spent()}  # counted across resumes
 
 
 @contextlib.contextmanager

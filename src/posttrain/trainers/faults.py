@@ -88,12 +88,14 @@ def barrier() -> None:
 
 
 def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_seconds: float | None = None,
-                   resumed_from: Path | None = None):
+                   resumed_from: Path | None = None, meter=None, max_train_tokens: int | None = None,
+                   max_train_flops: float | None = None):
     """A TrainerCallback: stop and checkpoint on a signal; mark checkpoints complete; rotate;
-    end training (not interrupt it) once `max_train_seconds` of training have passed.
+    end training (not interrupt it) once `max_train_seconds` of training have passed, or the
+    `meter` (trainers/budget.py) has counted `max_train_tokens` tokens or `max_train_flops` FLOPs.
 
-    The training time so far is stored in each checkpoint's completion marker, so a resumed run
-    spends only what is left of the budget."""
+    The training time, tokens and FLOPs so far are stored in each checkpoint's completion
+    marker, so a resumed run spends only what is left of the budget."""
     import time
 
     from transformers import TrainerCallback
@@ -101,6 +103,15 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
     spent_before = 0.0
     if resumed_from is not None and is_complete(resumed_from):
         spent_before = float(completion_record(resumed_from).get("train_seconds", 0.0))
+
+    def budget_spent() -> str | None:
+        if max_train_seconds is not None and guard.spent() >= max_train_seconds:
+            return f"the time budget of {max_train_seconds:.0f} s (run.max_train_seconds)"
+        if meter is not None and max_train_tokens is not None and meter.tokens() >= max_train_tokens:
+            return f"the token budget of {max_train_tokens:,} (run.max_train_tokens)"
+        if meter is not None and max_train_flops is not None and meter.flops() >= max_train_flops:
+            return f"the compute budget of {max_train_flops:.3g} FLOPs (run.max_train_flops)"
+        return None
 
     class Faults(TrainerCallback):
         stopped_at: int | None = None  # a stop signal ended training here
@@ -122,22 +133,24 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
                 control.should_save = True
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
-            elif max_train_seconds is not None and all_agree(self.spent() >= max_train_seconds):
+            elif all_agree((why := budget_spent()) is not None):
                 control.should_training_stop = True
                 self.budget_spent_at = state.global_step
                 if state.is_world_process_zero:
-                    print(f"posttrain: the time budget of {max_train_seconds:.0f} s (run.max_train_seconds) is spent; "
+                    print(f"posttrain: {why or 'the budget'} is spent; "
                           f"training ends at step {state.global_step} of {state.max_steps}", flush=True)
             return control
 
         def on_save(self, args, state, control, **kwargs):
             barrier()  # every rank's shards, optimizer and RNG states are on disk
             if state.is_world_process_zero:
-                mark_complete(checkpoint_path(checkpoints, state.global_step), state.global_step, self.spent())
+                mark_complete(checkpoint_path(checkpoints, state.global_step), state.global_step, self.spent(),
+                              meter.spent() if meter is not None else None)
                 rotate(checkpoints, save_total_limit)
             return control
 
-    return Faults()
+    guard = Faults()
+    return guard
 
 
 def checkpoint_bytes(model) -> tuple[int, int]:
