@@ -498,7 +498,7 @@ def _judge_pairs(args) -> int:
 
 
 def _data(args) -> int:
-    from posttrain.tasks import TASKS, generate
+    from posttrain.tasks import TASKS, generate, known_task
 
     if args.data_command == "decontaminate":
         return _decontaminate(args)
@@ -507,8 +507,8 @@ def _data(args) -> int:
     if args.data_command == "judge-pairs":
         return _judge_pairs(args)
 
-    if args.task not in TASKS:
-        raise UserError(f"unknown task {args.task!r} (tasks: {', '.join(TASKS)})")
+    if not known_task(args.task):
+        raise UserError(f"unknown task {args.task!r} (tasks: {', '.join(TASKS)}, or reasoning_gym/<name>)")
     if args.n < 1:
         raise UserError(f"--n {args.n}: the number of records must be at least 1")
     try:

@@ -23,6 +23,7 @@ from posttrain.recipe.trl_fields import (PEFT_BOUNDS, TRAINER_BOUNDS, check_data
 from posttrain.rewards import REWARDS, resolve_reward, reward_options
 from posttrain.rundir import holds_model, run_path
 from posttrain.tasks import TASKS, check_judge_ref
+from posttrain.tasks.gym import check_gym_task, is_gym_task
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -436,9 +437,14 @@ def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSour
     for i, source in enumerate(sources):
         path = (*prefix, i)
         if source.task is not None:
-            if source.task not in TASKS:
+            if is_gym_task(source.task):
+                try:
+                    check_gym_task(source.task, source.options)
+                except ValueError as exc:
+                    raise loaded.error((*path, "task"), str(exc)) from None
+            elif source.task not in TASKS:
                 raise loaded.error((*path, "task"), f"unknown task '{source.task}'{did_you_mean(source.task, TASKS)} "
-                                   f"(tasks: {', '.join(TASKS)})")
+                                   f"(tasks: {', '.join(TASKS)}, or reasoning_gym/<name>)")
             if source.split not in (None, "train", "heldout"):
                 raise loaded.error((*path, "split"), "a task split is 'train' or 'heldout'")
         if source.on_policy is not None:

@@ -20,6 +20,7 @@ from typing import Callable
 from posttrain.errors import UserError
 from posttrain.rewards.code import code_reward
 from posttrain.rewards.countdown import countdown_reward
+from posttrain.rewards.gym import gym_reward
 from posttrain.rewards.format import (non_stop_penalty_reward, overlong_penalty_reward,
                                       tag_count_reward, think_format_reward)
 from posttrain.rewards.ifeval import ifeval_reward
@@ -40,6 +41,7 @@ REWARDS: dict[str, Callable] = {
     "overlong_penalty": overlong_penalty_reward,
     "non_stop_penalty": non_stop_penalty_reward,
     "countdown": countdown_reward,
+    "reasoning_gym": gym_reward,  # a reasoning-gym record, by its dataset's own score_answer (gym.py)
     "reward_model": reward_model_reward,  # a trained reward or process reward model (model_reward.py)
     "llm_judge": llm_judge_reward,  # a causal LM with a template and a score parser (llm_judge.py)
 }

@@ -14,6 +14,7 @@ from posttrain.rewards import MODEL_JUDGES, resolve_reward
 from posttrain.tasks.arithmetic import arithmetic, arithmetic_judge, arithmetic_pairs, arithmetic_solution, arithmetic_trees
 from posttrain.tasks.common import split_of
 from posttrain.tasks.countdown import countdown, countdown_apply, countdown_trees
+from posttrain.tasks.gym import check_gym_task, gym_task, is_gym_task
 
 TASKS: dict[str, Callable[..., list[dict]]] = {
     "arithmetic": arithmetic, "countdown": countdown, "arithmetic_pairs": arithmetic_pairs,
@@ -64,8 +65,23 @@ def check_judge_ref(judge) -> None:
     resolve_judge(judge)
 
 
+def known_task(task: str) -> bool:
+    """A task posttrain generates, or reasoning_gym/<name> (checked when it is generated)."""
+    return task in TASKS or is_gym_task(task)
+
+
+def check_task(task: str, options: dict) -> None:
+    """Raises ValueError when `task` is unknown or (reasoning-gym) its options are refused."""
+    if is_gym_task(task):
+        check_gym_task(task, options)
+    elif task not in TASKS:
+        raise ValueError(f"unknown task '{task}'")
+
+
 def generate(task: str, n: int, split: str = "train", seed: int = 0, **options) -> list[dict]:
+    if is_gym_task(task):
+        return gym_task(task, n=n, split=split, seed=seed, **options)
     return TASKS[task](n=n, split=split, seed=seed, **options)
 
 
-__all__ = ["TASKS", "JUDGES", "SOLUTIONS", "generate", "resolve_judge", "check_judge_ref", "split_of", "countdown_apply"]
+__all__ = ["TASKS", "JUDGES", "SOLUTIONS", "generate", "known_task", "check_task", "resolve_judge", "check_judge_ref", "split_of", "countdown_apply"]
