@@ -253,6 +253,11 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     @property
+    def spent(self) -> Path:
+        """What training spent: seconds, tokens, estimated FLOPs, steps (trainers/budget.py)."""
+        return self.path / "spent.json"
+
+    @property
     def lock(self) -> RunLock:
         return RunLock(self.path)
 

@@ -357,7 +357,7 @@ def _run_pipeline_locked(pipeline: Pipeline, overwrite: bool, allow_changes: boo
                    "tokens": spent.get("train_tokens") or last_logged(run.metrics, "num_tokens"),
                    "train_tokens": spent.get("train_tokens"), "train_flops": spent.get("train_flops"),
                    "train_seconds": spent.get("train_seconds"), "wall_seconds": time.monotonic() - began,
-                   "steps": spent.get("global_step") or last_logged(run.metrics, "step"),
+                   "steps": spent.get("steps"),
                    "resumed_from": checkpoint.name if checkpoint else None}
             if "baseline" in result["eval"]:
                 before = result["eval"]["baseline"]

@@ -140,7 +140,8 @@ def _traces(records: list[dict], where: list[str], source) -> tuple[list[dict], 
             parse_tree(record, solved=spec.kind != "steps")
         except (TreeError, TypeError, AttributeError) as exc:
             raise DataError(f"{location}: not a valid reasoning tree: {exc}") from None
-    options = TraceOptions(spec.detours, spec.detour_probability, spec.detour_depth, spec.reflection, spec.backtrack)
+    options = TraceOptions(spec.detours, spec.detour_probability, spec.detour_depth, spec.reflection, spec.backtrack,
+                           journey=spec.journey, mask=tuple(spec.mask) if spec.kind == "journey" else ())
     traces, stats = build_traces(records, spec.kind, spec.seed, options)
     sizes = (f" ({stats['words']} words, {stats['characters']} characters, {stats['detours']} detours)"
              if spec.kind not in ("pairs", "steps") else "")
@@ -243,7 +244,9 @@ def _keep_columns(records: list[dict], kind: str) -> list[dict]:
     """Keep the training columns (and, for tasks, every column: rewards read them)."""
     if kind == "task":
         return records
-    return [{c: r[c] for c in format_columns(r, kind)} for r in records]
+    # loss_mask: spans of a journey trace's completion that get no loss (data/trees.py)
+    return [{c: r[c] for c in (*format_columns(r, kind), *(("loss_mask",) if kind == "sft" and "loss_mask" in r else ()))}
+            for r in records]
 
 
 def build_mixture(sources, kind: str, seed: int, decontaminate=None,
@@ -279,7 +282,7 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
         item.used = len(chosen)
         kept = _keep_columns(chosen, kind)
         if kept:
-            formats.setdefault(tuple(sorted(kept[0])), item.label)
+            formats.setdefault(tuple(sorted(c for c in kept[0] if c != "loss_mask")), item.label)
             typed.setdefault(shape(kept[0], kind if "label" not in kept[0] else "unpaired"), item.label)
         mixed.extend(kept)
         loaded.append(item)

@@ -138,11 +138,29 @@ class TraceOptions:
     reflection: str = "Wait, that is wrong: {critique}"
     backtrack: str = "Let me go back and redo that step."
     answer_line: str = "Answer: {answer}"
+    # detours: the correct path with detours into wrong siblings; search: every step of the tree
+    # in the order it lists them (a search tree's visiting order), each dead end reflected on.
+    journey: str = "detours"
+    # Segments of a journey trace that get no loss (SFT): wrong (the wrong steps), reflection,
+    # backtrack. The trace text is the same; only the loss mask changes.
+    mask: tuple[str, ...] = ()
+
+
+SEGMENTS = ("step", "wrong", "reflection", "backtrack", "answer")
+MASKABLE = ("wrong", "reflection", "backtrack")
 
 
 def shortcut_trace(tree: Tree, rng: random.Random, options: TraceOptions = TraceOptions()) -> str:
+    return _text(_shortcut_lines(tree, rng, options))
+
+
+def _shortcut_lines(tree: Tree, rng: random.Random, options: TraceOptions) -> list[tuple[str, str]]:
     path = rng.choice(correct_paths(tree))
-    return "\n".join([*(s.text for s in path), *_answer_line(path, tree, options)])
+    return [*(("step", s.text) for s in path), *(("answer", x) for x in _answer_line(path, tree, options))]
+
+
+def _text(lines: list[tuple[str, str]]) -> str:
+    return "\n".join(text for _, text in lines)
 
 
 def _answer_line(path: list[Step], tree: Tree, options: TraceOptions) -> list[str]:
@@ -160,7 +178,16 @@ def _wrong_branch(step: Step, depth: int) -> list[Step]:
 
 
 def journey_trace(tree: Tree, rng: random.Random, options: TraceOptions = TraceOptions()) -> tuple[str, int]:
-    """A correct path with detours; returns the text and the number of detours taken."""
+    """A correct path with detours (or, with options.journey search, the whole search); returns
+    the text and the number of detours (dead ends) taken."""
+    lines, taken = journey_lines(tree, rng, options)
+    return _text(lines), taken
+
+
+def journey_lines(tree: Tree, rng: random.Random, options: TraceOptions = TraceOptions()) -> tuple[list[tuple[str, str]], int]:
+    """The journey trace as (segment, line) pairs (segments: SEGMENTS), and the detours taken."""
+    if options.journey == "search":
+        return _search_lines(tree, options)
     path = rng.choice(correct_paths(tree))
     lines, taken = [], 0
     for step in path:
@@ -168,14 +195,59 @@ def journey_trace(tree: Tree, rng: random.Random, options: TraceOptions = TraceO
         if wrong and taken < options.detours and rng.random() < options.detour_probability:
             detour = rng.choice(wrong)
             branch = _wrong_branch(detour, options.detour_depth)
-            lines += [s.text for s in branch]
+            lines += [("wrong", s.text) for s in branch]
             critique = detour.critique or "this step does not follow."
-            lines.append(options.reflection.format(critique=critique, step=detour.text))
-            lines.append(options.backtrack.format(critique=critique, step=detour.text))
+            lines.append(("reflection", options.reflection.format(critique=critique, step=detour.text)))
+            lines.append(("backtrack", options.backtrack.format(critique=critique, step=detour.text)))
             taken += 1
-        lines.append(step.text)
-    lines += _answer_line(path, tree, options)
-    return "\n".join(lines), taken
+        lines.append(("step", step.text))
+    lines += [("answer", x) for x in _answer_line(path, tree, options)]
+    return lines, taken
+
+
+def _search_lines(tree: Tree, options: TraceOptions) -> tuple[list[tuple[str, str]], int]:
+    """Depth first through the tree in the order its steps are listed, up to the first correct
+    leaf with the answer. A dead-end step with steps below it, once they all failed, is followed
+    by a reflection on its critique and a backtrack; a dead-end leaf (a last number that is not
+    the target) by nothing: the next line tries its next sibling."""
+    lines: list[tuple[str, str]] = []
+    dead_ends = 0
+
+    def visit(step: Step) -> bool:
+        nonlocal dead_ends
+        lines.append(("step" if step.correct else "wrong", step.text))
+        if step.correct and not step.children and _same_answer(step.answer, tree.answer):
+            return True
+        for child in step.children:
+            if visit(child):
+                return True
+        dead_ends += 1
+        if step.children:
+            critique = step.critique or "this does not reach the answer."
+            lines.append(("reflection", options.reflection.format(critique=critique, step=step.text)))
+            lines.append(("backtrack", options.backtrack.format(critique=critique, step=step.text)))
+        return False
+
+    for root in tree.roots:
+        if visit(root):
+            break
+    lines.append(("answer", options.answer_line.format(answer=tree.answer)))
+    return lines, dead_ends
+
+
+def masked_spans(lines: list[tuple[str, str]], mask: tuple[str, ...]) -> list[list[int]]:
+    """Character spans [start, end) of the joined text whose lines are in a `mask` segment
+    (the newline after a masked line is masked with it)."""
+    spans, at = [], 0
+    for i, (segment, text) in enumerate(lines):
+        end = at + len(text) + (1 if i < len(lines) - 1 else 0)
+        if segment in mask:
+            if spans and spans[-1][1] == at:
+                spans[-1][1] = end
+            else:
+                spans.append([at, end])
+        at = end
+    return spans
 
 
 def preference_pairs(tree: Tree, options: TraceOptions = TraceOptions()) -> list[dict]:
@@ -231,13 +303,18 @@ def build_traces(records: list[dict], kind: str, seed: int = 0, options: TraceOp
             out += step_records(tree)
             continue
         if kind == "shortcut":
-            text = shortcut_trace(tree, rng, options)
+            lines = _shortcut_lines(tree, rng, options)
         else:
-            text, taken = journey_trace(tree, rng, options)
+            lines, taken = journey_lines(tree, rng, options)
             stats["detours"] += taken
+        text = _text(lines)
         stats["characters"] += len(text)
         stats["words"] += len(text.split())
-        out.append({"prompt": [{"role": "user", "content": tree.question}],
-                    "completion": [{"role": "assistant", "content": text}]})
+        record = {"prompt": [{"role": "user", "content": tree.question}],
+                  "completion": [{"role": "assistant", "content": text}]}
+        if options.mask:
+            record["loss_mask"] = masked_spans(lines, options.mask)
+            stats["masked characters"] = stats.get("masked characters", 0) + sum(e - b for b, e in record["loss_mask"])
+        out.append(record)
     stats["records"] = len(out)
     return out, stats

@@ -26,6 +26,9 @@ from pathlib import Path
 
 from posttrain.data.build_trees import build_trees
 from posttrain.data.loading import load_source
+from posttrain.data.trees import TreeError, parse_tree
+from posttrain.errors import UserError
+from posttrain.evaluation.stats import describe_difference, paired_difference, problem_scores, verdict
 from posttrain.recipe import Device, Experiment, TracesSpec
 from posttrain.recipe.kinds import VARIANTS
 from posttrain.rewards.answers import extract_final_answer
@@ -51,7 +54,10 @@ def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
     phase1 = group.stage("phase1")
     phase1_eval = _run_or_reuse(exp.phase1, phase1, allow_changes)
     if not group.trees.is_file():
-        _build_trees(exp, phase1.final, group)
+        if exp.trees.source == "search":
+            _search_trees(exp, group)
+        else:
+            _build_trees(exp, phase1.final, group)
     tree_stats = json.loads(group.trees_stats.read_text())
     stats = StepStatistics.for_experiment(exp)
 
@@ -60,8 +66,10 @@ def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
         for kind in VARIANTS:
             run = group.stage(f"{kind}-seed{seed}")
             report = _run_or_reuse(exp.phase2(kind, seed, group.trees, phase1.final), run, allow_changes)
+            spent = _spent(run)
             results[kind].append({"seed": seed, "accuracy": report["accuracy"],
-                                  "tokens": last_logged(run.metrics, "num_tokens"),
+                                  "tokens": spent.get("train_tokens") or last_logged(run.metrics, "num_tokens"),
+                                  "flops": spent.get("train_flops"), "steps": spent.get("steps"),
                                   **stats.of(EvalDir(run.eval_dir).samples)})
     rows = [{"model": "phase 1 (worked solutions)", "accuracy_mean": phase1_eval["accuracy"],
              "accuracy_std": 0.0, "seeds": 1, "tokens": last_logged(phase1.metrics, "num_tokens"),
@@ -73,12 +81,14 @@ def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
                      "accuracy_mean": statistics.mean(accuracies),
                      "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
                      "seeds": len(runs), "tokens": statistics.mean(r["tokens"] or 0 for r in runs),
+                     "flops": _mean_or_none([r["flops"] for r in runs]),
+                     "steps": _mean_or_none([r["steps"] for r in runs]),
                      "with_reflection": _mean_or_none([r["with_reflection"] for r in runs]),
                      "reflection_after_wrong_step": _mean_or_none([r["reflection_after_wrong_step"] for r in runs]),
                      "wrong_steps": _mean_or_none([r["wrong_steps"] for r in runs]),
                      "per_seed": runs})
     summary = {"rows": rows, "trees": tree_stats, "wall_seconds": time.monotonic() - started,
-               "held_out": phase1_eval["samples"]}
+               "held_out": phase1_eval["samples"], "differences": _differences(exp, group)}
     if is_main_process():
         write_json(group.comparison, summary)
         write_atomic(group.comparison_markdown, comparison_markdown(summary))
@@ -86,6 +96,45 @@ def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
         print(comparison_markdown(summary))
         print(f"posttrain: comparison in {group.comparison_markdown} and {group.comparison_plot.name}")
     return rows
+
+
+def _spent(run: RunDir) -> dict:
+    """A finished run's trained tokens and estimated FLOPs, as its run record holds them."""
+    return json.loads(run.spent.read_text()) if run.spent.is_file() else {}
+
+
+def _differences(exp: Experiment, group: GroupDir) -> list[dict]:
+    """Paired over the seeds and the same held-out problems (evaluation/stats.py): journey -
+    shortcut, and each against phase 1 (the same phase-1 scores for every seed)."""
+    def scores(name: str) -> list[float]:
+        return problem_scores(EvalDir(group.stage(name).eval_dir).samples)
+
+    arms = {kind: [scores(f"{kind}-seed{seed}") for seed in exp.seeds] for kind in VARIANTS}
+    phase1 = [scores("phase1")] * len(exp.seeds)
+    pairs = [("journey", "shortcut", arms["journey"], arms["shortcut"]),
+             ("journey", "phase 1", arms["journey"], phase1), ("shortcut", "phase 1", arms["shortcut"], phase1)]
+    return [{"a": a, "b": b, **paired_difference(x, y)} for a, b, x, y in pairs]
+
+
+def _search_trees(exp: Experiment, group: GroupDir) -> None:
+    """trees.source search: the questions source holds trees from a search procedure already."""
+    started = time.monotonic()
+    trees = load_source(exp.trees.questions, "sft").records if exp.trees.questions.path else \
+        load_source(exp.trees.questions, "task").records
+    for i, tree in enumerate(trees):
+        try:
+            parse_tree(tree)
+        except TreeError as exc:
+            raise UserError(f"trees.questions: tree {i} is not a solved reasoning tree: {exc} "
+                            "(trees.source search uses the source's trees as they are)") from None
+    steps = [s for t in trees for s in t["steps"]]
+    stats = {"trees": len(trees), "questions": len(trees), "steps": len(steps), "source": "search",
+             "incorrect steps": sum(s["rating"] == "incorrect" for s in steps),
+             "seconds": round(time.monotonic() - started, 1)}
+    write_json(group.trees_stats, stats)
+    write_atomic(group.trees, "".join(json.dumps(t) + "\n" for t in trees))
+    print(f"posttrain: {stats['trees']} search trees from {exp.trees.questions.label}; "
+          f"{stats['incorrect steps']} of {stats['steps']} steps are dead ends")
 
 
 def _run_or_reuse(loaded, run: RunDir, allow_changes: bool) -> dict:
@@ -195,12 +244,23 @@ def comparison_markdown(summary: dict) -> str:
     def pct(x):
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    lines = ["| model | held-out accuracy (mean +- std) | seeds | tokens trained | answers with a reflection "
-             "| reflections after a wrong step | wrong steps, all answers |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | held-out accuracy (mean +- std) | seeds | tokens trained | est. FLOPs | steps "
+             "| answers with a reflection | reflections after a wrong step | wrong steps, all answers |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
+        flops = "-" if row.get("flops") is None else f"{row['flops']:.3g}"
+        steps = "-" if row.get("steps") is None else f"{row['steps']:.0f}"
         lines.append(f"| {row['model']} | {100 * row['accuracy_mean']:.1f} +- {100 * row['accuracy_std']:.1f} | "
-                     f"{row['seeds']} | {row['tokens'] or 0:,.0f} | {pct(row.get('with_reflection'))} | "
+                     f"{row['seeds']} | {row['tokens'] or 0:,.0f} | {flops} | {steps} | {pct(row.get('with_reflection'))} | "
                      f"{pct(row.get('reflection_after_wrong_step'))} | {pct(row.get('wrong_steps'))} |")
+    if summary.get("differences"):
+        lines += ["", "| comparison | difference (points) [95 % interval] | per seed | verdict |", "|---|---|---|---|"]
+        for d in summary["differences"]:
+            per_seed = ", ".join(f"{100 * x:+.1f}" for x in d["per_seed"])
+            lines.append(f"| {d['a']} - {d['b']} | {describe_difference(d)} | {per_seed} | {verdict(d, d['a'], d['b'])} |")
+        lines += ["", "Paired over the same held-out problems and the phase-2 seeds; the interval counts the spread "
+                  "over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding only when "
+                  "its interval excludes 0; phase 1 is one run, so its own seed noise is not in the interval."]
     trees = summary["trees"]
     lines += ["", f"Held-out problems: {summary['held_out']}. Trees: {trees.get('trees')} from "
               f"{trees.get('questions')} questions ({trees.get('incorrect steps')} of {trees.get('steps')} steps "

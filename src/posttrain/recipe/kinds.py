@@ -379,8 +379,8 @@ def _phase2_dict(data: dict, root: Path, kind: str, seed: int, trees: Path | Non
     if kind == "shortcut":
         traces = {"kind": "shortcut", "seed": seed}
     source = ({"path": str(Path(trees).resolve())} if trees else {"task": "arithmetic_trees", "n": 4}) | {"traces": traces}
-    recipe = _phase_recipe(data, "phase2", {"data": {"train": [source]},
-                                            "run": {"name": f"{kind}-seed{seed}", "dir": str(root)}})
+    run = {**(data["phase2"].get("run") or {}), "name": f"{kind}-seed{seed}", "dir": str(root)}
+    recipe = _phase_recipe(data, "phase2", {"data": {"train": [source]}, "run": run})
     recipe["trainer"] = {**recipe.get("trainer", {}), "seed": seed}
     if model is not None:
         recipe["model"] = {k: v for k, v in recipe["model"].items() if k not in ("tiny", "chat_template")}
@@ -413,8 +413,8 @@ def _load_experiment(data: dict, origins, source: Path) -> Experiment:
                     "one is dropped (keep_unsolved is for a prm source's step records)")
     check_reward(error, data, ("trees", "reward"), spec.trees.reward)
     root = _experiment_group(spec, source).path
-    phase1 = _validate_phase(_phase_recipe(data, "phase1", {"run": {"name": "phase1", "dir": str(root)}}),
-                             origins, source, "phase1")
+    run = {**(data["phase1"].get("run") or {}), "name": "phase1", "dir": str(root)}
+    phase1 = _validate_phase(_phase_recipe(data, "phase1", {"run": run}), origins, source, "phase1")
     experiment = Experiment(source, spec, data, origins, phase1)
     for kind in VARIANTS:  # phase 2 checked now, with procedural trees standing in for the sampled ones
         experiment.phase2(kind, experiment.seeds[0], trees=None)

@@ -85,6 +85,11 @@ class TracesSpec(_Block):
     reflection: str = "Wait, that is wrong: {critique}"
     backtrack: str = "Let me go back and redo that step."
     seed: int = 0
+    # journey traces: detours (the correct path with detours) or search (the whole search, in the
+    # tree's order: trees from a search procedure such as countdown_search_trees)
+    journey: Literal["detours", "search"] = "detours"
+    # journey segments that get no loss (SFT): the wrong steps, the reflections, the backtracks
+    mask: list[Literal["wrong", "reflection", "backtrack"]] = []
 
 
 class RewardRef(BaseModel):
@@ -474,6 +479,10 @@ class TreesSpec(TreeBuildSpec):
     phase-1 model for `questions` (posttrain data build-trees takes the same settings)."""
 
     questions: DataSource
+    # sampled: trees sampled from the phase-1 model for `questions` (task records);
+    # search: `questions` already holds trees from a search procedure (countdown_search_trees,
+    # or a file of trees), used as they are, with no sampling.
+    source: Literal["sampled", "search"] = "sampled"
 
 
 class ExperimentSpec(_Block):

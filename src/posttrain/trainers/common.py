@@ -512,7 +512,10 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
             fresh_base = lambda: load_model(loaded, model_path(loaded), Device.detect())  # noqa: E731
         save_final(trainer, trainer.processing_class, run, merge_lora=loaded.spec.peft is not None,
                    fresh_base=fresh_base)
-    return {**result.metrics, "train_seconds": guard.spent(), **meter.spent()}  # counted across resumes
+    spent = {"train_seconds": guard.spent(), **meter.spent(), "steps": trainer.state.global_step}  # across resumes
+    if is_main_process():
+        write_json(run.spent, spent)
+    return {**result.metrics, **spent}
 
 
 @contextlib.contextmanager

@@ -58,7 +58,38 @@ def decontamination(loaded: LoadedRecipe):
 def data(context: Context) -> TrainData:
     train, evaluation, fingerprints = sft_data(context.loaded, context.data_seed, context.data_kind)
     report_trace_tokens(fingerprints, context.tokenizer)
+    if any(r.get("loss_mask") for r in train):
+        train = masked_examples(train, context.tokenizer)
+        trained = sum(sum(1 for x in r["labels"] if x != -100) for r in train)
+        print(f"posttrain: journey segments masked (traces.mask): {trained:,} completion tokens get a loss")
+        if evaluation:
+            evaluation = masked_examples(evaluation, context.tokenizer)
     return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
+
+
+def masked_examples(records: list[dict], tokenizer) -> list[dict]:
+    """Prompt-completion records tokenized as TRL's SFTTrainer tokenizes them (the chat
+    template over prompt + completion), with `labels` -100 on the prompt and on every token that
+    overlaps a `loss_mask` span of the completion (data/trees.py: the journey segments
+    traces.mask names). TRL trains on a dataset with input_ids and labels as it is."""
+    out = []
+    for record in records:
+        prompt, completion = record["prompt"], record["completion"]
+        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+        if not full.startswith(prompt_text):
+            raise ValueError("the chat template renders the prompt differently inside the conversation; "
+                             "traces.mask needs a template whose prompt is a prefix of prompt + completion")
+        content = completion[-1]["content"]
+        start = full.find(content, len(prompt_text))
+        spans = [(start + a, start + b) for a, b in record.get("loss_mask") or []]
+        encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        labels = []
+        for token, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]):
+            hidden = a < len(prompt_text) or any(a < e and b > s for s, e in spans)
+            labels.append(-100 if hidden else token)
+        out.append({"input_ids": encoded["input_ids"], "labels": labels})
+    return out
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):
