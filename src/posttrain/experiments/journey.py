@@ -35,7 +35,7 @@ from posttrain.rewards.answers import extract_final_answer
 from posttrain.rundir import (EvalDir, GroupDir, RunDir, is_main_process, mark_as_run_directory, remove_run_directory,
                               write_atomic, write_json)
 from posttrain.runs import last_logged, run_recipe
-from posttrain.tasks import JUDGES, SOLUTIONS
+from posttrain.tasks import JUDGES, SOLUTIONS, generate
 from posttrain.trainers.common import load_model_and_tokenizer
 
 
@@ -71,8 +71,10 @@ def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
                                   "tokens": spent.get("train_tokens") or last_logged(run.metrics, "num_tokens"),
                                   "flops": spent.get("train_flops"), "steps": spent.get("steps"),
                                   **stats.of(EvalDir(run.eval_dir).samples)})
+    spent = _spent(phase1)
     rows = [{"model": "phase 1 (worked solutions)", "accuracy_mean": phase1_eval["accuracy"],
-             "accuracy_std": 0.0, "seeds": 1, "tokens": last_logged(phase1.metrics, "num_tokens"),
+             "accuracy_std": 0.0, "seeds": 1, "tokens": spent.get("train_tokens") or last_logged(phase1.metrics, "num_tokens"),
+             "flops": spent.get("train_flops"), "steps": spent.get("steps"),
              **stats.of(EvalDir(phase1.eval_dir).samples)}]
     for kind in VARIANTS:
         runs = results[kind]
@@ -119,8 +121,19 @@ def _differences(exp: Experiment, group: GroupDir) -> list[dict]:
 def _search_trees(exp: Experiment, group: GroupDir) -> None:
     """trees.source search: the questions source holds trees from a search procedure already."""
     started = time.monotonic()
-    trees = load_source(exp.trees.questions, "sft").records if exp.trees.questions.path else \
-        load_source(exp.trees.questions, "task").records
+    source = exp.trees.questions
+    if source.task is not None:
+        trees = generate(source.task, source.n or 1000, source.split or "train", source.seed, **source.options)
+    elif source.path is not None:
+        trees = []
+        for number, line in enumerate(Path(source.path).read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    trees.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{source.path}:{number}: not JSON: {exc.msg}") from None
+    else:
+        raise UserError("trees.questions: trees.source search reads trees from a task or a file (path)")
     for i, tree in enumerate(trees):
         try:
             parse_tree(tree)

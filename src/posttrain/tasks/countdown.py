@@ -35,6 +35,10 @@ def _countdown_problem(rng: random.Random, count: int, max_number: int, max_targ
     return numbers, value, expression if 0 < value <= max_target else None
 
 
+QUESTION = ("Using the numbers {numbers}, make {target}. Use each number at most once and only + - * /. "
+            "End with 'Answer: <expression>'.")
+
+
 def countdown(
     n: int,
     split: str = "train",
@@ -44,22 +48,23 @@ def countdown(
     max_target: int = 200,
     use_all: bool = False,
     steps: bool = False,
+    question: str = QUESTION,
 ) -> list[dict]:
     """`n` countdown puzzles: reach the target using the numbers, each at most once, with
     + - * / (difficulty: `count` numbers up to `max_number`, targets up to `max_target`;
     `use_all`: the target is made from all the numbers, so shortcuts through two of them are
     rare). The completion gives one solution (`steps`: computed step by step, as the search
-    trees write steps); any other expression that reaches the target counts."""
+    trees write steps); any other expression that reaches the target counts. `question` is the
+    prompt's wording, with {numbers} and {target} (a short one trains faster on a tiny model)."""
 
     def make(rng):
         numbers, target, expression = _countdown_problem(rng, count, max_number, max_target, use_all)
         if expression is None:
             return None
-        question = (f"Using the numbers {numbers}, make {target}. Use each number at most once "
-                    "and only + - * /. End with 'Answer: <expression>'.")
+        text = question.format(numbers=numbers, target=target)
         answer = _stepwise(numbers, expression) if steps else f"Answer: {expression}"
-        return question, {
-            "prompt": [{"role": "user", "content": question}],
+        return text, {
+            "prompt": [{"role": "user", "content": text}],
             "completion": [{"role": "assistant", "content": answer}],
             "ground_truth": json.dumps({"numbers": numbers, "target": target}),
             "verifier": "countdown",
