@@ -103,7 +103,7 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
             for (i, node), (score,) in zip(answered, scores):
                 if score < 1.0:
                     node.rating = "incorrect"
-                    node.critique = f"the final answer {node.answer} is wrong; it is {records[i]['ground_truth']}."
+                    node.critique = f"the final answer {node.answer} is wrong; it is {gold_answer(records[i])}."
         items = [(records[i], path(i, nodes[i][node.parent]) if node.parent else [], node.text) for i, node in created]
         if judge is None:
             verdicts = [None] * len(items)
@@ -135,7 +135,9 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
         if include_gold:
             stats["gold steps added"] += _add_gold_path(tree_nodes, record)
         _propagate(tree_nodes, record["ground_truth"])
-        tree = {"question": _question(record), "answer": str(record["ground_truth"]),
+        # Every answer in the tree was rated by the reward: a correct leaf is a right answer even
+        # where it differs from the gold one (countdown: any expression that reaches the target).
+        tree = {"question": _question(record), "answer": gold_answer(record), "answers_verified": True,
                 "steps": [{"id": n.id, "parent": n.parent, "text": n.text, "rating": n.rating,
                            **({"critique": n.critique} if n.critique else {}),
                            **({"answer": n.answer} if n.answer is not None else {})}
@@ -176,13 +178,22 @@ def _add_gold_path(nodes: dict[str, Node], record: dict) -> int:
         last = nodes[parent]
         children = [n for n in nodes.values() if n.parent == parent]
         if children:  # the model went on past the solution: close the gold path with its own leaf
-            leaf = Node(id=f"g{len(steps) + 1}", parent=parent, text=f"Answer: {record['ground_truth']}",
-                        depth=len(steps) + 1, rating="correct", answer=str(record["ground_truth"]))
+            leaf = Node(id=f"g{len(steps) + 1}", parent=parent, text=f"Answer: {gold_answer(record)}",
+                        depth=len(steps) + 1, rating="correct", answer=gold_answer(record))
             nodes[leaf.id] = leaf
             added += 1
         else:
-            last.answer = str(record["ground_truth"])
+            last.answer = gold_answer(record)
     return added
+
+
+def gold_answer(record: dict) -> str:
+    """The record's final answer as its worked solution writes it (`Answer: ...`), else its
+    ground truth: the same for numeric tasks; for countdown, the expression, not the JSON."""
+    completion = record.get("completion")
+    text = (completion[-1]["content"] if isinstance(completion, list) else completion) if completion else None
+    answer = extract_final_answer(text) if text else None
+    return answer if answer is not None else str(record["ground_truth"])
 
 
 def _question(record: dict) -> str:

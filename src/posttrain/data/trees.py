@@ -50,6 +50,9 @@ class Tree:
     answer: str
     roots: list[Step]
     steps: dict[str, Step]
+    # answers_verified: every answer in the tree was rated by a verifier (sampled trees), so a
+    # correct leaf is a right answer even where it differs from `answer` (countdown expressions)
+    verified: bool = False
 
 
 def _same_answer(a: str | None, b: str) -> bool:
@@ -94,7 +97,7 @@ def parse_tree(record: dict, solved: bool = True) -> Tree:
                 raise TreeError(f"step {step.id}: its parents form a cycle ({' -> '.join(seen)})")
             seen.add(node.id)
             node = steps[node.parent]
-    tree = Tree(str(record["question"]), str(record["answer"]), roots, steps)
+    tree = Tree(str(record["question"]), str(record["answer"]), roots, steps, bool(record.get("answers_verified")))
     if solved and not correct_paths(tree):
         raise TreeError("no path of correct steps reaches the gold answer")
     return tree
@@ -109,7 +112,7 @@ def correct_paths(tree: Tree) -> list[list[Step]]:
             return
         path = [*path, step]
         if not step.children:
-            if _same_answer(step.answer, tree.answer):
+            if _same_answer(step.answer, tree.answer) or (tree.verified and step.answer is not None):
                 paths.append(path)
             return
         for child in step.children:
@@ -166,7 +169,8 @@ def _text(lines: list[tuple[str, str]]) -> str:
 def _answer_line(path: list[Step], tree: Tree, options: TraceOptions) -> list[str]:
     """The closing answer line, unless the path's last step already is that line (trees
     sampled from a model may end a path with the model's own `Answer: ...` step)."""
-    line = options.answer_line.format(answer=tree.answer)
+    answer = path[-1].answer if tree.verified and path[-1].answer is not None else tree.answer
+    line = options.answer_line.format(answer=answer)
     return [] if path[-1].text.strip() == line.strip() else [line]
 
 

@@ -433,6 +433,20 @@ def _is_a(value, expected: type) -> bool:
     return isinstance(value, expected)
 
 
+def check_task_options(error, path: KeyPath, source: DataSource) -> None:
+    """A generated task's options are its generator's keyword parameters (tasks/)."""
+    import inspect
+
+    parameters = inspect.signature(TASKS[source.task]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # passed on to another generator, which checks them when it runs
+    known = [name for name in parameters if name not in ("n", "split", "seed")]
+    for option in source.options:
+        if option not in known:
+            raise error((*path, "options", option), f"task {source.task} has no option '{option}'"
+                               f"{did_you_mean(option, known)} (its options: {', '.join(known)})")
+
+
 def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSource]) -> None:
     for i, source in enumerate(sources):
         path = (*prefix, i)
@@ -445,6 +459,8 @@ def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSour
             elif source.task not in TASKS:
                 raise loaded.error((*path, "task"), f"unknown task '{source.task}'{did_you_mean(source.task, TASKS)} "
                                    f"(tasks: {', '.join(TASKS)}, or reasoning_gym/<name>)")
+            else:
+                check_task_options(loaded.error, path, source)
             if source.split not in (None, "train", "heldout"):
                 raise loaded.error((*path, "split"), "a task split is 'train' or 'heldout'")
         if source.on_policy is not None:

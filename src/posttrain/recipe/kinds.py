@@ -22,10 +22,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from posttrain.errors import RecipeError, UserError
-from posttrain.recipe.check import LoadedRecipe, check_judge, check_reward, pydantic_error, validate
+from posttrain.recipe.check import LoadedRecipe, check_judge, check_reward, check_task_options, pydantic_error, validate
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
 from posttrain.recipe.schema import BUDGETS, ExperimentSpec, TracesSpec
 from posttrain.rundir import GroupDir, name_problem, run_path
+from posttrain.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -408,6 +409,8 @@ def _load_experiment(data: dict, origins, source: Path) -> Experiment:
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise error(("phase2", "seeds"), f"expected a non-empty list of integers, e.g. [0, 1, 2] (got {seeds!r})")
     check_judge(error, ("trees", "judge"), spec.trees.judge)
+    if spec.trees.questions.task in TASKS:
+        check_task_options(error, ("trees", "questions"), spec.trees.questions)
     if spec.trees.keep_unsolved:
         raise error(("trees", "keep_unsolved"), "shortcut and journey traces need a correct path; a tree without "
                     "one is dropped (keep_unsolved is for a prm source's step records)")
