@@ -111,6 +111,9 @@ def _differences(exp: Experiment, group: GroupDir) -> list[dict]:
     def scores(name: str) -> list[float]:
         return problem_scores(EvalDir(group.stage(name).eval_dir).samples)
 
+    names = ["phase1", *(f"{kind}-seed{seed}" for kind in VARIANTS for seed in exp.seeds)]
+    if not all(EvalDir(group.stage(name).eval_dir).samples.is_file() for name in names):
+        return []  # a run without its evaluation samples (an older run): no pairing
     arms = {kind: [scores(f"{kind}-seed{seed}") for seed in exp.seeds] for kind in VARIANTS}
     phase1 = [scores("phase1")] * len(exp.seeds)
     pairs = [("journey", "shortcut", arms["journey"], arms["shortcut"]),
