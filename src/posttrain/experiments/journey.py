@@ -166,7 +166,7 @@ def _build_trees(exp: Experiment, model_dir: Path, group: GroupDir) -> None:
     device = Device.detect()
     model, tokenizer = load_model_and_tokenizer(exp.phase1, device, path=str(model_dir), preflight=False)
     started = time.monotonic()
-    trees, stats = build_trees(model, tokenizer, records, **exp.trees.model_dump(exclude={"questions", "reward", "judge"}),
+    trees, stats = build_trees(model, tokenizer, records, **exp.trees.model_dump(exclude={"questions", "reward", "judge", "source"}),
                                reward=exp.trees.reward, judge=exp.trees.judge)
     stats = dict(stats)
     stats["seconds"] = round(time.monotonic() - started, 1)
