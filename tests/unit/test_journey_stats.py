@@ -50,7 +50,7 @@ def test_the_trees_block_is_checked_when_the_recipe_loads(capsys):
     for override, message in [
         ("trees.width=abc", "trees.width: Input should be a valid integer (got 'abc')"),
         ("trees.questions.n=-1", "trees.questions.n: Input should be greater than 0 (got -1)"),
-        ("trees.judge=nosuch", "trees.judge: unknown judge 'nosuch' (built in: arithmetic;"),
+        ("trees.judge=nosuch", "trees.judge: unknown judge 'nosuch' (built in: arithmetic, countdown;"),
         ("trees.reward=nosuch", "trees.reward: unknown reward 'nosuch'"),
         ("trees.widht=3", "trees.widht: unknown key 'widht'; did you mean 'width'? (valid keys: width, depth, beam,"),
         ("trees.reward={name: numeric, timeot: 2}", "trees.reward.timeot: reward 'numeric' has no option 'timeot'"),

@@ -35,11 +35,12 @@ PATHOLOGICAL = {
 }
 
 BOUNDED = {"math": {"timeout": 0.5}, "ifeval": {"timeout": 0.5}, "code": {"timeout": 0.5},
-           "verifier": {"timeout": 0.5}}
+           "verifier": {"timeout": 0.5}, "reasoning_gym": {"timeout": 0.5}}
 COLUMNS = {
     "numeric": {"ground_truth": ["1"]},
     "math": {"ground_truth": ["1"]},
     "countdown": {"numbers": [[1, 2, 3]], "target": [6]},
+    "reasoning_gym": {"ground_truth": ["{\"dataset\": \"chain_sum\", \"options\": {}, \"entry\": {\"question\": \"1 + 2 =\", \"answer\": \"3\", \"metadata\": {}}}"]},
     "ifeval": {"instruction_id_list": [[
         "length_constraints:number_sentences", "change_case:capital_word_frequency", "detectable_format:title",
         "detectable_format:number_bullet_lists", "detectable_content:postscript", "language:response_language",

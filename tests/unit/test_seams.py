@@ -67,7 +67,7 @@ def test_a_derived_stage_is_a_new_validated_recipe_and_the_pipeline_is_unchanged
     start = tmp_path / "quickstart-pipeline" / "sft" / "final"
     start.mkdir(parents=True)
     (start / "config.json").write_text("{}")  # what a finished stage leaves (its model)
-    derived = stage_for_running(dpo, start, budget=12.5)
+    derived = stage_for_running(dpo, start, budget={"max_train_seconds": 12.5})
     assert derived is not dpo.recipe
     assert derived.spec.model.name_or_path == str(start.resolve()) and derived.spec.model.chat_template is None
     assert derived.spec.eval.baseline is False and derived.spec.run.max_train_seconds == 12.5
