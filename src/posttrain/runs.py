@@ -11,7 +11,7 @@ from pathlib import Path
 from posttrain.data.loading import load_source
 from posttrain.errors import UserError
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report
-from posttrain.evaluation.stats import describe_difference, mean_std, paired_difference, problem_scores, verdict
+from posttrain.evaluation.stats import differences_table, mean_std, paired_difference, problem_scores
 from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive, resolved_dict
 from posttrain.recipe.device import eval_engine
@@ -447,10 +447,7 @@ def seeds_comparison_markdown(comparison: dict) -> str:
         steps = "" if row["steps_mean"] is None else f"{row['steps_mean']:.0f}"
         lines.append(f"| {stage} | {row['method']} | {100 * row['accuracy_mean']:.1f} +- {100 * row['accuracy_std']:.1f} "
                      f"| {per_seed} | {tokens} | {flops} | {steps} |")
-    lines += ["", "| comparison | difference (points) [95 % interval] | per seed | verdict |", "|---|---|---|---|"]
-    for d in comparison["differences"]:
-        per_seed = ", ".join(f"{100 * x:+.1f}" for x in d["per_seed"])
-        lines.append(f"| {d['a']} - {d['b']} | {describe_difference(d)} | {per_seed} | {verdict(d, d['a'], d['b'])} |")
+    lines += ["", *differences_table(comparison["differences"])]
     problems = comparison["differences"][0]["problems"] if comparison["differences"] else 0
     lines += ["", f"Paired over the same {problems} held-out problems and seeds {seeds}; the interval counts the "
               "spread over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding "

@@ -69,6 +69,16 @@ def verdict(result: dict, a: str, b: str) -> str:
     return f"{a} {'above' if result['difference'] > 0 else 'below'} {b}"
 
 
+def differences_table(differences: list[dict]) -> list[str]:
+    """Markdown rows for paired differences (each {a, b, **paired_difference}): the
+    difference with its interval, per seed, and what the interval allows one to say."""
+    lines = ["| comparison | difference (points) [95 % interval] | per seed | verdict |", "|---|---|---|---|"]
+    for d in differences:
+        per_seed = ", ".join(f"{100 * x:+.1f}" for x in d["per_seed"])
+        lines.append(f"| {d['a']} - {d['b']} | {describe_difference(d)} | {per_seed} | {verdict(d, d['a'], d['b'])} |")
+    return lines
+
+
 def problem_scores(samples_file) -> list[float]:
     """Per held-out problem, the share of its answers that were right (score >= 1, as the
     evaluation's accuracy counts them), in the evaluation's order: one samples.jsonl."""

@@ -28,7 +28,7 @@ from posttrain.data.build_trees import build_trees
 from posttrain.data.loading import load_source
 from posttrain.data.trees import TreeError, parse_tree
 from posttrain.errors import UserError
-from posttrain.evaluation.stats import describe_difference, paired_difference, problem_scores, verdict
+from posttrain.evaluation.stats import differences_table, paired_difference, problem_scores
 from posttrain.recipe import Device, Experiment, TracesSpec
 from posttrain.recipe.kinds import VARIANTS
 from posttrain.rewards.answers import extract_final_answer
@@ -270,10 +270,7 @@ def comparison_markdown(summary: dict) -> str:
                      f"{row['seeds']} | {row['tokens'] or 0:,.0f} | {flops} | {steps} | {pct(row.get('with_reflection'))} | "
                      f"{pct(row.get('reflection_after_wrong_step'))} | {pct(row.get('wrong_steps'))} |")
     if summary.get("differences"):
-        lines += ["", "| comparison | difference (points) [95 % interval] | per seed | verdict |", "|---|---|---|---|"]
-        for d in summary["differences"]:
-            per_seed = ", ".join(f"{100 * x:+.1f}" for x in d["per_seed"])
-            lines.append(f"| {d['a']} - {d['b']} | {describe_difference(d)} | {per_seed} | {verdict(d, d['a'], d['b'])} |")
+        lines += ["", *differences_table(summary["differences"])]
         lines += ["", "Paired over the same held-out problems and the phase-2 seeds; the interval counts the spread "
                   "over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding only when "
                   "its interval excludes 0; phase 1 is one run, so its own seed noise is not in the interval."]
