@@ -34,6 +34,10 @@ class Method:
     # Model passes per trained token, in forward-pass units (a backward pass costs two), from the
     # trainer block: what trainers/budget.py multiplies by 2 x parameters to estimate FLOPs.
     passes: Callable[[dict], float] = field(default=lambda trainer: 3.0)
+    # Where the TRL trainer counts the tokens it trained on: its state's num_input_tokens_seen,
+    # which a checkpoint restores (GRPO), or a counter of its own, `_total_train_tokens`, which
+    # starts at 0 again on a resume (SFT, DPO, KTO, reward).
+    tokens_in_state: bool = False
 
 
 # What model each method trains: the transformers Auto class, its extra from_pretrained keyword
@@ -175,7 +179,7 @@ METHODS: dict[str, Method] = {
         keys=frozenset({"rewards", "dynamic_sampling"}),
         managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]"},
         checks=(check_rewards_given, check_generation_groups),
-        passes=_grpo_passes,
+        passes=_grpo_passes, tokens_in_state=True,
     ),
 }
 

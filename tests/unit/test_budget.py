@@ -43,9 +43,7 @@ class FakeSFT:  # what the meter reads of TRL's SFTTrainer: its own counter, not
         self.model = _llama(False)
 
 
-class FakeGRPO:  # GRPO counts in the trainer state, which a checkpoint restores
-    num_generations = 8
-
+class FakeGRPO:  # GRPO counts in the trainer state, which a checkpoint restores (methods.py: tokens_in_state)
     def __init__(self, tokens=0):
         self._total_train_tokens = 0
         self.state = SimpleNamespace(num_input_tokens_seen=tokens)
@@ -136,3 +134,19 @@ def test_task_options_are_the_generators(tmp_path):
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe)
     assert info.value.key == "data.train.0.options.max_numbr" and "did you mean 'max_number'" in info.value.message
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "kto", "rlvr"])
+def test_the_method_table_says_where_the_real_trl_trainer_counts_its_tokens(method):
+    import importlib
+    import inspect
+
+    from posttrain.methods import METHODS
+
+    module, name = METHODS[method].config
+    trainer_class = getattr(importlib.import_module(module.replace("_config", "_trainer")),
+                            name.replace("Config", "Trainer"))
+    source = inspect.getsource(trainer_class)
+    in_state = "self.state.num_input_tokens_seen +=" in source
+    own = "self._total_train_tokens +=" in source
+    assert in_state != own and METHODS[method].tokens_in_state == in_state

@@ -145,3 +145,21 @@ def test_stepwise_countdown_solutions_are_right_and_in_the_trees_step_format(ste
         judge = JUDGES["countdown"]
         for i, line in enumerate(lines[:-1]):
             assert judge(record, lines[:i], line) == ("correct", None), (content, line)
+
+
+def test_a_trees_file_with_a_bad_line_fails_before_phase_1_trains_naming_file_and_line(tmp_path, capsys):
+    from posttrain.cli import main
+
+    good = generate("countdown_search_trees", 2, "train", seed=3, max_nodes=16, **OPTIONS)
+    unsolved = {**good[1], "steps": [{**s, "rating": "incorrect"} for s in good[1]["steps"]]}
+    cases = {"broken.jsonl": (json.dumps(good[0]) + "\n{not json\n", ":2: not valid JSON"),
+             "unsolved.jsonl": (json.dumps(good[0]) + "\n\n" + json.dumps(unsolved) + "\n",
+                                ":3: not a solved reasoning tree")}
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        code = main(["run", "recipes/journey-countdown/experiment.yaml", f"trees.questions={{path: {path}}}",
+                     f"run.dir={tmp_path / 'runs'}"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{path}{message}" in err and "Traceback" not in err
+        assert not (tmp_path / "runs" / "journey-countdown" / "phase1" / "final").exists()  # nothing trained

@@ -68,7 +68,9 @@ def read_jsonl(path: Path, max_record_mb: float = DEFAULT_MAX_RECORD_MB) -> tupl
     return records, where
 
 
-def _read_file(path: Path, max_record_mb: float) -> tuple[list[dict], list[str]]:
+def read_records(path: Path, max_record_mb: float = DEFAULT_MAX_RECORD_MB) -> tuple[list[dict], list[str]]:
+    """A data file's records (.jsonl, .json or .parquet) and where each is ("file:line" or
+    "file: record i"); a missing, unreadable or oversized one is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.suffix == ".jsonl":
@@ -165,7 +167,7 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
     `tree_builder(source, task_records) -> trees` samples a `build_trees:` source's trees."""
     if source.path is not None:
         path = Path(source.path)
-        records, where = _read_file(path, source.max_record_mb)
+        records, where = read_records(path, source.max_record_mb)
         fingerprint = f"sha256:{_sha256_file(path)}"
     elif source.hub is not None:
         records, fingerprint = _load_hub(source)

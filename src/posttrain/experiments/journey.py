@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from posttrain.data.build_trees import build_trees
-from posttrain.data.loading import load_source
+from posttrain.data.loading import load_source, read_records
 from posttrain.data.trees import TreeError, parse_tree
 from posttrain.errors import UserError
 from posttrain.evaluation.stats import differences_table, paired_difference, problem_scores
@@ -52,12 +52,11 @@ def _run_experiment(exp: Experiment, allow_changes: bool) -> list[dict]:
     started = time.monotonic()
     group = exp.group
     phase1 = group.stage("phase1")
+    if exp.trees.source == "search" and not group.trees.is_file():
+        _search_trees(exp, group)  # these need no model: read and checked before anything trains
     phase1_eval = _run_or_reuse(exp.phase1, phase1, allow_changes)
     if not group.trees.is_file():
-        if exp.trees.source == "search":
-            _search_trees(exp, group)
-        else:
-            _build_trees(exp, phase1.final, group)
+        _build_trees(exp, phase1.final, group)
     tree_stats = json.loads(group.trees_stats.read_text())
     stats = StepStatistics.for_experiment(exp)
 
@@ -127,21 +126,16 @@ def _search_trees(exp: Experiment, group: GroupDir) -> None:
     source = exp.trees.questions
     if source.task is not None:
         trees = generate(source.task, source.n or 1000, source.split or "train", source.seed, **source.options)
+        where = [f"trees.questions: tree {i}" for i in range(len(trees))]
     elif source.path is not None:
-        trees = []
-        for number, line in enumerate(Path(source.path).read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    trees.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{source.path}:{number}: not JSON: {exc.msg}") from None
+        trees, where = read_records(Path(source.path), source.max_record_mb)
     else:
         raise UserError("trees.questions: trees.source search reads trees from a task or a file (path)")
-    for i, tree in enumerate(trees):
+    for tree, location in zip(trees, where):
         try:
             parse_tree(tree)
         except TreeError as exc:
-            raise UserError(f"trees.questions: tree {i} is not a solved reasoning tree: {exc} "
+            raise UserError(f"{location}: not a solved reasoning tree: {exc} "
                             "(trees.source search uses the source's trees as they are)") from None
     steps = [s for t in trees for s in t["steps"]]
     stats = {"trees": len(trees), "questions": len(trees), "steps": len(steps), "source": "search",

@@ -22,12 +22,15 @@ from __future__ import annotations
 from posttrain.methods import METHODS
 
 
+def full_numel(parameter) -> int:
+    """A parameter's full size: under ZeRO-3 each rank holds a shard, and ds_numel is the whole."""
+    return getattr(parameter, "ds_numel", parameter.numel())
+
+
 def model_parameters(model) -> int:
     """Parameters without the input embedding (see the module's docstring); ZeRO-3 shards count
     whole."""
-    def numel(p):
-        return getattr(p, "ds_numel", p.numel())
-
+    numel = full_numel
     base = getattr(model, "get_base_model", lambda: model)()  # a peft model: the wrapped one
     embedding = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
     skip = {id(p) for p in embedding.parameters()} if embedding is not None else set()
@@ -40,13 +43,12 @@ def flops_per_token(method: str, trainer_args: dict, parameters: int) -> float:
     return 2.0 * parameters * METHODS[method].passes(trainer_args)
 
 
-def trained_tokens(trainer) -> tuple[int, bool]:
+def trained_tokens(trainer, method: str) -> tuple[int, bool]:
     """The tokens the TRL trainer has counted (this process's view of the all-process total),
-    and whether the count survives a resume: GRPO counts in the trainer state, which a
-    checkpoint restores; SFT, DPO and KTO in a counter of their own that starts at 0 again."""
-    if hasattr(trainer, "_total_train_tokens") and not hasattr(trainer, "num_generations"):
-        return int(trainer._total_train_tokens or 0), False
-    return int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0), True
+    and whether the count survives a resume (the method's row says where its trainer counts)."""
+    if METHODS[method].tokens_in_state:
+        return int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0), True
+    return int(getattr(trainer, "_total_train_tokens", 0) or 0), False
 
 
 class Meter:
@@ -67,7 +69,7 @@ class Meter:
     def tokens(self) -> int:
         if self.trainer is None:
             return int(self.before.get("train_tokens", 0))
-        now, restored = trained_tokens(self.trainer)
+        now, restored = trained_tokens(self.trainer, self.method)
         return now if restored else int(self.before.get("train_tokens", 0)) + now
 
     def flops(self) -> float:

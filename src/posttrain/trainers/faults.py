@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.trainers.budget import full_numel
 from posttrain.rundir import checkpoint_path, completion_record, is_complete, mark_complete, rotate
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: interrupted on purpose; resume to continue
@@ -156,9 +157,7 @@ def fault_callback(checkpoints: Path, save_total_limit: int | None, max_train_se
 def checkpoint_bytes(model) -> tuple[int, int]:
     """(bytes of one checkpoint, bytes of the final model) for `model`: weights in their dtype
     plus, for trainable parameters, Adam's two fp32 moments."""
-    def numel(p):  # ZeRO-3 keeps only a shard on each rank; ds_numel is the full size
-        return getattr(p, "ds_numel", p.numel())
-
+    numel = full_numel
     weights = sum(numel(p) * p.element_size() for p in model.parameters())
     trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
     return weights + 8 * trainable, weights
