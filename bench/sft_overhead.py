@@ -2,6 +2,7 @@
 
     python bench/sft_overhead.py                 # ~3 minutes on 2 CPU cores
     python bench/sft_overhead.py --rounds 5      # tighter medians
+    python bench/sft_overhead.py --part layouts --data countdown-search   # long, uneven traces
 
 Part 1 builds posttrain's trainer (from a recipe, through `trainers.skeleton.build_trainer`) and a plain TRL
 SFTTrainer with the same model, data and settings, then alternates them in rounds inside one
@@ -102,10 +103,11 @@ def plain_trl_trainer(records, tokenizer_path: str, out: str, steps: int, **layo
     from trl import SFTConfig, SFTTrainer
 
     per_device = layout.pop("per_device", 32)
+    accumulation = layout.pop("accumulation", 1)
     config = SFTConfig(
         output_dir=out, max_steps=steps, learning_rate=1e-3, lr_scheduler_type="constant_with_warmup",
         warmup_steps=10, logging_steps=1000, save_strategy="no", disable_tqdm=True, seed=0,
-        per_device_train_batch_size=per_device, gradient_accumulation_steps=1, report_to=[],
+        per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation, report_to=[],
         bf16=False, fp16=False, use_cpu=True, activation_checkpointing=False,
         dataloader_pin_memory=False, **layout,
     )
@@ -161,39 +163,69 @@ LAYOUTS = {  # name -> SFTConfig keyword arguments; per_device chosen for simila
 }
 
 
-def layouts(workdir: Path, rounds: int, steps: int, n: int) -> dict[str, dict]:
+# Countdown search traces (recipes/journey-countdown): 20-470 tokens, so a padded batch of 32 is
+# mostly padding. Smaller micro-batches with gradient accumulation keep the same examples in each
+# optimizer step and the same loss (transformers divides by the tokens of the whole accumulated
+# step), unlike length grouping, which changes which examples share a step, hence how much each
+# token weighs in TRL's per-step token mean.
+SEARCH_LAYOUTS = {
+    "padded, 32 x 1 (TRL default)": {"per_device": 32},
+    "padded, length-grouped": {"per_device": 32, "train_sampling_strategy": "group_by_length"},
+    "padded, 8 x 4 accumulated": {"per_device": 8, "accumulation": 4},
+    "padded, 4 x 8 accumulated": {"per_device": 4, "accumulation": 8},
+    "padded, 2 x 16 accumulated": {"per_device": 2, "accumulation": 16},
+    "padding-free": {"per_device": 32, "padding_free": True, "max_length": None},
+}
+
+
+def search_records(n: int) -> list[dict]:
+    from posttrain.data.trees import TraceOptions, build_traces
+    from posttrain.tasks import generate
+
+    options = {"count": 3, "max_number": 10, "max_target": 50, "use_all": True, "max_nodes": 16,
+               "question": "Make {target} from {numbers}."}
+    trees = generate("countdown_search_trees", n, "train", 1, **options)
+    traces = TraceOptions(journey="search", reflection="Wait, {critique}", backtrack="Let me go back.")
+    return [{"prompt": r["prompt"], "completion": r["completion"]}
+            for r in build_traces(trees, "journey", seed=0, options=traces)[0]]
+
+
+def layouts(workdir: Path, rounds: int, steps: int, n: int, data: str = "arithmetic") -> dict[str, dict]:
     from posttrain.tasks import arithmetic
     from posttrain.recipe import TinyModelSpec
     from posttrain.tiny import tiny_model_path
 
-    records = arithmetic(n, seed=0)
+    records = arithmetic(n, seed=0) if data == "arithmetic" else search_records(min(n, 1000))
+    table = LAYOUTS if data == "arithmetic" else SEARCH_LAYOUTS
     path = str(tiny_model_path(TinyModelSpec()))
-    trainers, clocks, stats = {}, {}, {}
-    for name, layout in LAYOUTS.items():
+    trainers, clocks, stats, accumulation = {}, {}, {}, {}
+    for name, layout in table.items():
+        accumulation[name] = layout.get("accumulation", 1)
         trainer = plain_trl_trainer(records, path, str(workdir / name.replace(" ", "_")), steps, **dict(layout))
         stats[name] = trainer.data_collator = BatchStats(trainer.data_collator)
         clocks[name] = StepClock(warmup=2)
         trainer.add_callback(clocks[name])
         trainer.remove_callback(PrinterCallback)
         trainers[name] = trainer
-    names = list(LAYOUTS)
+    names = list(table)
     for r in range(rounds):
         for name in names if r % 2 == 0 else reversed(names):
             trainers[name].train()
     results = {}
     for name in names:
         s, c = stats[name], clocks[name]
-        batches = s.batches
+        steps_done = s.batches / accumulation[name]
         step = statistics.median(c.times)
         results[name] = {
             "real_fraction": s.real / s.total,
-            "real_tokens_per_step": s.real / batches,
-            "real_tokens_per_s": s.real / batches / step,
+            "real_tokens_per_step": s.real / steps_done,
+            "real_tokens_per_s": s.real / steps_done / step,
             "attention_per_real_token": s.attention / s.real,
             "step_s": step,
         }
     base = results[names[0]]
-    print("\n## Batch layouts on the bundled arithmetic data (tiny model, CPU)")
+    what = "the bundled arithmetic data" if data == "arithmetic" else "Countdown search (journey) traces"
+    print(f"\n## Batch layouts on {what} (tiny model, CPU)")
     print("| layout | real tokens / batch tokens | real tokens / step | step time (rel.) "
           "| real tokens / s (rel.) | attention positions / real token |")
     print("|---|---|---|---|---|---|")
@@ -210,13 +242,15 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--part", choices=["all", "overhead", "layouts"], default="all")
+    parser.add_argument("--data", choices=["arithmetic", "countdown-search"], default="arithmetic",
+                        help="the records part 2 trains on")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in {"all", "overhead"}:
             overhead(Path(tmp), args.rounds, args.steps, args.n)
         if args.part in {"all", "layouts"}:
-            layouts(Path(tmp), max(2, args.rounds // 2), max(8, args.steps // 2), args.n)
+            layouts(Path(tmp), max(2, args.rounds // 2), max(8, args.steps // 2), args.n, args.data)
     return 0
 
 
