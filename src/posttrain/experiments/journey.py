@@ -6,8 +6,8 @@
 2. Reasoning trees sampled from the phase-1 model (`trees:`), so the wrong steps are the model's
    own mistakes, rated by the task's step checker and final-answer verifier.
 3. SFT phase 2 from the phase-1 model on shortcut traces and, separately, on journey traces from
-   the same trees, with the same step budget, for every seed in `phase2.seeds`; each evaluated on
-   the same held-out set.
+   the same trees, with the same budget (steps, or phase2.run.max_train_tokens), for every seed
+   in `phase2.seeds`; each evaluated on the same held-out set.
 4. comparison.md, comparison.json and comparison.png in the run directory: accuracy (mean and
    standard deviation over seeds), tokens trained, how often answers contain a reflection, and how
    often that reflection followed a step that really was wrong.
