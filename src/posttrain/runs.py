@@ -440,7 +440,7 @@ def seeds_comparison_markdown(comparison: dict) -> str:
              "| tokens trained (mean) | est. FLOPs (mean) | steps (mean) |", "|---|---|---|---|---|---|---|"]
     for row in comparison["stages"]:
         stage = row["stage"] + (f" (instead of {row['instead_of']}, same {row['budget'] or 'steps'})"
-                                if row["instead_of"] else "")
+                                if row["instead_of"] else "") + (" (one run, shared by every seed)" if row["seeds"] == [None] else "")
         per_seed = ", ".join(f"{100 * a:.1f}" for a in row["per_seed"])
         tokens = "" if row["train_tokens_mean"] is None else f"{row['train_tokens_mean']:,.0f}"
         flops = "" if row["train_flops_mean"] is None else f"{row['train_flops_mean']:.3g}"
@@ -452,4 +452,7 @@ def seeds_comparison_markdown(comparison: dict) -> str:
     lines += ["", f"Paired over the same {problems} held-out problems and seeds {seeds}; the interval counts the "
               "spread over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding "
               "only when its interval excludes 0. Exact figures reproduce on the same hardware and software only."]
+    if any(row["seeds"] == [None] for row in comparison["stages"]):
+        lines += ["", "A stage run once (seeds_from) is the same model for every seed: a difference against it "
+                  "counts the seeds of the other stage only, not that stage's own seed noise."]
     return "\n".join(lines) + "\n"

@@ -178,3 +178,25 @@ def test_seeds_run_every_stage_per_seed_and_compare_them_paired(tmp_path, capsys
     assert pairs[("dpo", "sft")]["difference"] == pytest.approx(rows["dpo"]["accuracy_mean"] - rows["sft"]["accuracy_mean"])
     table = (root / "comparison.md").read_text()
     assert "| more-sft (instead of rlvr, same flops) |" in table and "| dpo - sft |" in table
+
+
+def test_seeds_from_shares_the_stages_above_it_and_pairs_every_seed_against_them(tmp_path):
+    recipe = tmp_path / "pipeline.yaml"
+    recipe.write_text("seeds: [3, 4]\nseeds_from: rlvr\n" + (PIPELINE + COMPARISON).format(dir=tmp_path / "runs")
+                      .replace("max_steps: 100000", "max_steps: 50"))
+    assert main(["run", str(recipe)]) == 0
+    root = tmp_path / "runs" / "chain"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        "dpo", "more-sft-seed3", "more-sft-seed4", "rlvr-seed3", "rlvr-seed4", "sft"]
+    for stage in ("rlvr-seed3", "more-sft-seed4"):  # every seed starts from the one dpo model
+        resolved = yaml.safe_load((root / stage / "recipe.resolved.yaml").read_text())
+        assert resolved["model"]["name_or_path"] == str(root / "dpo" / "final")
+    comparison = json.loads((root / "comparison.json").read_text())
+    rows = {row["stage"]: row for row in comparison["stages"]}
+    assert rows["dpo"]["seeds"] == [None] and rows["dpo"]["accuracy_std"] == 0.0
+    assert rows["rlvr"]["seeds"] == [3, 4] and len(rows["rlvr"]["per_seed"]) == 2
+    pairs = {(d["a"], d["b"]): d for d in comparison["differences"]}
+    assert pairs[("rlvr", "dpo")]["seeds"] == 2  # each seed paired with the same dpo model
+    assert pairs[("rlvr", "dpo")]["difference"] == pytest.approx(rows["rlvr"]["accuracy_mean"] - rows["dpo"]["accuracy_mean"])
+    table = (root / "comparison.md").read_text()
+    assert "| dpo (one run, shared by every seed) |" in table and "counts the seeds of the other stage only" in table

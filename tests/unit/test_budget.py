@@ -150,3 +150,21 @@ def test_the_method_table_says_where_the_real_trl_trainer_counts_its_tokens(meth
     in_state = "self.state.num_input_tokens_seen +=" in source
     own = "self._total_train_tokens +=" in source
     assert in_state != own and METHODS[method].tokens_in_state == in_state
+
+
+def test_seeds_from_runs_the_stages_above_it_once_and_every_seed_starts_from_them(tmp_path):
+    recipe = tmp_path / "p.yaml"
+    three = PIPELINE % "" + "  - {name: c, method: sft, instead_of: b, data: {train: [{task: arithmetic, n: 8}]}}\n"
+    recipe.write_text("seeds: [1, 2]\nseeds_from: b\ntrainer: {seed: 7}\n" + three)
+    pipeline = load_recipe(recipe)
+    assert [s.name for s in pipeline.stages] == ["a", "b-seed1", "c-seed1", "b-seed2", "c-seed2"]
+    a, b2, c2 = pipeline.stage("a"), pipeline.stage("b-seed2"), pipeline.stage("c-seed2")
+    assert a.seed is None and a.recipe.spec.trainer["seed"] == 7  # run once, with the pipeline's own seed
+    assert b2.starts_from == "a" and b2.recipe.spec.trainer["seed"] == 2
+    assert c2.instead_of == "b-seed2" and c2.starts_from == "a"
+    recipe.write_text("seeds_from: b\n" + three)  # without seeds it changes nothing
+    assert [s.name for s in load_recipe(recipe).stages] == ["a", "b", "c"]
+    recipe.write_text("seeds: [1, 2]\nseeds_from: d\n" + three)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    assert info.value.key == "seeds_from" and "'d' is not a stage of this pipeline (its stages: a, b, c)" in info.value.message

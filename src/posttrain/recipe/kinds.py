@@ -180,8 +180,8 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path,
         raise RecipeError(str(locate(origins, source, (*prefix, "name"))), dotted((*prefix, "name")), problem)
     for key in PIPELINE_STAGE_KEYS:
         stage.pop(key, None)  # pipeline keys, checked in _load_pipeline
-    shared = {k: v for k, v in data.items() if k not in ("stages", "seeds")}
-    shared_origins = {p: o for p, o in origins.items() if p[:1] not in (("stages",), ("seeds",))}
+    shared = {k: v for k, v in data.items() if k not in ("stages", *SEED_KEYS)}
+    shared_origins = {p: o for p, o in origins.items() if p[:1] not in (("stages",), *((k,) for k in SEED_KEYS))}
     own_origins = {p[2:]: o for p, o in origins.items()
                    if p[:2] == prefix and len(p) > 2 and p[2] not in ("name", *PIPELINE_STAGE_KEYS)}
     merged = copy.deepcopy(merge(shared, stage))
@@ -204,6 +204,7 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path,
 
 
 PIPELINE_STAGE_KEYS = ("instead_of", "budget")
+SEED_KEYS = ("seeds", "seeds_from")  # top-level pipeline keys that are not recipe keys
 BUDGET_CHOICES = (*BUDGETS, "none")
 
 
@@ -228,23 +229,45 @@ def _load_pipeline(data: dict, origins, source: Path) -> Pipeline:
     name = run.get("name") or source.stem
     group = GroupDir(run_path(run.get("dir", "runs"), name))
     seeds = _seeds(data, origins, source)
-    stages: list[Stage] = []
-    for seed in seeds if seeds is not None else [None]:
-        stages += _pipeline_stages(data, origins, source, group, seed)
+    split = _seeds_from(data, origins, source)
+    everything = range(len(data["stages"]))
+    if seeds is None:
+        return Pipeline(source, name, _pipeline_stages(data, origins, source, group, None, everything), group, None)
+    shared = _pipeline_stages(data, origins, source, group, None, range(split))
+    stages = list(shared)
+    for seed in seeds:
+        stages += _pipeline_stages(data, origins, source, group, seed, range(split, len(everything)), shared)
     return Pipeline(source, name, stages, group, seeds)
 
 
-def _pipeline_stages(data: dict, origins, source: Path, group: GroupDir, seed: int | None) -> list[Stage]:
-    built = [_stage_recipe(data, origins, source, i, group.path, seed) for i in range(len(data["stages"]))]
-    names = [n for n, _ in built]
+def _seeds_from(data: dict, origins, source: Path) -> int:
+    """The index of the first stage that runs once per seed (`seeds_from: <stage>`); the stages
+    above it run once, with the pipeline's own seed, and every seed starts from them. 0 without it."""
+    if "seeds_from" not in data:
+        return 0
+    names = [str(s.get("name") or s.get("method")) if isinstance(s, dict) else None for s in data["stages"]]
+    wanted = data["seeds_from"]
+    if wanted not in names:
+        raise RecipeError(str(locate(origins, source, ("seeds_from",))), "seeds_from",
+                          f"{wanted!r} is not a stage of this pipeline (its stages: {', '.join(map(str, names))}); "
+                          "seeds_from names the first stage to run once per seed")
+    return names.index(wanted)
+
+
+def _pipeline_stages(data: dict, origins, source: Path, group: GroupDir, seed: int | None, indices: range,
+                     before: list[Stage] = ()) -> list[Stage]:
+    """Stages `indices` of the pipeline for `seed` (None: run once), after the stages `before`
+    (those run once and shared by every seed, under `seeds_from`)."""
+    built = [(i, *_stage_recipe(data, origins, source, i, group.path, seed)) for i in indices]
+    names = [s.base for s in before] + [n for _, n, _ in built]
     suffix = "" if seed is None else f"-seed{seed}"
-    for i, stage_name in enumerate(names):
-        if names.index(stage_name) != i:
+    for i, stage_name, _ in built:
+        if [n.removesuffix(suffix) for n in names].count(stage_name.removesuffix(suffix)) > 1:
             raise RecipeError(str(locate(origins, source, ("stages", i))), f"stages.{i}.name",
                               f"two stages are named '{stage_name.removesuffix(suffix)}'; give each a unique name")
-    stages: list[Stage] = []
-    previous = None  # the last stage later stages build on
-    for i, (stage_name, recipe) in enumerate(built):
+    stages: list[Stage] = list(before)
+    previous = next((s.name for s in reversed(before) if s.instead_of is None), None)  # the last stage later stages build on
+    for i, stage_name, recipe in built:
         raw = data["stages"][i]
         base = stage_name.removesuffix(suffix)
         target = raw.get("instead_of")
@@ -271,7 +294,7 @@ def _pipeline_stages(data: dict, origins, source: Path, group: GroupDir, seed: i
         replaced = next(s for s in stages if s.base == target)
         stages.append(Stage(stage_name, recipe, starts_from=replaced.starts_from, instead_of=replaced.name,
                             budget=None if budget == "none" else budget, seed=seed, base=base))
-    return stages
+    return stages[len(before):]
 
 
 # ----------------------------------------------------------------------------- experiments
