@@ -164,7 +164,7 @@ def test_seeds_from_runs_the_stages_above_it_once_and_every_seed_starts_from_the
     assert c2.instead_of == "b-seed2" and c2.starts_from == "a"
     recipe.write_text("seeds_from: b\n" + three)  # without seeds it changes nothing
     assert [s.name for s in load_recipe(recipe).stages] == ["a", "b", "c"]
-    recipe.write_text("seeds: [1, 2]\nseeds_from: d\n" + three)
+    recipe.write_text("seeds: [1, 2]\nseeds_from: bb\n" + three)
     with pytest.raises(RecipeError) as info:
         load_recipe(recipe)
-    assert info.value.key == "seeds_from" and "'d' is not a stage of this pipeline (its stages: a, b, c)" in info.value.message
+    assert info.value.key == "seeds_from" and "'bb' is not a stage of this pipeline (its stages: a, b, c); did you mean 'b'?" in info.value.message

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from posttrain.errors import RecipeError, UserError
+from posttrain.errors import RecipeError, UserError, did_you_mean
 from posttrain.recipe.check import LoadedRecipe, check_judge, check_reward, check_task_options, pydantic_error, validate
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate, merge, merge_origins, read_recipe
 from posttrain.recipe.schema import BUDGETS, ExperimentSpec, TracesSpec
@@ -249,8 +249,9 @@ def _seeds_from(data: dict, origins, source: Path) -> int:
     wanted = data["seeds_from"]
     if wanted not in names:
         raise RecipeError(str(locate(origins, source, ("seeds_from",))), "seeds_from",
-                          f"{wanted!r} is not a stage of this pipeline (its stages: {', '.join(map(str, names))}); "
-                          "seeds_from names the first stage to run once per seed")
+                          f"{wanted!r} is not a stage of this pipeline (its stages: {', '.join(map(str, names))})"
+                          f"{did_you_mean(wanted, [n for n in names if n])}; seeds_from names the first stage to run "
+                          "once per seed")
     return names.index(wanted)
 
 
