@@ -260,12 +260,14 @@ def _pipeline_stages(data: dict, origins, source: Path, group: GroupDir, seed: i
     """Stages `indices` of the pipeline for `seed` (None: run once), after the stages `before`
     (those run once and shared by every seed, under `seeds_from`)."""
     built = [(i, *_stage_recipe(data, origins, source, i, group.path, seed)) for i in indices]
-    names = [s.base for s in before] + [n for _, n, _ in built]
     suffix = "" if seed is None else f"-seed{seed}"
-    for i, stage_name, _ in built:
-        if [n.removesuffix(suffix) for n in names].count(stage_name.removesuffix(suffix)) > 1:
+    seen = [s.base for s in before]
+    for i, stage_name, _ in built:  # the later of two stages of one name is the one named wrong
+        base = stage_name.removesuffix(suffix)
+        if base in seen:
             raise RecipeError(str(locate(origins, source, ("stages", i))), f"stages.{i}.name",
-                              f"two stages are named '{stage_name.removesuffix(suffix)}'; give each a unique name")
+                              f"two stages are named '{base}'; give each a unique name")
+        seen.append(base)
     stages: list[Stage] = list(before)
     previous = next((s.name for s in reversed(before) if s.instead_of is None), None)  # the last stage later stages build on
     for i, stage_name, recipe in built:
