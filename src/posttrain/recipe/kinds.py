@@ -174,7 +174,8 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path,
     if not isinstance(stage, dict):
         raise RecipeError(str(locate(origins, source, prefix)), dotted(prefix), "a stage is a mapping of recipe keys")
     stage = dict(stage)
-    name = str(stage.pop("name", None) or stage.get("method"))
+    name = stage_name(stage)
+    stage.pop("name", None)
     problem = name_problem(name)
     if problem:  # a stage's name is its directory's
         raise RecipeError(str(locate(origins, source, (*prefix, "name"))), dotted((*prefix, "name")), problem)
@@ -203,6 +204,11 @@ def _stage_recipe(data: dict, origins, source: Path, index: int, root: Path,
         raise RecipeError(exc.where, key, exc.message) from None
 
 
+def stage_name(stage: dict) -> str:
+    """A pipeline stage's name, as written: its `name`, else its method."""
+    return str(stage.get("name") or stage.get("method"))
+
+
 PIPELINE_STAGE_KEYS = ("instead_of", "budget")
 SEED_KEYS = ("seeds", "seeds_from")  # top-level pipeline keys that are not recipe keys
 BUDGET_CHOICES = (*BUDGETS, "none")
@@ -229,14 +235,13 @@ def _load_pipeline(data: dict, origins, source: Path) -> Pipeline:
     name = run.get("name") or source.stem
     group = GroupDir(run_path(run.get("dir", "runs"), name))
     seeds = _seeds(data, origins, source)
-    split = _seeds_from(data, origins, source)
-    everything = range(len(data["stages"]))
+    count, split = len(data["stages"]), _seeds_from(data, origins, source)
     if seeds is None:
-        return Pipeline(source, name, _pipeline_stages(data, origins, source, group, None, everything), group, None)
+        return Pipeline(source, name, _pipeline_stages(data, origins, source, group, None, range(count)), group, None)
     shared = _pipeline_stages(data, origins, source, group, None, range(split))
     stages = list(shared)
     for seed in seeds:
-        stages += _pipeline_stages(data, origins, source, group, seed, range(split, len(everything)), shared)
+        stages += _pipeline_stages(data, origins, source, group, seed, range(split, count), shared)
     return Pipeline(source, name, stages, group, seeds)
 
 
@@ -245,7 +250,7 @@ def _seeds_from(data: dict, origins, source: Path) -> int:
     above it run once, with the pipeline's own seed, and every seed starts from them. 0 without it."""
     if "seeds_from" not in data:
         return 0
-    names = [str(s.get("name") or s.get("method")) if isinstance(s, dict) else None for s in data["stages"]]
+    names = [stage_name(s) if isinstance(s, dict) else None for s in data["stages"]]
     wanted = data["seeds_from"]
     if wanted not in names:
         raise RecipeError(str(locate(origins, source, ("seeds_from",))), "seeds_from",
