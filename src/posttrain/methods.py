@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # Recipe keys that only some methods take (every other top-level key is common to all).
-METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy")
+METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight")
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ METHODS: dict[str, Method] = {
     "rlvr": Method(
         name="rlvr", summary="RL with verifiable rewards: GRPO and its variants (TRL GRPOTrainer)",
         config=("trl.trainer.grpo_config", "GRPOConfig"), data="task", trainer="posttrain.trainers.rlvr",
-        keys=frozenset({"rewards", "dynamic_sampling"}),
+        keys=frozenset({"rewards", "dynamic_sampling", "reward_preflight"}),
         managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]"},
         checks=(check_rewards_given, check_generation_groups),
         passes=_grpo_passes, tokens_in_state=True,

@@ -26,12 +26,27 @@ from posttrain.trainers.faults import STOP, Interrupted
 def _needs_hub(loaded: LoadedRecipe) -> bool:
     spec = loaded.spec
     sources = [*spec.data.train, *spec.data.eval, *(spec.eval.data if spec.eval else [])]
-    local_model = spec.model.name_or_path == "tiny" or spec.model.name_or_path.startswith("/")
+    from posttrain.models import BUILTIN
+
+    local_model = spec.model.name_or_path in ("tiny", *BUILTIN) or spec.model.name_or_path.startswith("/")
     return not local_model or any(s.hub for s in sources)
 
 
 def eval_datasets(loaded: LoadedRecipe) -> dict[str, list[dict]]:
-    return {source.label: load_source(source, "task").records for source in loaded.spec.eval.data}
+    """The eval.data sources' records (each source's first max_samples where it sets one), every
+    ground truth checked against the reward that scores it before anything is generated."""
+    from posttrain.rewards import build_reward_ref, check_ground_truths
+
+    spec = loaded.spec.eval
+    datasets = {}
+    for i, source in enumerate(spec.data):
+        records = load_source(source, "task").records[: source.max_samples]
+        where = f"eval.data.{i} ({source.label})"
+        check_ground_truths(build_reward_ref(spec.reward), records, where)
+        if spec.select_reward is not None:
+            check_ground_truths(build_reward_ref(spec.select_reward), records, where)
+        datasets[source.label] = records
+    return datasets
 
 
 def evaluate_model(loaded: LoadedRecipe, model_dir: str, device: Device, datasets: dict):
@@ -83,9 +98,8 @@ def evaluate_test_time(loaded: LoadedRecipe, outputs: EvalDir, device: Device, d
     if generates(loaded):
         model, tokenizer = common.load_model_and_tokenizer(loaded, device, path=policy, preflight=False)
     else:  # the run trained a classifier; the policy is the causal LM it started from
-        from transformers import AutoModelForCausalLM
-
-        model, tokenizer = AutoModelForCausalLM.from_pretrained(policy), common.load_tokenizer(loaded, policy)
+        model = common.load_model(loaded, policy, device, kind="causal_lm")
+        tokenizer = common.load_tokenizer(loaded, policy)
     if device.cuda:
         model = model.to("cuda")
     records = [r for rs in datasets.values() for r in rs]
@@ -164,6 +178,7 @@ def check_resume(loaded: LoadedRecipe, run: RunDir, device: Device, allow_change
 def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False,
                allow_changes: bool = False) -> dict:
     hub_push.check_can_push(loaded)  # an offline machine fails now, not after training
+    common.model_path(loaded)  # a built-in model not fetched yet, a GGUF to convert: now, in one line
     common.check_quantization_backend(loaded)
     common.check_vllm_server(loaded)  # GRPO's vLLM server answers (vllm_mode: server)
     if _needs_hub(loaded):
@@ -220,7 +235,13 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
 
 
 def _percent(summary: dict) -> str:
-    return f"{100 * summary['accuracy']:.1f}% ({summary['correct']}/{summary['samples']})"
+    text = f"{100 * summary['accuracy']:.1f}% ({summary['correct']}/{summary['samples']})"
+    if "ifeval" in summary:  # accuracy is prompt-level strict there; say all four of IFEval's figures
+        f = summary["ifeval"]
+        text += (f"; IFEval prompt/instruction level strict {100 * f['prompt_strict']:.1f}% / "
+                 f"{100 * f['instruction_strict']:.1f}%, loose {100 * f['prompt_loose']:.1f}% / "
+                 f"{100 * f['instruction_loose']:.1f}%")
+    return text
 
 
 def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | None) -> dict:
@@ -228,10 +249,18 @@ def evaluate_recipe(loaded: LoadedRecipe, model_dir: str | None, output: str | N
     if loaded.spec.eval is None:
         raise loaded.error(("eval",), "the recipe has no eval block to evaluate with")
     run = RunDir(loaded.run_dir)
+    from posttrain import models
+
     given, model_dir = model_dir, model_dir or str(run.final)
-    if not holds_model(Path(model_dir)) and model_dir != "tiny":
-        raise UserError(f"{model_dir}: no model there (config.json missing); pass --model DIR")
-    path = common.model_path(loaded) if model_dir == "tiny" else model_dir
+    if model_dir == "tiny":
+        path = common.model_path(loaded)
+    elif models.gguf_path(model_dir, None) is not None:  # a built-in model or a .gguf file
+        path = models.local_model(model_dir)
+    elif holds_model(Path(model_dir)):
+        path = model_dir
+    else:
+        raise UserError(f"{model_dir}: no model there (config.json missing); pass --model DIR, a .gguf file "
+                        f"or a built-in model ({', '.join(models.BUILTIN)})")
     configure_threads()
     report = report_header(loaded)
     outputs = EvalDir(Path(output) if output else run.eval_dir)

@@ -48,6 +48,16 @@ def unsupported_settings(model) -> list[str]:
     return problems
 
 
+def as_messages(prompt) -> list[dict]:
+    """A prompt as a conversation: a text prompt (IFEval's rows, a plain-text dataset) is the
+    user's turn.
+
+    >>> as_messages("Write a haiku.")
+    [{'role': 'user', 'content': 'Write a haiku.'}]
+    """
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
 def _stop_ids(model, tokenizer) -> set[int]:
     return stop_ids(getattr(model, "generation_config", None), tokenizer)
 
@@ -226,16 +236,17 @@ def _pad_left(rows: list[list[int]], pad: int, device):
 def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int,
                      n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                      prefixes: list[str] | None = None, trim_unfinished: bool = False,
-                     stats: dict | None = None) -> list[list[str]]:
+                     stats: dict | None = None, progress=None) -> list[list[str]]:
     """n completions per chat prompt: greedy when temperature is 0, else sampled (seeded).
     `prefixes` continue a partly written assistant answer (one per prompt). With
     `trim_unfinished`, a completion that max_new_tokens cut loses its last line, which may be
     cut mid-way (`Answer: 14` of `Answer: 148`), unless that line is all it has: step-by-step
     sampling reads whole lines only. `batch_size` counts prompts (each with its n samples).
-    `stats`, if given, gets "generated_tokens" (up to and including each end token) added."""
+    `stats`, if given, gets "generated_tokens" (up to and including each end token) added;
+    `progress(done, total)`, if given, is called after each batch (prompts answered so far)."""
     import torch
 
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = [tokenizer.apply_chat_template(as_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
     if prefixes is not None:
         texts = [t + prefix for t, prefix in zip(texts, prefixes)]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # once, not per batch
@@ -268,6 +279,8 @@ def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, ba
                        for text, done in zip(decoded, ended)]
         for j, i in enumerate(batch):
             answers[i] = decoded[j * n : (j + 1) * n]
+        if progress is not None:
+            progress(min(start + batch_size, len(order)), len(order))
     return answers
 
 
@@ -317,7 +330,7 @@ def generate_answers_vllm(model_dir: str, tokenizer, prompts: list, *, max_new_t
     import torch
     from vllm import LLM, SamplingParams
 
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = [tokenizer.apply_chat_template(as_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
     if prefixes is not None:
         texts = [t + prefix for t, prefix in zip(texts, prefixes)]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from posttrain.chat_templates import CHATML_TEMPLATE
 from posttrain.errors import UserError
+from posttrain.models import cache_root
 from posttrain.tasks import arithmetic
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -32,10 +32,6 @@ _ENGLISH = (
     "Wait, that step is wrong: let me go back and fix it. Question: what is the result? "
     "Yes. No. Compute, add, subtract, multiply, divide, total, answer, because, therefore."
 )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("POSTTRAIN_CACHE", Path.home() / ".cache" / "posttrain"))
 
 
 def _corpus() -> list[str]:

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "posttrain"
 # covers its submodules.
 LAYERS = [
     ("foundation", ["posttrain", "posttrain.errors", "posttrain.config_fields", "posttrain.hub", "posttrain.rundir",
-                    "posttrain.threads"]),
+                    "posttrain.threads", "posttrain.models"]),
     ("pure domain: rewards and generated tasks", ["posttrain.rewards", "posttrain.tasks"]),
     ("the table of methods", ["posttrain.methods"]),
     ("recipes", ["posttrain.recipe"]),

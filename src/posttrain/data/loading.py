@@ -30,6 +30,7 @@ class LoadedSource:
     used: int = 0  # records taken after weighting
     contaminated: int = 0  # records overlapping an evaluation set
     dropped: int = 0
+    instruction: str | None = None  # a generated task's answer-format instruction (a system turn)
 
 
 def _sha256_file(path: Path) -> str:
@@ -165,6 +166,7 @@ def _convert(records: list[dict], where: list[str], format_name: str) -> list[di
 def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
     """Read one source, rename its columns and check every record against `kind`.
     `tree_builder(source, task_records) -> trees` samples a `build_trees:` source's trees."""
+    instruction = None
     if source.path is not None:
         path = Path(source.path)
         records, where = read_records(path, source.max_record_mb)
@@ -180,8 +182,10 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
         except (TypeError, ValueError) as exc:
             raise DataError(f"task {source.task!r}: {exc}") from None
         digest = hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()
-        fingerprint = f"sha256:{digest}"
+        fingerprint = f"sha256:{digest}"  # of the records, instruction included
         where = [f"task {source.task}: record {i}" for i in range(len(records))]
+        first = records[0]["prompt"][0] if records and isinstance(records[0].get("prompt"), list) else {}
+        instruction = first.get("content") if first.get("role") == "system" else None
     if source.columns:
         records = [_rename(r, source.columns) for r in records]
     building = getattr(source, "build_trees", None) is not None
@@ -228,7 +232,7 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
         elif columns != first[0]:
             raise DataError(f"{location}: {describe_shape(columns)}, but {first[1]} has {describe_shape(first[0])}; "
                             "one dataset must use one format (convert the records, or split the file)")
-    return LoadedSource(source.label, records, fingerprint)
+    return LoadedSource(source.label, records, fingerprint, instruction=instruction)
 
 
 def apply_weight(records: list[dict], weight: float, rng: random.Random) -> list[dict]:

@@ -26,6 +26,8 @@ trl-lib/math_shepherd have it).
 
 from __future__ import annotations
 
+import json
+
 import re
 
 from posttrain.data.verifiable import from_gsm8k, from_math
@@ -200,6 +202,14 @@ def _sharegpt_pair(record: dict) -> dict:
             "rejected": [_sharegpt_turn(record["rejected"], "rejected")]}
 
 
+def from_ifeval(record: dict) -> dict:
+    """IFEval's own rows (google/IFEval: `key`, `prompt` as text, `instruction_id_list`,
+    `kwargs`): the constraints stay in their columns, where the ifeval reward reads them; the
+    record names `ifeval` as its verifier and gets the constraint ids as its ground truth."""
+    return {**record, "ground_truth": json.dumps(record["instruction_id_list"]),
+            "verifier": record.get("verifier") or "ifeval"}
+
+
 def normalise(record, kind: str):
     """`record` in posttrain's format for `kind`, if its columns are one of the shapes above;
     otherwise unchanged (formats.record_problem then says what is wrong). Raises ValueError
@@ -222,6 +232,8 @@ def normalise(record, kind: str):
             return from_prm800k(record)
         if isinstance(record.get("input"), str) and isinstance(record.get("label"), str):
             return from_math_shepherd(record)
+    if kind == "task" and "ground_truth" not in record and isinstance(record.get("instruction_id_list"), list):
+        return from_ifeval(record)
     if kind == "task" and "prompt" not in record:
         if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
             return from_gsm8k(record)

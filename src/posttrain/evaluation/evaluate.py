@@ -28,7 +28,7 @@ def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec,
     if vllm_model_dir is not None:
         answers = generate_answers_vllm(vllm_model_dir, tokenizer, prompts, options=spec.vllm, **settings)
     else:
-        answers = generate_answers(model, tokenizer, prompts, batch_size=spec.batch_size, **settings)
+        answers = generate_answers(model, tokenizer, prompts, batch_size=spec.batch_size, progress=_progress, **settings)
     scores = score_answers(spec.reward, records, answers)
     selectors = score_answers(spec.select_reward, records, answers) if spec.select_reward else [None] * len(records)
     groups = [{"correct": [s >= 1.0 for s in sc], "keys": [answer_key(a) for a in an], "selector": sel,
@@ -39,6 +39,9 @@ def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec,
         picked = [groups[i] for i in chosen]
         result = summarize(picked, ks)
         result["mean_reward"] = sum(sum(g["scores"]) for g in picked) / result["samples"]
+        figures = ifeval_part(spec.reward, [records[i] for i in chosen], [answers[i] for i in chosen])
+        if figures:
+            result["ifeval"] = figures
         return result
 
     report = summary(list(range(len(records))))
@@ -48,6 +51,24 @@ def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec,
                 "scores": sc, **({"selector": sel} if sel is not None else {})}
                for label, r, an, sc, sel in zip(labels, records, answers, scores, selectors)]
     return report, samples
+
+
+def ifeval_part(reward, records: list[dict], answers: list[list[str]]) -> dict | None:
+    """IFEval's prompt- and instruction-level figures, strict and loose (rewards/ifeval.py), over
+    the records the ifeval verifier scores (first answer of each); None when there are none."""
+    from posttrain.rewards.ifeval import ifeval_figures
+
+    name = reward if isinstance(reward, str) else reward.name
+    chosen = [i for i, r in enumerate(records) if name == "ifeval" or (name == "verifier" and r.get("verifier") == "ifeval")]
+    if not chosen:
+        return None
+    figures = ifeval_figures([answers[i][0] for i in chosen], [records[i] for i in chosen])
+    return {**figures, "prompts": len(chosen)}
+
+
+def _progress(done: int, total: int) -> None:
+    """A line per batch while answers are generated (minutes on a real model on CPU)."""
+    print(f"posttrain: eval: {done}/{total} prompts answered", flush=True)
 
 
 def write_samples(path: Path, samples: list[dict]) -> None:
@@ -77,6 +98,14 @@ def report_markdown(report: dict) -> str:
         for dataset, r in parts:
             cells = " | ".join(f"{100 * r[m]:.1f}%" if m != "mean_reward" else f"{r[m]:.3f}" for m in metrics)
             lines.append(f"| {label} | {dataset} | {cells} | {r['correct']} / {r['samples']} correct |")
+    for label, result in rows:
+        for dataset, r in [("all", result), *result.get("per_dataset", {}).items()]:
+            if "ifeval" in r:
+                f = r["ifeval"]
+                lines.append(f"\nIFEval ({label}, {dataset}, {f['prompts']} prompts): prompt-level strict "
+                             f"{100 * f['prompt_strict']:.1f}%, instruction-level strict {100 * f['instruction_strict']:.1f}%, "
+                             f"prompt-level loose {100 * f['prompt_loose']:.1f}%, instruction-level loose "
+                             f"{100 * f['instruction_loose']:.1f}% (mean_reward is the mean per-prompt fraction)")
     lines += ["", f"Reward `{report['reward']}`; {report['samples_per_prompt']} sample(s) per prompt, "
               f"temperature {report['temperature']}; at most {report['max_new_tokens']} new tokens.", ""]
     return "\n".join(lines)

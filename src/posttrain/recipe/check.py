@@ -15,6 +15,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from posttrain.errors import RecipeError, did_you_mean
+from posttrain.models import BUILTIN, is_gguf
 from posttrain.methods import METHOD_KEYS, METHODS, methods_taking
 from posttrain.recipe.load import KeyPath, Origin, dotted, locate
 from posttrain.recipe.schema import SEARCH_STRATEGIES, DataSource, Recipe, RewardRef
@@ -172,14 +173,32 @@ def with_resolved_paths(raw: dict, spec: Recipe, origins, source: Path) -> dict:
                 if not item["path"].endswith(DATA_SUFFIXES):
                     raise RecipeError(str(locate(origins, source, key)), dotted(key),
                                       "expected a .jsonl, .json or .parquet file")
-    name = spec.model.name_or_path
-    if name != "tiny" and _looks_local(name):
+    name, gguf = spec.model.name_or_path, spec.model.gguf_file
+    where = lambda key: str(locate(origins, source, ("model", key)))  # noqa: E731
+    if name != "tiny" and name not in BUILTIN and _looks_local(name):
         path = resolve_path(origins, source, ("model", "name_or_path"), name, must_exist=True)
-        if not holds_model(Path(path)):
-            raise RecipeError(str(locate(origins, source, ("model", "name_or_path"))), "model.name_or_path",
+        if Path(path).is_file() and gguf is None:
+            if not is_gguf(Path(path)):
+                raise RecipeError(where("name_or_path"), "model.name_or_path",
+                                  f"{path} is a file but not a GGUF file; a model directory saved with "
+                                  "save_pretrained (such as a run's final/) or a .gguf file is expected")
+        elif gguf is None and not holds_model(Path(path)):
+            raise RecipeError(where("name_or_path"), "model.name_or_path",
                               f"{path} holds no model (no config.json): a model directory saved with "
-                              "save_pretrained, such as a run's final/, is expected")
+                              "save_pretrained, such as a run's final/, or a .gguf file (model.gguf_file) is expected")
         out.setdefault("model", {})["name_or_path"] = path
+        name = path
+    if gguf is not None:
+        local_dir = Path(name).is_dir()
+        if local_dir and not Path(gguf).is_absolute() and not _looks_local(gguf):
+            candidate = Path(name) / gguf
+        else:
+            candidate = Path(resolve_path(origins, source, ("model", "gguf_file"), gguf, must_exist=local_dir))
+        if candidate.exists() or local_dir:
+            if not is_gguf(candidate):
+                raise RecipeError(where("gguf_file"), "model.gguf_file",
+                                  f"{candidate} is not a GGUF file" if candidate.exists() else f"file not found: {candidate}")
+            out.setdefault("model", {})["gguf_file"] = str(candidate.resolve())
     return out
 
 
@@ -261,7 +280,7 @@ def _check_test_time(loaded: LoadedRecipe) -> None:
 
 
 _KEY_NAMES = {"rewards": "rewards are used", "dynamic_sampling": "dynamic sampling is",
-              "on_policy": "on-policy pairs are"}
+              "on_policy": "on-policy pairs are", "reward_preflight": "the reward preflight is"}
 
 
 def _check_method_keys(loaded: LoadedRecipe) -> None:
@@ -269,6 +288,7 @@ def _check_method_keys(loaded: LoadedRecipe) -> None:
     spec, method = loaded.spec, METHODS[loaded.spec.method]
     used = {"rewards": [("rewards",)] if spec.rewards else [],
             "dynamic_sampling": [("dynamic_sampling",)] if spec.dynamic_sampling is not None else [],
+            "reward_preflight": [("reward_preflight",)] if spec.reward_preflight is not None else [],
             "on_policy": [("data", "train", i, "on_policy") for i, s in enumerate(spec.data.train)
                           if s.on_policy is not None]}
     for key in METHOD_KEYS:

@@ -59,7 +59,12 @@ class QuantizationSpec(_Block):
 
 
 class ModelSpec(_Block):
+    # tiny | a built-in real model (smollm2-135m-instruct: `posttrain fetch-model` gets it) |
+    # a hub name | a local directory | a .gguf file (docs/recipes.md#models)
     name_or_path: str = "tiny"
+    # A GGUF file: a name inside name_or_path (a directory or a hub repository), or a path of its
+    # own; dequantised once into a cached model directory (posttrain/models.py)
+    gguf_file: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     revision: str | None = None
     trust_remote_code: bool = False
@@ -409,7 +414,9 @@ class EvalSpec(_Block):
     """Sample answers for held-out tasks after training and score them with a reward."""
 
     data: list[DataSource] = Field(min_length=1)
-    reward: RewardField = RewardRef(name="numeric")  # or "verifier": each record's own `verifier` column
+    # verifier: each record's own `verifier` column (numeric for arithmetic, reasoning_gym for
+    # reasoning-gym tasks, ifeval for IFEval's rows, ...); or one reward for every record
+    reward: RewardField = RewardRef(name="verifier")
     n: int = Field(1, gt=0)  # samples per prompt
     k: list[int] = []  # pass@k and maj@k for each k (pass@1 always)
     temperature: float = Field(0.0, ge=0)  # 0: greedy
@@ -448,6 +455,7 @@ class Recipe(_Block):
     eval: EvalSpec | None = None
     rewards: list[RewardSpec] = []
     dynamic_sampling: "DynamicSamplingSpec | None" = None
+    reward_preflight: "RewardPreflightSpec | None" = None  # rlvr; unset: the defaults (on)
 
     @field_validator("method")
     @classmethod
@@ -466,6 +474,16 @@ class DynamicSamplingSpec(_Block):
     """rlvr: DAPO's dynamic sampling (posttrain/trainers/dynamic.py)."""
 
     max_retries: int = Field(4, ge=1)  # extra generation rounds per batch to replace zero-variance groups
+
+
+class RewardPreflightSpec(_Block):
+    """rlvr: before training, sample `prompts` x num_generations completions from the starting
+    policy, score them with every reward, print the distribution, and stop when no group has any
+    spread (trainers/rlvr.py; docs/rewards.md#the-reward-preflight)."""
+
+    enabled: bool = True
+    prompts: int = Field(4, ge=1)
+    examples: int = Field(3, ge=0)  # completions printed with their scores
 
 
 Recipe.model_rebuild()

@@ -76,8 +76,38 @@ def _warm_verifiers(*, timeout: float = 2.0, **_) -> None:
         REWARDS[name].warm(timeout=timeout)
 
 
+def _verifier_unreadable(record: dict) -> str | None:
+    name = record.get("verifier")
+    if not name:
+        return "no verifier column (name the reward that scores it, e.g. eval.reward: numeric)"
+    if name not in REWARDS or name == "verifier":
+        return f"unknown verifier {name!r} (rewards: {', '.join(REWARDS)})"
+    return unreadable_truth(REWARDS[name], record)
+
+
 verifier_reward.warm = _warm_verifiers
+verifier_reward.unreadable_truth = _verifier_unreadable
 REWARDS["verifier"] = verifier_reward
+
+
+def unreadable_truth(fn: Callable, record: dict) -> str | None:
+    """Why reward `fn` cannot read `record`'s ground truth, or None (it can, or it reads none)."""
+    fn = getattr(fn, "fn", fn)  # a GuardedReward's function
+    check = getattr(fn, "unreadable_truth", None)
+    return check(record) if check is not None else None
+
+
+def check_ground_truths(reward, records: list[dict], where: str) -> None:
+    """Every record's ground truth must be readable by `reward` (a GuardedReward, a function or
+    a name): the first that is not is a UserError naming `where` (the data source) and the record."""
+    fn = resolve_reward(reward) if isinstance(reward, str) else reward
+    for i, record in enumerate(records):
+        reason = unreadable_truth(fn, record)
+        if reason:
+            name = getattr(fn, "__name__", str(reward))
+            other = record.get("verifier")
+            hint = f"; the record names verifier {other!r}: use that reward (or `verifier`)" if other and other != name else ""
+            raise UserError(f"{where}: record {i}: reward '{name}' cannot score it: {reason}{hint}")
 
 
 class RewardError(RuntimeError):

@@ -74,3 +74,20 @@ def countdown_reward(completions, ground_truth=None, numbers=None, target=None, 
         answer = extract_final_answer(completion_text(completion))
         scores.append(1.0 if countdown_correct(answer, list(nums), int(goal)) else 0.0)
     return scores
+
+
+def unreadable_truth(record: dict) -> str | None:
+    """Why `countdown` cannot read the record (None: it can): `numbers` and `target` columns, or
+    both as JSON in ground_truth."""
+    if record.get("numbers") is not None and record.get("target") is not None:
+        return None
+    truth = record.get("ground_truth")
+    try:
+        truth = json.loads(truth) if isinstance(truth, str) else truth
+        [int(n) for n in truth["numbers"]], int(truth["target"])
+    except (ValueError, TypeError, KeyError):
+        return "no numbers and target (columns, or JSON in ground_truth)"
+    return None
+
+
+countdown_reward.unreadable_truth = unreadable_truth

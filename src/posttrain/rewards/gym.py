@@ -51,3 +51,19 @@ def gym_reward(completions, ground_truth, *, timeout: float = 5.0, processes: in
         items.append((truth["dataset"], json.dumps(truth.get("options") or {}, sort_keys=True), answer, truth["entry"]))
     results = _pool(float(timeout), processes).map(score_one, items)
     return [max(0.0, min(1.0, float(value))) if status == "ok" else 0.0 for status, value in results]
+
+
+def unreadable_truth(record: dict) -> str | None:
+    """Why `reasoning_gym` cannot read the record's ground truth (None: it can): a JSON object
+    with the dataset's name and its entry, as tasks/gym.py writes it."""
+    truth = record.get("ground_truth")
+    try:
+        truth = json.loads(truth) if isinstance(truth, str) else truth
+        if not isinstance(truth, dict) or not isinstance(truth.get("dataset"), str) or not isinstance(truth.get("entry"), dict):
+            raise ValueError
+    except (ValueError, TypeError):
+        return "ground truth is not a reasoning-gym record (JSON with 'dataset' and 'entry', as task: reasoning_gym/<name> writes)"
+    return None
+
+
+gym_reward.unreadable_truth = unreadable_truth

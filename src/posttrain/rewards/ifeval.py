@@ -523,3 +523,40 @@ def _warm(*, timeout: float = 2.0, processes: int | None = None, **_) -> None:
 
 
 ifeval_reward.warm = _warm
+
+
+def unreadable_truth(record: dict) -> str | None:
+    """Why `ifeval` cannot read the record's constraints (None: it can): IFEval's own rows
+    (`instruction_id_list` + `kwargs`), posttrain's `constraints`, or Tulu 3's `ground_truth`."""
+    try:
+        for c in constraints_of(record.get("instruction_id_list"), record.get("kwargs"), record.get("constraints"),
+                                record.get("ground_truth")):
+            validate(c)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return f"its constraints cannot be read: {exc}"
+    return None
+
+
+ifeval_reward.unreadable_truth = unreadable_truth
+
+
+def ifeval_figures(completions: list, records: list[dict], *, timeout: float = 2.0) -> dict:
+    """IFEval's four published figures for one answer per record: prompt-level (every
+    instruction followed) and instruction-level (followed instructions over all instructions,
+    pooled across prompts: not the mean of per-prompt fractions, which the `ifeval` reward is),
+    strict and loose, as fractions.
+
+    >>> rows = [{"instruction_id_list": ["change_case:english_lowercase", "punctuation:no_comma"], "kwargs": [{}, {}]},
+    ...         {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}]
+    >>> ifeval_figures(["all lower, with a comma", "no comma here"], rows)["instruction_strict"]
+    0.6666666666666666
+    """
+    columns = {k: [r.get(k) for r in records] for k in ("instruction_id_list", "kwargs", "constraints", "ground_truth")}
+    counts = [len(constraints_of(r.get("instruction_id_list"), r.get("kwargs"), r.get("constraints"), r.get("ground_truth")))
+              for r in records]
+    figures = {}
+    for mode, loose in (("strict", False), ("loose", True)):
+        fractions = ifeval_reward(completions, **columns, loose=loose, timeout=timeout)
+        figures[f"prompt_{mode}"] = sum(f >= 1.0 for f in fractions) / max(1, len(records))
+        figures[f"instruction_{mode}"] = sum(round(f * c) for f, c in zip(fractions, counts)) / max(1, sum(counts))
+    return figures

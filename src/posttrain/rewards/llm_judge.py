@@ -84,17 +84,15 @@ def parse_choice(reply: str, pattern: str, choices: tuple[str, ...]) -> str | No
 
 @lru_cache(maxsize=2)
 def load_judge_model(path: str, device: str):
-    """(model, tokenizer) of the causal LM at `path`, loaded once per process."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) of the causal LM at `path` (a directory, a hub name, a .gguf file or a
+    built-in name: posttrain/models.py), loaded once per process."""
+    from posttrain import models
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        with outside_zero3():
-            model = AutoModelForCausalLM.from_pretrained(path).to(resolve_device(device)).eval()
-    except (OSError, ValueError) as exc:
-        raise UserError(f"llm_judge: cannot load a causal language model from {path!r}: {exc}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    local = models.local_model(path)
+    tokenizer = models.load_tokenizer(local, what="llm_judge")
+    with outside_zero3():
+        model = models.load_pretrained("AutoModelForCausalLM", local, what="llm_judge")
+    model = model.to(resolve_device(device)).eval()
     return model, tokenizer
 
 
@@ -223,7 +221,11 @@ def judge_pairs(path: str, pairs: list[dict], *, template: str = PAIR_TEMPLATE, 
     replies = judge_replies(path, forward + backward, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
     choices = [parse_choice(r, pattern, ("a", "b")) for r in replies]
     _count("pair", choices)
-    return pair_report(choices[: len(pairs)], choices[len(pairs):])
+    report = pair_report(choices[: len(pairs)], choices[len(pairs):])
+    # every reply, as the judge wrote it, with what it was read as (None: it did not parse)
+    report["replies"] = [{"pair": i % len(pairs), "chosen_shown": "A" if i < len(pairs) else "B", "reply": reply,
+                          "read_as": choice and choice.upper()} for i, (reply, choice) in enumerate(zip(replies, choices))]
+    return report
 
 
 def pair_report(first: list[str | None], second: list[str | None]) -> dict:

@@ -245,3 +245,12 @@ def _warm(*, timeout: float = 2.0, processes: int | None = None, **_) -> None:
 
 
 math_reward.warm = _warm
+
+
+def unreadable_truth(record: dict) -> str | None:
+    """Why `math` cannot read the record's ground truth (None: it can): a non-empty answer."""
+    truth = record.get("ground_truth")
+    return None if isinstance(truth, (str, int, float)) and str(truth).strip() else "no ground_truth answer"
+
+
+math_reward.unreadable_truth = unreadable_truth

@@ -182,25 +182,20 @@ def outside_zero3():
 @lru_cache(maxsize=4)
 def load_verifier_model(path: str, device: str):
     """(model, tokenizer, kind) for the reward or process reward model at `path`, loaded once."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+    from posttrain import models
 
-    try:
-        config = AutoConfig.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"reward_model: cannot load a model from {path!r}: {exc}") from None
+    config = models.load_config(path, what="reward_model")
+    tokenizer = models.load_tokenizer(path, what="reward_model")
     architectures = " ".join(config.architectures or [])
     if "TokenClassification" in architectures:
-        kind, auto = "process", AutoModelForTokenClassification
+        kind, auto = "process", "AutoModelForTokenClassification"
     elif "SequenceClassification" in architectures and config.num_labels == 1:
-        kind, auto = "outcome", AutoModelForSequenceClassification
+        kind, auto = "outcome", "AutoModelForSequenceClassification"
     else:
         raise UserError(f"reward_model: {path} is a {architectures or config.model_type}; a reward model is a sequence "
                         "classifier with one output (method: reward) or a token classifier with two labels (method: prm)")
     with outside_zero3():
-        model = auto.from_pretrained(path).to(resolve_device(device)).eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        model = models.load_pretrained(auto, path, what="reward_model").to(resolve_device(device)).eval()
     return model, tokenizer, kind
 
 

@@ -66,10 +66,34 @@ def canonical(number: str) -> str:
     return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
 
 
+_GOLD = re.compile(r"\s*([-+]?)\$?(\d[\d,]*(?:\.\d+)?)\s*")
+
+
+def unreadable_truth(record: dict) -> str | None:
+    """Why `numeric` cannot read the record's ground truth (None: it can). A ground truth is a
+    number and nothing else ('72', '-3.5', '1,000'): a text that merely contains numbers (a JSON
+    object, a sentence) is refused rather than searched for its last number.
+
+    >>> unreadable_truth({"ground_truth": "1,250"}) is None
+    True
+    >>> print(unreadable_truth({"ground_truth": '{"n": 2}'}))
+    ground truth '{"n": 2}' is not a number
+    """
+    truth = record.get("ground_truth")
+    if truth is None:
+        return "no ground_truth"
+    if isinstance(truth, bool) or not _GOLD.fullmatch(str(truth)) or len(str(truth)) > MAX_DIGITS:
+        shown = str(truth) if len(str(truth)) <= 60 else str(truth)[:57] + "..."
+        return f"ground truth {shown!r} is not a number"
+    return None
+
+
 @lru_cache(maxsize=65536)
-def _gold(truth: str) -> str | None:
-    number = _last_number(truth)
-    return None if number is None else canonical(number)
+def _gold(truth: str) -> str:
+    match = _GOLD.fullmatch(truth)
+    if match is None or len(truth) > MAX_DIGITS:
+        raise ValueError(f"numeric: {unreadable_truth({'ground_truth': truth})}")
+    return canonical(match.group(1) + match.group(2).replace(",", ""))
 
 
 def numeric_reward(completions, ground_truth, **columns) -> list[float]:
@@ -82,5 +106,8 @@ def numeric_reward(completions, ground_truth, **columns) -> list[float]:
     for completion, truth in zip(completions, ground_truth):
         predicted = _last_number(completion if isinstance(completion, str) else completion_text(completion))
         expected = _gold(str(truth))
-        scores.append(float(predicted is not None and expected is not None and canonical(predicted) == expected))
+        scores.append(float(predicted is not None and canonical(predicted) == expected))
     return scores
+
+
+numeric_reward.unreadable_truth = unreadable_truth

@@ -17,7 +17,7 @@ import random
 import re
 
 from posttrain.rewards.answers import extract_final_answer
-from posttrain.tasks.common import distinct
+from posttrain.tasks.common import distinct, instructed
 
 
 def _worked_step(total: int, op: str, operand: int) -> tuple[str, int]:
@@ -64,8 +64,11 @@ def arithmetic(
     min_operands: int = 2,
     max_operands: int = 3,
     max_value: int = 99,
+    instruction: str | None = None,
 ) -> list[dict]:
-    """`n` distinct multi-step integer arithmetic problems with worked solutions."""
+    """`n` distinct multi-step integer arithmetic problems with worked solutions. `instruction`:
+    the answer-format instruction, a system turn (tasks/common.instruction_text; none by default:
+    the tiny model learns the format from its SFT data, a pretrained one needs `answer_line`)."""
 
     def make(rng):
         question, steps, answer = _arithmetic_problem(rng, min_operands, max_operands, max_value)
@@ -77,7 +80,7 @@ def arithmetic(
             "verifier": "numeric",
         }
 
-    return distinct(n, split, random.Random(f"arithmetic/{seed}/{split}"), make)
+    return instructed(distinct(n, split, random.Random(f"arithmetic/{seed}/{split}"), make), instruction)
 
 
 def _slip(steps: list[str], rng: random.Random) -> tuple[list[str], int]:
@@ -162,7 +165,7 @@ def arithmetic_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, w
         steps.append({"id": sid, "parent": parent, "text": lines[i], "rating": "correct",
                       **({"answer": record["ground_truth"]} if last else {})})
         parent = sid
-    return {"question": record["prompt"][0]["content"], "answer": record["ground_truth"], "steps": steps}
+    return {"question": record["prompt"][-1]["content"], "answer": record["ground_truth"], "steps": steps}
 
 
 _EQUATION = re.compile(r"^\s*(-?\d+)\s*([-+*x×/])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")

@@ -7,7 +7,7 @@ import json
 import random
 import re
 
-from posttrain.tasks.common import distinct
+from posttrain.tasks.common import distinct, instructed
 
 
 def countdown_apply(a: int, op: str, b: int) -> int | None:
@@ -49,13 +49,15 @@ def countdown(
     use_all: bool = False,
     steps: bool = False,
     question: str = QUESTION,
+    instruction: str | None = None,
 ) -> list[dict]:
     """`n` countdown puzzles: reach the target using the numbers, each at most once, with
     + - * / (difficulty: `count` numbers up to `max_number`, targets up to `max_target`;
     `use_all`: the target is made from all the numbers, so shortcuts through two of them are
     rare). The completion gives one solution (`steps`: computed step by step, as the search
     trees write steps); any other expression that reaches the target counts. `question` is the
-    prompt's wording, with {numbers} and {target} (a short one trains faster on a tiny model)."""
+    prompt's wording, with {numbers} and {target} (a short one trains faster on a tiny model);
+    `instruction` the answer-format instruction (tasks/common.instruction_text; none by default)."""
 
     def make(rng):
         numbers, target, expression = _countdown_problem(rng, count, max_number, max_target, use_all)
@@ -70,7 +72,7 @@ def countdown(
             "verifier": "countdown",
         }
 
-    return distinct(n, split, random.Random(f"countdown/{seed}/{split}"), make)
+    return instructed(distinct(n, split, random.Random(f"countdown/{seed}/{split}"), make), instruction)
 
 
 def _stepwise(numbers: list[int], expression: str) -> str:
@@ -156,7 +158,7 @@ def countdown_tree(record: dict, rng: random.Random, wrong_per_step: int = 1, wr
         steps.append({"id": sid, "parent": parent, "text": f"{a} {op} {b} = {right}", "rating": "correct",
                       **({"answer": expression} if last else {})})
         parent = sid
-    return {"question": record["prompt"][0]["content"], "answer": expression, "steps": steps}
+    return {"question": record["prompt"][-1]["content"], "answer": expression, "steps": steps}
 
 
 # ----------------------------------------------------------------------------- search trees
@@ -252,7 +254,7 @@ def countdown_search_tree(record: dict, rng: random.Random, max_nodes: int = 24,
     if path is None:
         return None
     expression = path[-1]["answer"]
-    return {"question": record["prompt"][0]["content"], "answer": expression, "steps": steps,
+    return {"question": record["prompt"][-1]["content"], "answer": expression, "steps": steps,
             "ground_truth": record["ground_truth"]}
 
 

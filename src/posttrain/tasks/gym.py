@@ -10,7 +10,12 @@ dataset's own `score_answer` (rewards/gym.py), never by a re-implementation here
 
 Splits: the generator draws entries from a dataset seeded by (seed, split) and keeps those whose
 question hashes into the split (tasks/common.py), so train and held-out never share a question.
-The prompt is reasoning-gym's question as it is; the SFT completion is `Answer: <answer>`.
+The prompt is reasoning-gym's question, after a system turn with reasoning-gym's own standard
+system prompt (`instruction`, default `default`: "... provide the answer in the following format:
+<answer>answer here</answer> ...", which `reasoning_gym` reads), so that a pretrained model knows
+the format the verifier reads; the SFT completion is `<answer>ANSWER</answer>` to match.
+`instruction: none` leaves the bare question (and `Answer: ANSWER`); any other text, or another
+of reasoning-gym's prompts by name, is used instead (tasks/common.instruction_text).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from posttrain.tasks.common import split_of
+from posttrain.tasks.common import instructed, split_of
 
 PREFIX = "reasoning_gym/"
 VERIFIER = "reasoning_gym"
@@ -34,8 +39,12 @@ def gym_names() -> list[str]:
     return sorted(reasoning_gym.factory.DATASETS)
 
 
+DEFAULT_INSTRUCTION = "default"  # reasoning_gym.utils.SYSTEM_PROMPTS["default"]
+
+
 def check_gym_task(name: str, options: dict) -> None:
     """Raises ValueError naming the problem: an unknown dataset, or options its config refuses."""
+    options = {k: v for k, v in options.items() if k != "instruction"}
     dataset = name.removeprefix(PREFIX)
     names = gym_names()
     if dataset not in names:
@@ -61,8 +70,10 @@ def _seed(seed: int, split: str) -> int:
     return int(hashlib.sha256(f"reasoning_gym/{seed}/{split}".encode()).hexdigest(), 16) % 2**31
 
 
-def gym_task(name: str, n: int, split: str = "train", seed: int = 0, **options) -> list[dict]:
-    """`n` records of reasoning-gym's dataset `name` for `split`, distinct by question."""
+def gym_task(name: str, n: int, split: str = "train", seed: int = 0, instruction: str | None = DEFAULT_INSTRUCTION,
+             **options) -> list[dict]:
+    """`n` records of reasoning-gym's dataset `name` for `split`, distinct by question, with the
+    answer-format instruction (module docstring)."""
     dataset_name = name.removeprefix(PREFIX)
     size = 40 * n + 1000  # held-out keeps 1 question in 20
     dataset = _dataset(dataset_name, options, seed=_seed(seed, split), size=size)
@@ -81,6 +92,6 @@ def gym_task(name: str, n: int, split: str = "train", seed: int = 0, **options) 
             "verifier": VERIFIER,
         })
         if len(records) == n:
-            return records
+            return instructed(records, instruction)
     raise ValueError(f"{name}: only {len(records)} distinct {split} questions among {size} entries; "
                      "widen its options or ask for fewer")

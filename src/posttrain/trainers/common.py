@@ -17,6 +17,7 @@ import uuid
 from importlib import metadata
 from pathlib import Path
 
+from posttrain import models
 from posttrain.chat_templates import install_chat_template
 from posttrain.errors import UserError, did_you_mean
 from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
@@ -55,12 +56,10 @@ def starting_policy(context):
     sampling on-policy pairs or reasoning trees; the trained model is a classifier made from it).
     `context.extra.pop("policy")` frees it."""
     if "policy" not in context.extra:
-        from transformers import AutoModelForCausalLM
-
         from posttrain.rewards.model_reward import outside_zero3
 
         with outside_zero3():  # a plain replica for sampling, even when the trained model is sharded
-            policy = AutoModelForCausalLM.from_pretrained(model_path(context.loaded))
+            policy = load_model(context.loaded, model_path(context.loaded), context.device, kind="causal_lm")
         context.extra["policy"] = policy.to("cuda") if context.device.cuda else policy
     return context.extra["policy"]
 
@@ -101,6 +100,7 @@ def environment_record(loaded: LoadedRecipe, device: Device, data_fingerprints: 
             "bf16": device.bf16,
             "world_size": device.world_size,
         },
+        "model": model_record(loaded),
         "data": data_fingerprints,
     }
 
@@ -190,10 +190,23 @@ def metrics_callback(run: RunDir, resume_step: int):
 
 
 def model_path(loaded: LoadedRecipe) -> str:
+    """The directory (or hub name) the recipe's base model loads from: the tiny model's cached
+    directory, a GGUF's converted one (posttrain/models.py), else name_or_path."""
     spec = loaded.spec.model
     if spec.name_or_path == "tiny":
         return str(tiny_model_path(spec.tiny))
-    return spec.name_or_path
+    try:
+        return models.local_model(spec.name_or_path, spec.gguf_file, spec.revision)
+    except UserError as exc:
+        raise loaded.error(("model", "gguf_file" if spec.gguf_file else "name_or_path"), str(exc)) from None
+
+
+def model_record(loaded: LoadedRecipe) -> dict:
+    """Where the run's base model came from (env.json): the GGUF file and its SHA-256 where one."""
+    spec = loaded.spec.model
+    if spec.name_or_path == "tiny":
+        return {"name_or_path": "tiny", "directory": model_path(loaded)}
+    return models.source_record(spec.name_or_path, spec.gguf_file, spec.revision)
 
 
 def _torch_dtype(name: str, device: Device):
@@ -204,19 +217,18 @@ def _torch_dtype(name: str, device: Device):
     return getattr(torch, name)
 
 
-def load_tokenizer(loaded: LoadedRecipe, path: str):
-    from transformers import AutoTokenizer
-
+def _hub_options(loaded: LoadedRecipe, path: str) -> dict:
+    """revision and trust_remote_code apply to the recipe's own model, not to a saved final/."""
     spec = loaded.spec.model
+    own = path in (spec.name_or_path, model_path(loaded))
+    return {"revision": spec.revision if own else None, "trust_remote_code": spec.trust_remote_code}
+
+
+def load_tokenizer(loaded: LoadedRecipe, path: str):
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
-        )
-    except OSError as exc:
-        raise loaded.error(("model", "name_or_path"), f"cannot load a tokenizer from {path!r}: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+        return models.load_tokenizer(path, **_hub_options(loaded, path))
+    except UserError as exc:
+        raise loaded.error(("model", "name_or_path"), str(exc)) from None
 
 
 def check_vllm_server(loaded: LoadedRecipe, poll_seconds: float = 2.0) -> str | None:
@@ -277,19 +289,20 @@ def quantization_config(loaded: LoadedRecipe, device: Device):
                               bnb_4bit_use_double_quant=q.double_quant)
 
 
-def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool = False):
-    """The model at `path`; quantized as model.quantization says when `quantize` (the base model
-    a QLoRA run trains on), with peft's k-bit preparation (norms in fp32, input gradients on)."""
-    import transformers
-
+def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool = False, kind: str | None = None):
+    """The model at `path`, of the method's model kind (or `kind`, a row of methods.MODEL_KINDS),
+    with the model block's dtype, revision, trust_remote_code and attention; quantized as
+    model.quantization says when `quantize` (the base model a QLoRA run trains on), with peft's
+    k-bit preparation (norms in fp32, input gradients on)."""
     from posttrain.methods import METHODS, MODEL_KINDS
 
     spec = loaded.spec.model
-    kwargs = {"dtype": _torch_dtype(spec.dtype, device), "revision": spec.revision,
-              "trust_remote_code": spec.trust_remote_code}
+    kwargs = {"dtype": _torch_dtype(spec.dtype, device), **_hub_options(loaded, path)}
     auto_class, extra, _ = MODEL_KINDS[METHODS[loaded.spec.method].model]
-    model_class = getattr(transformers, auto_class)
     kwargs.update(extra)
+    if kind is not None:  # a causal LM for sampling, whatever the method trains
+        auto_class, extra, _ = MODEL_KINDS[kind]
+        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "revision", "trust_remote_code")} | extra
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     quantized = quantize and spec.quantization is not None
@@ -299,9 +312,9 @@ def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool =
         # bitsandbytes places the weights when they load: each process's own device
         kwargs["device_map"] = {"": f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if device.cuda else "cpu"}
     try:
-        model = model_class.from_pretrained(path, **kwargs)
-    except OSError as exc:
-        raise loaded.error(("model", "name_or_path"), f"cannot load a model from {path!r}: {exc}") from None
+        model = models.load_pretrained(auto_class, path, **kwargs)
+    except UserError as exc:
+        raise loaded.error(("model", "name_or_path"), str(exc)) from None
     if quantized:
         from peft import prepare_model_for_kbit_training
 
@@ -331,11 +344,34 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
         key = "chat_template" if spec.chat_template else "name_or_path"
         install_chat_template(tokenizer, model, spec.chat_template, loaded.origin(("model", key)).base_dir, eos_token,
                               spec.pad_token)
+    if loaded.spec.trainer.get("assistant_only_loss") and path == base:
+        mark_assistant_turns(loaded, tokenizer)
     if getattr(model.config, "pad_token_id", None) is None:  # a sequence classifier finds the last token by it
         model.config.pad_token_id = tokenizer.pad_token_id
     if preflight:
         preflight_chat_template(tokenizer, getattr(model, "generation_config", None), loaded.spec.model.name_or_path)
     return model, tokenizer
+
+
+def mark_assistant_turns(loaded: LoadedRecipe, tokenizer) -> None:
+    """trainer.assistant_only_loss needs `{% generation %}` markers in the chat template (TRL
+    reads the assistant's tokens from them). A template without them is replaced by its marked
+    equivalent where posttrain knows one (rendering byte-identical: chat_templates.py), else the
+    run stops in one line naming model.chat_template."""
+    from posttrain.chat_templates import has_generation_markers, with_generation_markers
+
+    if has_generation_markers(tokenizer.chat_template):
+        return
+    name = loaded.spec.model.name_or_path
+    marked = with_generation_markers(tokenizer.chat_template) if tokenizer.chat_template else None
+    if marked is None:
+        raise loaded.error(("trainer", "assistant_only_loss"),
+                           f"the chat template of {name} has no {{% generation %}} markers, which assistant-only "
+                           "loss needs, and posttrain knows no marked equivalent of it; set model.chat_template: "
+                           "chatml (or a .jinja template with the markers), or assistant_only_loss: false")
+    tokenizer.chat_template = marked
+    print(f"posttrain: the chat template of {name} has no {{% generation %}} markers; assistant-only loss uses "
+          "an equivalent ChatML template with them (it renders every conversation identically)")
 
 
 def preflight_chat_template(tokenizer, generation_config, model_name: str) -> None:
@@ -477,6 +513,8 @@ def source_records(sources, contamination: bool = False) -> dict:
     records = {}
     for s in sources:
         records[s.label] = {"fingerprint": s.fingerprint, "records": len(s.records), "used": s.used}
+        if s.instruction is not None:
+            records[s.label]["instruction"] = s.instruction
         if contamination:
             records[s.label].update(contaminated=s.contaminated, dropped=s.dropped)
     return records

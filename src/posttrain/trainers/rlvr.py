@@ -14,7 +14,8 @@ from __future__ import annotations
 from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe, check_vllm_installed
-from posttrain.rewards import build_reward_ref
+from posttrain.errors import UserError
+from posttrain.rewards import build_reward_ref, check_ground_truths
 from posttrain.trainers import common
 from posttrain.trainers.skeleton import Context, TrainData
 
@@ -24,6 +25,11 @@ def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data)
     eval (data.eval or data.eval_fraction; None without), and the fingerprints."""
     records, sources = build_mixture(loaded.spec.data.train, kind, seed)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, kind, seed)
+    for i, ref in enumerate(loaded.spec.rewards):  # a verifier that cannot read the answers: now, not at step 1
+        reward = build_reward_ref(ref)
+        check_ground_truths(reward, records, f"data.train (rewards.{i}: {ref.name})")
+        if evaluation:
+            check_ground_truths(reward, evaluation, f"data.eval (rewards.{i}: {ref.name})")
 
     def prompts_only(rows):
         return [{k: v for k, v in r.items() if k != "completion"} for r in rows]
@@ -75,6 +81,68 @@ def data(context: Context) -> TrainData:
     return TrainData(train, evaluation, fingerprints)
 
 
+def preflight_summary(scores: dict[str, list[list[float]]], weights: list[float]) -> dict:
+    """The reward distribution of sampled groups: {reward name: mean}, the weighted total of
+    each completion, and the share of groups whose total has no spread (nothing to learn)."""
+    names = list(scores)
+    groups = len(next(iter(scores.values()))) if scores else 0
+    totals = [[sum(w * scores[name][g][j] for name, w in zip(names, weights)) for j in range(len(scores[names[0]][g]))]
+              for g in range(groups)]
+    flat = [t for group in totals for t in group]
+    flat_groups = sum(1 for group in totals if max(group) - min(group) <= 1e-12)
+    return {"means": {name: sum(sum(g) for g in scores[name]) / max(1, len(flat)) for name in names},
+            "totals": totals, "zero_spread": flat_groups / max(1, groups),
+            "all_equal": bool(flat) and max(flat) - min(flat) <= 1e-12, "value": flat[0] if flat else None}
+
+
+def preflight_failure(summary: dict) -> str | None:
+    """Why GRPO could learn nothing from these groups (one line), or None when some group has spread."""
+    if summary["zero_spread"] < 1.0:
+        return None
+    if summary["all_equal"] and summary["value"] == 0:
+        return ("no sampled completion earned any reward, so every advantage is 0. Most likely the prompt does not "
+                "ask for the answer format the verifier reads (an `Answer:` line, an <answer> tag, \\boxed{}): give "
+                "the task an instruction (options: {instruction: answer_line}, or the source's system_prompt); "
+                "else the reward never fires on this model's answers")
+    if summary["all_equal"]:
+        return (f"every sampled completion got the same reward ({summary['value']:g}), so every advantage is 0; "
+                "the reward does not tell the answers apart")
+    return ("within every prompt's group all completions got the same reward, so every advantage is 0; more "
+            "generations, a higher temperature, other prompts or a graded reward give the groups a spread")
+
+
+def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
+    """Before GRPO spends its steps: sample `prompts` x num_generations completions from the
+    starting policy as GRPO will (its temperature, top-p and completion length), score them with
+    every reward, print the distribution, and stop (exit 2) when no group has any spread."""
+    from posttrain.sampling import generate_answers, score_answers
+
+    spec = context.loaded.spec.reward_preflight
+    if spec is not None and not spec.enabled:
+        return None
+    prompts = spec.prompts if spec is not None else 4
+    examples = spec.examples if spec is not None else 3
+    records = [dataset[i] for i in range(min(prompts, len(dataset)))]
+    n = config.num_generations
+    answers = generate_answers(context.model, context.tokenizer, [r["prompt"] for r in records],
+                               max_new_tokens=config.max_completion_length, batch_size=len(records), n=n,
+                               temperature=config.temperature or 1.0, top_p=config.top_p, seed=config.seed)
+    scores = {reward.__name__: score_answers(ref, records, answers)
+              for reward, ref in zip(rewards, context.loaded.spec.rewards)}
+    summary = preflight_summary(scores, [ref.weight for ref in context.loaded.spec.rewards])
+    means = ", ".join(f"{name} {mean:.3f}" for name, mean in summary["means"].items())
+    print(f"posttrain: reward preflight: {len(records)} prompts x {n} completions from the starting model: mean "
+          f"{means}; {100 * summary['zero_spread']:.0f}% of groups have no spread")
+    for g, j in [(g, j) for g in range(len(records)) for j in range(n)][:: max(1, (len(records) * n) // max(1, examples))][:examples]:
+        text = " ".join(answers[g][j].split())
+        print(f"posttrain:   total {summary['totals'][g][j]:g}: {text[:160]!r}{'...' if len(text) > 160 else ''}")
+    reason = preflight_failure(summary)
+    if reason:
+        raise UserError(f"{context.loaded.source}: reward preflight: {reason} "
+                        "(reward_preflight.enabled=false skips this check)")
+    return summary
+
+
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import GRPOTrainer
 
@@ -82,6 +150,7 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     rewards = [build_reward_ref(r) for r in loaded.spec.rewards]
     for reward in rewards:
         reward.warm()
+    reward_preflight(context, config, data.train, rewards)
     trainer_class, extra = GRPOTrainer, {}
     if loaded.spec.dynamic_sampling is not None:
         from posttrain.trainers.dynamic import dynamic_grpo_class

@@ -1,0 +1,211 @@
+"""Every method, the judge, evaluation and test-time search on a real pretrained instruct model
+(SmolLM2-135M-Instruct, 134.5 M parameters, its own tokenizer and chat template), one or two
+short steps each: LoRA on the top two of its 30 layers, short sequences, batches of two.
+
+Selected with `-m real_model`; the README's test command runs them (they are not `slow`)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from posttrain.cli import main
+
+pytestmark = [pytest.mark.real_model, pytest.mark.e2e]
+
+NAME = "smollm2-135m-instruct"
+LORA = "peft: {r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj], layers_to_transform: [28, 29]}\n"
+ARITHMETIC = "{instruction: answer_line, min_operands: 2, max_operands: 2, max_value: 50}"
+
+
+def recipe(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"model: {{name_or_path: {NAME}}}\n{body}run: {{name: {name}, dir: {tmp_path / 'runs'}}}\n")
+    return path
+
+
+def logged(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def finite_losses(run: Path) -> list[float]:
+    losses = [m["loss"] for m in logged(run) if "loss" in m]
+    assert losses and all(math.isfinite(x) for x in losses)
+    return losses
+
+
+def test_the_gguf_is_converted_once_and_recorded_with_its_digest(smollm2, tmp_path, capsys):
+    from posttrain import models
+
+    assert models.intact(Path(smollm2))
+    config = json.loads((Path(smollm2) / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+    assert "quantization_config" not in config  # a plain float32 model, saved as such
+    path = recipe(tmp_path, "sft-full", f"""\
+method: sft
+data: {{train: [{{task: arithmetic, n: 4, options: {ARITHMETIC}}}]}}
+batch: {{per_device: 2, global: 2}}
+trainer: {{max_steps: 1, learning_rate: 1.0e-5, max_length: 96, logging_steps: 1}}
+""")
+    assert main(["run", str(path)]) == 0
+    assert "converting" not in capsys.readouterr().out  # the cache answered
+    run = tmp_path / "runs" / "sft-full"
+    env = json.loads((run / "env.json").read_text())
+    assert env["model"]["gguf_sha256"] == models.BUILTIN[NAME].sha256
+    assert env["model"]["converted"] == smollm2
+    finite_losses(run)
+    assert json.loads((run / "final" / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_a_gguf_path_loads_through_the_same_cache(smollm2, tmp_path):
+    from posttrain import models
+
+    gguf = models.builtin_file(NAME)
+    path = tmp_path / "r.yaml"
+    path.write_text(f"""\
+method: sft
+model: {{name_or_path: {gguf.parent}, gguf_file: {gguf.name}}}
+data: {{train: [{{task: arithmetic, n: 4}}]}}
+eval: {{data: [{{task: arithmetic, split: heldout, n: 2, options: {ARITHMETIC}}}], max_new_tokens: 8}}
+run: {{name: x, dir: {tmp_path / 'runs'}}}
+""")
+    assert main(["eval", str(path), "--model", str(gguf), "--output", str(tmp_path / "out")]) == 0
+    assert models.local_model(str(gguf.parent), gguf.name) == smollm2
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["model"]["samples"] == 2
+
+
+def test_lora_sft_with_assistant_only_loss_on_the_models_own_template(smollm2, tmp_path, capsys):
+    """The model's template has no {% generation %} markers; posttrain swaps in its marked
+    equivalent, and TRL trains exactly the assistant's tokens: decoded, they are the answer and
+    the end-of-turn token, nothing of the system prompt, the question or the headers."""
+    from posttrain.recipe import Device, load_recipe
+    from posttrain.rundir import RunDir
+    from posttrain.trainers import skeleton
+
+    path = recipe(tmp_path, "sft-lora", f"""\
+method: sft
+data: {{train: [{{task: arithmetic, n: 4, options: {ARITHMETIC}}}]}}
+batch: {{per_device: 2, global: 2}}
+trainer: {{max_steps: 1, learning_rate: 1.0e-4, max_length: 128, logging_steps: 1, assistant_only_loss: true}}
+{LORA}""")
+    loaded = load_recipe(str(path), []).only_stage("").recipe
+    run = RunDir(tmp_path / "inspect")
+    run.path.mkdir()
+    trainer = skeleton.build_trainer(loaded, run, None, Device.detect())
+    assert "equivalent ChatML template" in capsys.readouterr().out
+    tokenizer = trainer.processing_class
+    for row in trainer.train_dataset:
+        trained = tokenizer.decode([t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m])
+        assert trained.endswith("<|im_end|>") and trained.startswith(trained.split("\n")[0])
+        assert "Compute" not in trained and "system" not in trained and "assistant" not in trained
+        assert "Answer: " in trained
+    full = tokenizer.decode(trainer.train_dataset[0]["input_ids"])
+    assert full.startswith("<|im_start|>system\nSolve the problem step by step.")
+    assert main(["run", str(path)]) == 0
+    finite_losses(tmp_path / "runs" / "sft-lora")
+    assert (tmp_path / "runs" / "sft-lora" / "adapter").is_dir()
+
+
+def test_an_unknown_template_without_markers_is_one_line_naming_the_fix(smollm2, tmp_path, capsys):
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}<|im_end|>\n{% endfor %}"
+    path = recipe(tmp_path, "sft-bad-template", f"""\
+method: sft
+data: {{train: [{{task: arithmetic, n: 4}}]}}
+trainer: {{max_steps: 1, assistant_only_loss: true}}
+""")
+    text = path.read_text().replace(f"model: {{name_or_path: {NAME}}}",
+                                    f"model: {{name_or_path: {NAME}, chat_template: {json.dumps(template)}}}")
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "model.chat_template: chatml" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_dpo_kto_reward_and_prm_run_on_the_real_model(smollm2, tmp_path):
+    pairs = f"{{task: arithmetic_pairs, n: 4, options: {ARITHMETIC}}}"
+    common = f"batch: {{per_device: 2, global: 2}}\n{LORA}"
+    bodies = {
+        "dpo": f"method: dpo\ndata: {{train: [{pairs}]}}\ntrainer: {{max_steps: 1, learning_rate: 1.0e-5, max_length: 128, logging_steps: 1}}\n",
+        "kto": f"method: kto\ndata: {{train: [{pairs}]}}\ntrainer: {{max_steps: 1, learning_rate: 1.0e-5, max_length: 128, logging_steps: 1}}\n",
+        "reward": f"method: reward\ndata: {{train: [{pairs}]}}\ntrainer: {{max_steps: 1, learning_rate: 1.0e-5, max_length: 128, logging_steps: 1}}\n",
+        "prm": "method: prm\ndata: {train: [{task: arithmetic_trees, n: 4, traces: {kind: steps}}]}\n"
+               "trainer: {max_steps: 1, learning_rate: 1.0e-5, max_length: 128, logging_steps: 1}\n",
+    }
+    for name, body in bodies.items():
+        assert main(["run", str(recipe(tmp_path, name, body + common))]) == 0, name
+        finite_losses(tmp_path / "runs" / name)
+        assert (tmp_path / "runs" / name / "final" / "config.json").is_file()
+
+
+def test_the_reward_preflight_stops_grpo_that_no_completion_can_earn(smollm2, tmp_path, capsys):
+    """Without an answer-format instruction the model answers in prose; a verifier that reads
+    <answer> tags never fires: exit 2 before the first step, naming the answer format."""
+    path = recipe(tmp_path, "grpo-stop", f"""\
+method: rlvr
+data: {{train: [{{task: reasoning_gym/chain_sum, n: 8, options: {{instruction: none, num_terms: 2, min_digits: 1, max_digits: 1}}}}]}}
+rewards: [{{name: think_format}}]
+batch: {{per_device: 4}}
+trainer: {{max_steps: 1, num_generations: 4, max_completion_length: 24, learning_rate: 1.0e-5}}
+reward_preflight: {{prompts: 2}}
+{LORA}""")
+    assert main(["run", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "reward preflight: 2 prompts x 4 completions" in captured.out
+    assert "no sampled completion earned any reward" in captured.err and "instruction" in captured.err
+    assert not (tmp_path / "runs" / "grpo-stop" / "metrics.jsonl").exists()
+
+
+def test_grpo_runs_on_the_real_model_after_the_preflight(smollm2, tmp_path, capsys):
+    path = recipe(tmp_path, "grpo", f"""\
+method: rlvr
+data: {{train: [{{task: arithmetic, n: 8, options: {ARITHMETIC}}}]}}
+rewards: [{{name: verifier}}, {{name: non_stop_penalty, weight: 0.5}}]
+batch: {{per_device: 4}}
+trainer: {{max_steps: 1, num_generations: 4, max_completion_length: 32, learning_rate: 1.0e-5, logging_steps: 1}}
+reward_preflight: {{prompts: 2}}
+{LORA}""")
+    assert main(["run", str(path)]) == 0
+    assert "reward preflight: 2 prompts x 4 completions" in capsys.readouterr().out
+    steps = [m for m in logged(tmp_path / "runs" / "grpo") if "loss" in m]
+    assert len(steps) == 1 and "rewards/verifier/mean" in steps[0]
+
+
+def test_ifeval_rows_evaluate_with_their_own_verifier_and_report_both_levels(smollm2, tmp_path):
+    """IFEval's own rows (text prompts, no ground_truth): each becomes a user turn, scored by the
+    ifeval verifier; the report has prompt- and instruction-level figures; max_samples caps."""
+    source = Path(__file__).resolve().parents[2] / "recipes" / "smollm2" / "data" / "ifeval.jsonl"
+    path = recipe(tmp_path, "ifeval", f"""\
+method: sft
+data: {{train: [{{task: arithmetic, n: 4}}]}}
+eval: {{data: [{{path: {source}, max_samples: 3}}], max_new_tokens: 24, batch_size: 3}}
+""")
+    assert main(["eval", str(path), "--model", NAME, "--output", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["samples"] == 3 and report["reward"] == "verifier"
+    figures = report["model"]["ifeval"]
+    assert set(figures) == {"prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose", "prompts"}
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert all(isinstance(s["prompt"], str) and s["answers"][0].strip() for s in samples)
+
+
+def test_the_llm_judge_and_test_time_search_run_with_the_real_model(smollm2, tmp_path):
+    path = recipe(tmp_path, "judge", f"""\
+method: reward
+data:
+  train: [{{task: arithmetic_pairs, n: 2, options: {ARITHMETIC}}}]
+  eval: [{{task: arithmetic_pairs, split: heldout, n: 2, options: {ARITHMETIC}}}]
+eval:
+  data: [{{task: arithmetic, split: heldout, n: 2, options: {ARITHMETIC}}}]
+  max_new_tokens: 24
+  temperature: 1.0
+  test_time: {{budgets: [1, 2], strategies: [majority, best_of_n], verifier: verifier}}
+""")
+    out = tmp_path / "judge.json"
+    assert main(["data", "judge-pairs", str(path), "--judge", NAME, "-o", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["pairs"] == 2 and len(report["replies"]) == 4
+    assert all(isinstance(r["reply"], str) for r in report["replies"])
+    assert main(["eval", str(path), "--model", NAME, "--output", str(tmp_path / "tt")]) == 0
+    curves = json.loads((tmp_path / "tt" / "test_time.json").read_text())["curves"]
+    assert set(curves) == {"majority", "best_of_n"} and [p["budget"] for p in curves["majority"]] == [1, 2]
