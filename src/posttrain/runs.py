@@ -178,7 +178,6 @@ def check_resume(loaded: LoadedRecipe, run: RunDir, device: Device, allow_change
 def run_recipe(loaded: LoadedRecipe, resume: bool = False, overwrite: bool = False,
                allow_changes: bool = False) -> dict:
     hub_push.check_can_push(loaded)  # an offline machine fails now, not after training
-    common.model_path(loaded)  # a built-in model not fetched yet, a GGUF to convert: now, in one line
     common.check_quantization_backend(loaded)
     common.check_vllm_server(loaded)  # GRPO's vLLM server answers (vllm_mode: server)
     if _needs_hub(loaded):
@@ -197,6 +196,7 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
     if loaded.spec.eval is not None:
         eval_engine(loaded, device)  # engine: vllm where it cannot run fails now, not after training
     checkpoint = prepare(run, resume, overwrite)
+    common.model_path(loaded)  # a built-in model not fetched yet, a GGUF to convert: now, in one line
     if checkpoint is not None:
         check_resume(loaded, run, device, allow_changes)
     outputs = EvalDir(run.eval_dir)

@@ -356,13 +356,15 @@ def generate_answers_vllm(model_dir: str, tokenizer, prompts: list, *, max_new_t
     return vllm_answers(outputs, tokenizer, n, trim_unfinished)
 
 
-def score_answers(reward, records: list[dict], answers: list[list[str]]) -> list[list[float]]:
+def score_answers(reward, records: list[dict], answers: list[list[str]], extra: dict | None = None) -> list[list[float]]:
     """Each answer's score under `reward` (a name, or a reference with options); the records'
-    columns reach the reward as keyword arguments, as in RLVR. An abstention (None) scores 0."""
+    columns reach the reward as keyword arguments, as in RLVR, with `extra` (a column: one value
+    per answer, in order). An abstention (None) scores 0."""
     reward = build_reward_ref(reward)
     flat = [a for group in answers for a in group]
     columns = {k: [r.get(k) for r, group in zip(records, answers) for _ in group]
                for k in records[0] if k not in {"completion"}}
     columns["prompts"] = columns.pop("prompt")
+    columns.update(extra or {})
     scores = iter(reward(flat, **columns))
     return [[float(next(scores) or 0.0) for _ in group] for group in answers]

@@ -182,6 +182,7 @@ model: {{name_or_path: tiny, tiny: {{hidden_size: 64, num_layers: 2, num_heads: 
 data:
   train: [{{task: arithmetic, n: 32}}]
 rewards: [{{name: numeric}}]
+reward_preflight: {{enabled: false}}
 batch: {{per_device: 8}}
 trainer: {{use_vllm: true, vllm_mode: server, vllm_server_timeout: 60, max_steps: 1, num_generations: 4}}
 launch:

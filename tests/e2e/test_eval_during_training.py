@@ -20,7 +20,8 @@ RECIPES = {
             "  eval:\n    - {task: arithmetic_pairs, split: heldout, n: 4}\nbatch: {per_device: 4}\ntrainer:\n"
             + COMMON + "  max_length: 128\n"),
     "rlvr": ("method: rlvr\nmodel:\n" + TINY + "data:\n  train:\n    - {task: arithmetic, n: 20}\n"
-             "  eval_fraction: 0.2\nrewards:\n  - {name: numeric}\nbatch: {per_device: 8}\ntrainer:\n" + COMMON
+             "  eval_fraction: 0.2\nrewards:\n  - {name: numeric}\nreward_preflight: {enabled: false}\n"
+             "batch: {per_device: 8}\ntrainer:\n" + COMMON
              + "  num_generations: 4\n  max_completion_length: 8\n  per_device_eval_batch_size: 8\n"),
 }
 

@@ -15,6 +15,7 @@ model:
 method: rlvr
 data: {{train: [{{task: reasoning_gym/chain_sum, n: 32, options: {{min_terms: 2, max_terms: 2, max_digits: 1}}}}]}}
 rewards: [{{name: verifier}}]
+reward_preflight: {{enabled: false}}  # the untrained tiny model earns no reward; the scoring path is under test
 batch: {{per_device: 8}}
 trainer: {{max_steps: 2, num_generations: 4, max_completion_length: 8, logging_steps: 1, save_steps: 2}}
 eval:

@@ -33,6 +33,7 @@ stages:
     method: rlvr
     data: {{train: [{{task: arithmetic, n: 32}}]}}
     rewards: [{{name: numeric}}]
+    reward_preflight: {{enabled: false}}  # a 3-step SFT model earns no reward; the plumbing is under test
     trainer: {{max_steps: 2, num_generations: 4, max_completion_length: 8, logging_steps: 1}}
 """
 

@@ -96,10 +96,12 @@ trainer: {{max_steps: 1, learning_rate: 1.0e-4, max_length: 128, logging_steps: 
     assert "equivalent ChatML template" in capsys.readouterr().out
     tokenizer = trainer.processing_class
     for row in trainer.train_dataset:
-        trained = tokenizer.decode([t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m])
-        assert trained.endswith("<|im_end|>") and trained.startswith(trained.split("\n")[0])
+        labels = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]  # what TRL trains
+        assert labels == [t for t, label in zip(row["input_ids"], row["labels"]) if label == t]
+        trained = tokenizer.decode(labels)
+        assert trained.endswith("<|im_end|>") and "Answer: " in trained
         assert "Compute" not in trained and "system" not in trained and "assistant" not in trained
-        assert "Answer: " in trained
+        assert "<|im_start|>" not in trained  # the headers are not trained, the end of turn is
     full = tokenizer.decode(trainer.train_dataset[0]["input_ids"])
     assert full.startswith("<|im_start|>system\nSolve the problem step by step.")
     assert main(["run", str(path)]) == 0
@@ -119,7 +121,8 @@ trainer: {{max_steps: 1, assistant_only_loss: true}}
     path.write_text(text)
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "model.chat_template: chatml" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "model.chat_template: chatml" in errors[0] and "Traceback" not in err
 
 
 def test_dpo_kto_reward_and_prm_run_on_the_real_model(smollm2, tmp_path):
@@ -143,7 +146,7 @@ def test_the_reward_preflight_stops_grpo_that_no_completion_can_earn(smollm2, tm
     <answer> tags never fires: exit 2 before the first step, naming the answer format."""
     path = recipe(tmp_path, "grpo-stop", f"""\
 method: rlvr
-data: {{train: [{{task: reasoning_gym/chain_sum, n: 8, options: {{instruction: none, num_terms: 2, min_digits: 1, max_digits: 1}}}}]}}
+data: {{train: [{{task: reasoning_gym/chain_sum, n: 8, options: {{instruction: none, min_terms: 2, max_terms: 2, max_digits: 1}}}}]}}
 rewards: [{{name: think_format}}]
 batch: {{per_device: 4}}
 trainer: {{max_steps: 1, num_generations: 4, max_completion_length: 24, learning_rate: 1.0e-5}}
@@ -153,14 +156,15 @@ reward_preflight: {{prompts: 2}}
     captured = capsys.readouterr()
     assert "reward preflight: 2 prompts x 4 completions" in captured.out
     assert "no sampled completion earned any reward" in captured.err and "instruction" in captured.err
-    assert not (tmp_path / "runs" / "grpo-stop" / "metrics.jsonl").exists()
+    metrics = tmp_path / "runs" / "grpo-stop" / "metrics.jsonl"
+    assert not metrics.exists() or not metrics.read_text().strip()  # no step was spent
 
 
 def test_grpo_runs_on_the_real_model_after_the_preflight(smollm2, tmp_path, capsys):
     path = recipe(tmp_path, "grpo", f"""\
 method: rlvr
 data: {{train: [{{task: arithmetic, n: 8, options: {ARITHMETIC}}}]}}
-rewards: [{{name: verifier}}, {{name: non_stop_penalty, weight: 0.5}}]
+rewards: [{{name: verifier}}, {{name: non_stop_penalty, weight: 0.5, max_completion_length: 32}}]
 batch: {{per_device: 4}}
 trainer: {{max_steps: 1, num_generations: 4, max_completion_length: 32, learning_rate: 1.0e-5, logging_steps: 1}}
 reward_preflight: {{prompts: 2}}
@@ -208,4 +212,4 @@ eval:
     assert all(isinstance(r["reply"], str) for r in report["replies"])
     assert main(["eval", str(path), "--model", NAME, "--output", str(tmp_path / "tt")]) == 0
     curves = json.loads((tmp_path / "tt" / "test_time.json").read_text())["curves"]
-    assert set(curves) == {"majority", "best_of_n"} and [p["budget"] for p in curves["majority"]] == [1, 2]
+    assert {"majority", "best_of_n"} <= set(curves) and [p["budget"] for p in curves["majority"]] == [1, 2]

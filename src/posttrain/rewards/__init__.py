@@ -104,7 +104,7 @@ def check_ground_truths(reward, records: list[dict], where: str) -> None:
     for i, record in enumerate(records):
         reason = unreadable_truth(fn, record)
         if reason:
-            name = getattr(fn, "__name__", str(reward))
+            name = reward if isinstance(reward, str) else getattr(fn, "__name__", str(reward))
             other = record.get("verifier")
             hint = f"; the record names verifier {other!r}: use that reward (or `verifier`)" if other and other != name else ""
             raise UserError(f"{where}: record {i}: reward '{name}' cannot score it: {reason}{hint}")

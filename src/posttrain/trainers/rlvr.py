@@ -127,7 +127,10 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     answers = generate_answers(context.model, context.tokenizer, [r["prompt"] for r in records],
                                max_new_tokens=config.max_completion_length, batch_size=len(records), n=n,
                                temperature=config.temperature or 1.0, top_p=config.top_p, seed=config.seed)
-    scores = {reward.__name__: score_answers(ref, records, answers)
+    # token ids of each completion, as TRL passes them (length rewards read them): the answer
+    # re-tokenised, which can differ from the sampled ids by a token at a merge
+    ids = {"completion_ids": [context.tokenizer(a, add_special_tokens=False).input_ids for group in answers for a in group]}
+    scores = {reward.__name__: score_answers(ref, records, answers, ids)
               for reward, ref in zip(rewards, context.loaded.spec.rewards)}
     summary = preflight_summary(scores, [ref.weight for ref in context.loaded.spec.rewards])
     means = ", ".join(f"{name} {mean:.3f}" for name, mean in summary["means"].items())
