@@ -332,6 +332,10 @@ class EvalDir:
         return self.path / "baseline.json"
 
     @property
+    def baseline_samples(self) -> Path:
+        return self.path / "baseline_samples.jsonl"
+
+    @property
     def test_time(self) -> Path:
         return self.path / "test_time.json"
 

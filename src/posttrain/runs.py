@@ -10,8 +10,9 @@ from pathlib import Path
 
 from posttrain.data.loading import load_source
 from posttrain.errors import UserError
-from posttrain.evaluation.evaluate import evaluate_datasets, write_report
-from posttrain.evaluation.stats import differences_table, mean_std, paired_difference, problem_scores
+from posttrain.evaluation.evaluate import evaluate_datasets, write_report, write_samples
+from posttrain.evaluation.stats import (describe_difference, differences_table, mean_std, paired_difference,
+                                        problem_scores, sample_scores)
 from posttrain.hub import go_offline_if_unreachable
 from posttrain.recipe import Device, LoadedRecipe, Pipeline, derive, resolved_dict
 from posttrain.recipe.device import eval_engine
@@ -210,7 +211,8 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
             if outputs.baseline.is_file():
                 report["baseline"] = json.loads(outputs.baseline.read_text())
             else:
-                report["baseline"], _ = evaluate_model(loaded, common.model_path(loaded), device, datasets)
+                report["baseline"], before = evaluate_model(loaded, common.model_path(loaded), device, datasets)
+                write_samples(outputs.baseline_samples, before)
                 write_atomic(outputs.baseline, json.dumps(report["baseline"]) + "\n")
             print(f"posttrain: held-out accuracy before training: {_percent(report['baseline'])}")
 
@@ -222,8 +224,14 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
 
     if evaluating and generates(loaded):
         report["trained"], samples = evaluate_model(loaded, str(run.final), device, datasets)
+        if outputs.baseline_samples.is_file():
+            report["change"] = training_change(outputs.baseline_samples, samples)
         write_report(outputs, report, samples)
         print(f"posttrain: held-out accuracy after training: {_percent(report['trained'])}")
+        if "change" in report:
+            change = report["change"]
+            print(f"posttrain: change on the same {change['problems']} problems: {describe_difference(change)} "
+                  "(95 % interval over problems, this one seed)")
     if evaluating and loaded.spec.eval.test_time is not None:
         report["test_time"] = evaluate_test_time(loaded, outputs, device, datasets)
     common.finish_tracking({f"eval/{k}_accuracy": v["accuracy"] for k, v in report.items()
@@ -232,6 +240,12 @@ def _run_locked(loaded: LoadedRecipe, run: RunDir, resume: bool, overwrite: bool
         print(f"posttrain: pushed {run.final.name}/ to {hub_push.push_run(loaded, run, report or None)}")
     print(f"posttrain: run directory {run.path}")
     return {"train": metrics, "eval": report, "run_dir": str(run.path)}
+
+
+def training_change(baseline_samples: Path, samples: list[dict]) -> dict:
+    """Trained minus baseline accuracy, paired on the same held-out problems, with its 95 %
+    interval over the problems (one seed: evaluation/stats.paired_difference)."""
+    return paired_difference([sample_scores(samples)], [problem_scores(baseline_samples)])
 
 
 def _percent(summary: dict) -> str:

@@ -294,3 +294,23 @@ def test_the_preflight_is_grpos_own_key(tmp_path, capsys):
     recipe.write_text("method: sft\ndata: {train: [{task: arithmetic, n: 4}]}\nreward_preflight: {prompts: 2}\n")
     assert main(["validate", str(recipe)]) == 2
     assert "reward_preflight: the reward preflight is for method: rlvr, not sft" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_on_policy_dpo_with_zero_usable_pairs_stops_before_training(tmp_path, capsys):
+    """The preflight's twin for DPO: an untrained model's sampled answers are all wrong, so no
+    prompt gives a right-wrong pair; the run stops before training, naming the cause."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""\
+method: dpo
+model: {{name_or_path: tiny, tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}}}
+data:
+  train:
+    - {{task: arithmetic, n: 4, on_policy: {{samples: 2, max_new_tokens: 4}}}}
+trainer: {{max_steps: 1}}
+run: {{name: pairs, dir: {tmp_path / 'runs'}}}
+""")
+    assert main(["run", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "on-policy sampling gave no pair (every prompt's answers were all correct or all wrong)" in err
+    assert not (tmp_path / "runs" / "pairs" / "final").exists()

@@ -106,6 +106,12 @@ def report_markdown(report: dict) -> str:
                              f"{100 * f['prompt_strict']:.1f}%, instruction-level strict {100 * f['instruction_strict']:.1f}%, "
                              f"prompt-level loose {100 * f['prompt_loose']:.1f}%, instruction-level loose "
                              f"{100 * f['instruction_loose']:.1f}% (mean_reward is the mean per-prompt fraction)")
+    if "change" in report:
+        from posttrain.evaluation.stats import describe_difference
+
+        change = report["change"]
+        lines += ["", f"After minus before training, paired on the same {change['problems']} problems: "
+                      f"{describe_difference(change)} (95 % interval over the problems; one seed)."]
     lines += ["", f"Reward `{report['reward']}`; {report['samples_per_prompt']} sample(s) per prompt, "
               f"temperature {report['temperature']}; at most {report['max_new_tokens']} new tokens.", ""]
     return "\n".join(lines)

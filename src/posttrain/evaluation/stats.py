@@ -85,10 +85,13 @@ def problem_scores(samples_file) -> list[float]:
     import json
     from pathlib import Path
 
+    return sample_scores([json.loads(line) for line in Path(samples_file).read_text().splitlines() if line.strip()])
+
+
+def sample_scores(samples: list[dict]) -> list[float]:
+    """problem_scores of samples in memory (evaluate_datasets' second result)."""
     scores = []
-    for line in Path(samples_file).read_text().splitlines():
-        if line.strip():
-            sample = json.loads(line)
-            marks = [1.0 if s >= 1.0 else 0.0 for s in sample["scores"]]
-            scores.append(sum(marks) / len(marks) if marks else 0.0)
+    for sample in samples:
+        marks = [1.0 if s >= 1.0 else 0.0 for s in sample["scores"]]
+        scores.append(sum(marks) / len(marks) if marks else 0.0)
     return scores

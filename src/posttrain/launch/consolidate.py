@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from posttrain import models
 from posttrain.errors import UserError
 from posttrain.rundir import holds_model
 
@@ -19,7 +20,7 @@ from posttrain.rundir import holds_model
 def consolidate(checkpoint: Path, output: Path) -> Path:
     import torch
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if not holds_model(checkpoint):
         raise UserError(f"{checkpoint}: no config.json; pass a checkpoint directory (checkpoints/checkpoint-N)")
@@ -27,7 +28,7 @@ def consolidate(checkpoint: Path, output: Path) -> Path:
         raise UserError(f"{checkpoint}: no DeepSpeed shards (global_stepN/*model_states.pt); "
                         "a checkpoint without DeepSpeed already holds a normal model")
     state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
-    config = AutoConfig.from_pretrained(checkpoint)
+    config = models.load_config(str(checkpoint), what=str(checkpoint))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
@@ -40,8 +41,8 @@ def consolidate(checkpoint: Path, output: Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     try:
-        AutoTokenizer.from_pretrained(checkpoint).save_pretrained(staging)
-    except (OSError, ValueError):
+        models.load_tokenizer(str(checkpoint)).save_pretrained(staging)
+    except UserError:
         print(f"posttrain: no tokenizer in {checkpoint}; the model is written without one")
     if (checkpoint / "generation_config.json").is_file():
         shutil.copy(checkpoint / "generation_config.json", staging / "generation_config.json")

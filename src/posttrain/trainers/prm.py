@@ -190,12 +190,10 @@ def _percent(value) -> str:
 
 def after_training(context: Context, trainer) -> dict:
     """Rate the held-out records' steps with final/, the model the run leaves; eval/report.*."""
-    from transformers import AutoModelForTokenClassification
-
     groups = context.extra.get("eval_groups") or {}
     if not groups or not trainer.is_world_process_zero():
         return {}
-    model = AutoModelForTokenClassification.from_pretrained(context.run.final)
+    model = common.load_model(context.loaded, str(context.run.final), context.device)
     if context.device.cuda:
         model = model.to("cuda")
     model.eval()

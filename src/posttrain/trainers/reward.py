@@ -97,13 +97,11 @@ def pairwise_accuracy(model, tokenizer, groups: dict[str, list[dict]], max_lengt
 
 def after_training(context: Context, trainer) -> dict:
     """Score the held-out pairs with final/, the model the run leaves; write eval/report.*."""
-    from transformers import AutoModelForSequenceClassification
-
     groups = context.extra.get("eval_groups") or {}
     if not groups or not trainer.is_world_process_zero():
         return {}
     run = context.run
-    model = AutoModelForSequenceClassification.from_pretrained(run.final, num_labels=1)
+    model = common.load_model(context.loaded, str(run.final), context.device)
     if context.device.cuda:
         model = model.to("cuda")
     model.eval()
