@@ -213,3 +213,26 @@ eval:
     assert main(["eval", str(path), "--model", NAME, "--output", str(tmp_path / "tt")]) == 0
     curves = json.loads((tmp_path / "tt" / "test_time.json").read_text())["curves"]
     assert {"majority", "best_of_n"} <= set(curves) and [p["budget"] for p in curves["majority"]] == [1, 2]
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "recipes" / "smollm2").glob("*.yaml"))
+SHORT = {  # the shipped settings, fewer steps and records
+    "sft.yaml": ["trainer.max_steps=1", "trainer.logging_steps=1", "data.train.0.n=8"],
+    "dpo.yaml": ["trainer.max_steps=1", "trainer.logging_steps=1", "data.train.0.n=8"],
+    "grpo.yaml": ["trainer.max_steps=1", "data.train.0.n=8"],
+}
+
+
+@pytest.mark.parametrize("recipe", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_each_shipped_smollm2_recipe_runs_shortened(smollm2, recipe, tmp_path):
+    shorter = ["eval.data.0.n=4" if "task" in recipe.read_text().split("eval:")[1] else "eval.data.0.max_samples=2",
+               "eval.max_new_tokens=16", f"run.dir={tmp_path}"]
+    if recipe.name == "ifeval.yaml":
+        assert main(["eval", str(recipe), *shorter, "--model", NAME, "--output", str(tmp_path / "out")]) == 0
+        assert json.loads((tmp_path / "out" / "report.json").read_text())["model"]["ifeval"]["prompts"] == 2
+        return
+    assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
+    run = tmp_path / f"smollm2-{recipe.stem}"  # each recipe's run.name
+    finite_losses(run)
+    report = json.loads((run / "eval" / "report.json").read_text())
+    assert report["baseline"]["samples"] == 4 and report["trained"]["samples"] == 4 and "change" in report

@@ -314,3 +314,29 @@ run: {{name: pairs, dir: {tmp_path / 'runs'}}}
     err = capsys.readouterr().err
     assert "on-policy sampling gave no pair (every prompt's answers were all correct or all wrong)" in err
     assert not (tmp_path / "runs" / "pairs" / "final").exists()
+
+
+def test_every_load_honours_the_model_block(tmp_path, monkeypatch):
+    """The policy a reward or PRM run samples from (and test-time search uses) loads with the
+    model block's dtype, revision and attention, as the trained model does; before, it loaded
+    with transformers' defaults. Every load goes through models.load_pretrained."""
+    import torch
+
+    from posttrain import models
+    from posttrain.recipe import Device, load_recipe
+    from posttrain.trainers import common
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: reward\nmodel: {name_or_path: tiny, dtype: bfloat16, attn_implementation: eager, "
+                      "tiny: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}\n"
+                      "data: {train: [{task: arithmetic_pairs, n: 4}]}\n")
+    loaded = load_recipe(str(recipe), []).only_stage("").recipe
+    seen = []
+    real = models.load_pretrained
+    monkeypatch.setattr(models, "load_pretrained", lambda auto, path, **kw: seen.append((auto, kw)) or real(auto, path, **kw))
+    policy = common.load_model(loaded, common.model_path(loaded), Device.detect(), kind="causal_lm")
+    trained = common.load_model(loaded, common.model_path(loaded), Device.detect())
+    assert [auto for auto, _ in seen] == ["AutoModelForCausalLM", "AutoModelForSequenceClassification"]
+    assert all(kw["dtype"] == torch.bfloat16 and kw["attn_implementation"] == "eager" for _, kw in seen)
+    assert "num_labels" not in seen[0][1] and seen[1][1]["num_labels"] == 1
+    assert next(policy.parameters()).dtype == torch.bfloat16 and type(trained).__name__.endswith("SequenceClassification")

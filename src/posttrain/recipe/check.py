@@ -173,32 +173,39 @@ def with_resolved_paths(raw: dict, spec: Recipe, origins, source: Path) -> dict:
                 if not item["path"].endswith(DATA_SUFFIXES):
                     raise RecipeError(str(locate(origins, source, key)), dotted(key),
                                       "expected a .jsonl, .json or .parquet file")
-    name, gguf = spec.model.name_or_path, spec.model.gguf_file
-    where = lambda key: str(locate(origins, source, ("model", key)))  # noqa: E731
+    model = _model_source(spec.model.name_or_path, spec.model.gguf_file,
+                          lambda key, value, exist: resolve_path(origins, source, ("model", key), value, exist),
+                          lambda key: str(locate(origins, source, ("model", key))))
+    if model:
+        out.setdefault("model", {}).update(model)
+    return out
+
+
+def _model_source(name: str, gguf: str | None, resolve, where) -> dict:
+    """The model block's local paths made absolute and checked ({} when nothing is local): a
+    model directory holds a config.json, a file is a GGUF file, `gguf_file` inside a local
+    directory (or a path of its own) exists and is GGUF. Built-in and hub names pass as written."""
+    out = {}
     if name != "tiny" and name not in BUILTIN and _looks_local(name):
-        path = resolve_path(origins, source, ("model", "name_or_path"), name, must_exist=True)
-        if Path(path).is_file() and gguf is None:
-            if not is_gguf(Path(path)):
-                raise RecipeError(where("name_or_path"), "model.name_or_path",
-                                  f"{path} is a file but not a GGUF file; a model directory saved with "
-                                  "save_pretrained (such as a run's final/) or a .gguf file is expected")
-        elif gguf is None and not holds_model(Path(path)):
+        name = out["name_or_path"] = resolve("name_or_path", name, True)
+        if Path(name).is_file() and gguf is None and not is_gguf(Path(name)):
             raise RecipeError(where("name_or_path"), "model.name_or_path",
-                              f"{path} holds no model (no config.json): a model directory saved with "
+                              f"{name} is a file but not a GGUF file; a model directory saved with "
+                              "save_pretrained (such as a run's final/) or a .gguf file is expected")
+        if Path(name).is_dir() and gguf is None and not holds_model(Path(name)):
+            raise RecipeError(where("name_or_path"), "model.name_or_path",
+                              f"{name} holds no model (no config.json): a model directory saved with "
                               "save_pretrained, such as a run's final/, or a .gguf file (model.gguf_file) is expected")
-        out.setdefault("model", {})["name_or_path"] = path
-        name = path
-    if gguf is not None:
-        local_dir = Path(name).is_dir()
-        if local_dir and not Path(gguf).is_absolute() and not _looks_local(gguf):
-            candidate = Path(name) / gguf
-        else:
-            candidate = Path(resolve_path(origins, source, ("model", "gguf_file"), gguf, must_exist=local_dir))
-        if candidate.exists() or local_dir:
-            if not is_gguf(candidate):
-                raise RecipeError(where("gguf_file"), "model.gguf_file",
-                                  f"{candidate} is not a GGUF file" if candidate.exists() else f"file not found: {candidate}")
-            out.setdefault("model", {})["gguf_file"] = str(candidate.resolve())
+    if gguf is None:
+        return out
+    inside = Path(name).is_dir() and not Path(gguf).is_absolute() and not _looks_local(gguf)
+    candidate = Path(name) / gguf if inside else Path(resolve("gguf_file", gguf, Path(name).is_dir()))
+    if not candidate.exists() and not inside:
+        return out  # a file of a hub repository, fetched when the model loads
+    if not candidate.exists() or not is_gguf(candidate):
+        raise RecipeError(where("gguf_file"), "model.gguf_file",
+                          f"file not found: {candidate}" if not candidate.exists() else f"{candidate} is not a GGUF file")
+    out["gguf_file"] = str(candidate.resolve())
     return out
 
 

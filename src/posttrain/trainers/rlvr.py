@@ -120,6 +120,11 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     spec = context.loaded.spec.reward_preflight
     if spec is not None and not spec.enabled:
         return None
+    if any(hasattr(p, "ds_id") for p in context.model.parameters()):
+        # ZeRO-3 holds a shard of every weight on each rank: sampling needs them all gathered,
+        # which is what ZeRO-3 is there to avoid. TRL's frac_reward_zero_std shows it per step.
+        print("posttrain: reward preflight skipped: the model is sharded (ZeRO-3); watch frac_reward_zero_std")
+        return None
     prompts = spec.prompts if spec is not None else 4
     examples = spec.examples if spec is not None else 3
     records = [dataset[i] for i in range(min(prompts, len(dataset)))]
