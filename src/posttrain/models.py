@@ -185,10 +185,6 @@ def gguf_path(name_or_path: str, gguf_file: str | None, revision: str | None = N
 MANIFEST = "posttrain-cache.json"  # every file's sha256, written last
 
 
-def _digests(directory: Path) -> dict[str, str]:
-    return {p.name: _file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
-
-
 def intact(directory: Path) -> bool:
     """A cached directory whose files are all as they were written (sizes checked; contents
     hashed only for the small files, so a 500 MB model is checked in milliseconds)."""
@@ -258,32 +254,46 @@ def convert_gguf(path: Path, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
-def converted_gguf(path: Path) -> Path:
-    """The cached model directory of a GGUF file, converted on first use (atomically: readers
-    see a complete directory or none)."""
-    _require_gguf_reader()
-    digest = file_sha256(path)
-    target = cache_root() / "gguf" / digest[:16]
+def cached_directory(target: Path, build, damaged: str, notes: dict | None = None) -> Path:
+    """`target`, built by `build(staging)` unless it is there and intact: written into a staging
+    directory with its manifest, then renamed (readers see a complete directory or none; of two
+    processes building at once, one wins). A damaged directory is set aside (saying `damaged`) and
+    built again. Raises OSError where the cache cannot be written."""
     if intact(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        target.rename(target.with_name(f".damaged-{uuid.uuid4().hex[:8]}"))
-    print(f"posttrain: converting {path.name} (GGUF) into a model directory once; kept in {target}", flush=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+        print(f"posttrain: {damaged}")
+        try:
+            target.rename(target.with_name(f".damaged-{uuid.uuid4().hex[:8]}"))
+        except OSError:
+            pass  # another process set it aside first
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
-        convert_gguf(path, staging)
-        write_manifest(staging, {"gguf": str(path), "gguf_sha256": digest})
+        build(staging)
+        write_manifest(staging, notes)
         try:
             staging.rename(target)
         except OSError:
-            if not intact(target):
+            if not intact(target):  # not another process winning the race
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for damaged in target.parent.glob(".damaged-*"):
-        shutil.rmtree(damaged, ignore_errors=True)
+    for old in target.parent.glob(".damaged-*"):
+        shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def converted_gguf(path: Path) -> Path:
+    """The cached model directory of a GGUF file, converted on first use."""
+    _require_gguf_reader()
+    digest = file_sha256(path)
+    target = cache_root() / "gguf" / digest[:16]
+    if not intact(target):
+        print(f"posttrain: converting {path.name} (GGUF) into a model directory once; kept in {target}", flush=True)
+    return cached_directory(target, lambda staging: convert_gguf(path, staging),
+                            f"the converted model in {target} is damaged; converting {path.name} again",
+                            {"gguf": str(path), "gguf_sha256": digest})
 
 
 def local_model(name_or_path: str, gguf_file: str | None = None, revision: str | None = None) -> str:

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 from posttrain.chat_templates import CHATML_TEMPLATE
 from posttrain.errors import UserError
-from posttrain.models import cache_root
+from posttrain.models import cache_root, cached_directory
 from posttrain.tasks import arithmetic
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -106,49 +103,13 @@ def build_tiny(spec, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
-MANIFEST = "posttrain-cache.json"  # every file's sha256, written last
-
-
-def _digests(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())
-            if p.is_file() and p.name != MANIFEST}
-
-
-def _intact(directory: Path) -> bool:
-    try:
-        return json.loads((directory / MANIFEST).read_text()) == _digests(directory)
-    except (OSError, ValueError):
-        return False
-
-
 def tiny_model_path(spec) -> Path:
     """The cached directory of the tiny model for `spec`, built on first use; a damaged one (a
-    file changed, cut short or missing) is set aside and built again."""
+    file changed, cut short or missing) is set aside and built again (models.cached_directory)."""
     target = cache_root() / "tiny" / _key(spec)
-    if _intact(target):
-        return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            print(f"posttrain: the cached tiny model in {target} is damaged; building it again")
-            try:
-                target.rename(target.with_name(f".damaged-{uuid.uuid4().hex[:8]}"))
-            except OSError:
-                pass  # another process set it aside first
-        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-        try:
-            build_tiny(spec, staging)
-            (staging / MANIFEST).write_text(json.dumps(_digests(staging)))
-            try:
-                staging.rename(target)  # atomic: readers see a complete directory or none
-            except OSError:
-                if not _intact(target):  # not another process winning the race
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return cached_directory(target, lambda staging: build_tiny(spec, staging),
+                                f"the cached tiny model in {target} is damaged; building it again")
     except OSError as exc:
         raise UserError(f"cannot build the tiny model in {target.parent} ({exc.strerror or exc}); "
                         "free space there or set POSTTRAIN_CACHE to another directory") from None
-    for damaged in target.parent.glob(".damaged-*"):
-        shutil.rmtree(damaged, ignore_errors=True)
-    return target

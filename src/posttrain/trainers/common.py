@@ -297,12 +297,8 @@ def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool =
     from posttrain.methods import METHODS, MODEL_KINDS
 
     spec = loaded.spec.model
-    kwargs = {"dtype": _torch_dtype(spec.dtype, device), **_hub_options(loaded, path)}
-    auto_class, extra, _ = MODEL_KINDS[METHODS[loaded.spec.method].model]
-    kwargs.update(extra)
-    if kind is not None:  # a causal LM for sampling, whatever the method trains
-        auto_class, extra, _ = MODEL_KINDS[kind]
-        kwargs = {k: v for k, v in kwargs.items() if k in ("dtype", "revision", "trust_remote_code")} | extra
+    auto_class, extra, _ = MODEL_KINDS[kind or METHODS[loaded.spec.method].model]
+    kwargs = {"dtype": _torch_dtype(spec.dtype, device), **_hub_options(loaded, path), **extra}
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     quantized = quantize and spec.quantization is not None
