@@ -340,3 +340,18 @@ def test_every_load_honours_the_model_block(tmp_path, monkeypatch):
     assert all(kw["dtype"] == torch.bfloat16 and kw["attn_implementation"] == "eager" for _, kw in seen)
     assert "num_labels" not in seen[0][1] and seen[1][1]["num_labels"] == 1
     assert next(policy.parameters()).dtype == torch.bfloat16 and type(trained).__name__.endswith("SequenceClassification")
+
+
+@pytest.mark.parametrize("name, readable, unreadable", [
+    ("math", {"ground_truth": "\\frac12"}, {"ground_truth": "  "}),
+    ("countdown", {"ground_truth": '{"numbers": [1, 2], "target": 3}'}, {"ground_truth": "3"}),
+    ("reasoning_gym", {"ground_truth": '{"dataset": "chain_sum", "entry": {}}'}, {"ground_truth": "3"}),
+    ("ifeval", {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}, {"ground_truth": "3"}),
+    ("code", {"tests": ["assert f() == 1"]}, {"test_cases": "not json"}),
+    ("numeric", {"ground_truth": "-1,000.5"}, {"ground_truth": "the answer is 3"}),
+])
+def test_every_verifier_says_which_ground_truths_it_cannot_read(name, readable, unreadable):
+    from posttrain.rewards import REWARDS, unreadable_truth
+
+    assert unreadable_truth(REWARDS[name], {"prompt": "q", **readable}) is None
+    assert unreadable_truth(REWARDS[name], {"prompt": "q", **unreadable})

@@ -122,3 +122,20 @@ def code_reward(completions, tests=None, test_cases=None, *, timeout: float = 10
         return [score(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posttrain-code") as pool:
         return list(pool.map(score, jobs))
+
+
+def unreadable_truth(record: dict) -> str | None:
+    """Why `code` cannot score the record (None: it can): it needs a `tests` list of asserts or
+    `test_cases` (a list, or its JSON)."""
+    cases = record.get("test_cases")
+    if isinstance(cases, str):
+        try:
+            cases = json.loads(cases)
+        except ValueError as exc:
+            return f"test_cases is not JSON: {exc}"
+    if not record.get("tests") and not cases:
+        return "no tests (a 'tests' list of asserts or 'test_cases')"
+    return None
+
+
+code_reward.unreadable_truth = unreadable_truth
