@@ -126,3 +126,33 @@ def test_without_the_trained_model_the_stand_in_is_used_and_said(monkeypatch, ca
     assert "posttrain[ifeval]" in caplog.text and "stand-in" in caplog.text
     assert tokenizer._params.abbrev_types == set(sentences.ABBREVIATIONS)
     monkeypatch.setattr(sentences, "_cached", None)  # the next caller finds the trained one again
+
+
+SMOLLM2 = Path(__file__).parent / "data" / "ifeval_smollm2_responses.jsonl.gz"
+
+
+@pytest.mark.parametrize("mode", ["strict", "loose"])
+def test_posttrain_agrees_with_the_reference_on_a_small_models_answers(mode):
+    """SmolLM2-135M-Instruct's 540 greedy answers (docs/benchmarks.md: half of them loop until the
+    budget cuts them): another kind of text than GPT-4's, scored by posttrain and by the reference
+    implementation, instruction by instruction; and the figures docs/benchmarks.md reports."""
+    from posttrain.rewards.ifeval import ifeval_figures
+
+    with gzip.open(SMOLLM2, "rt", encoding="utf-8") as f:
+        answers = {row["key"]: row["response"] for row in map(json.loads, f)}
+    data = rows()
+    assert len(answers) == len(data) == 540
+    disagree, checked = [], 0
+    for row in data:
+        response = answers[row["key"]]
+        for iid, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+            if random_in_the_reference(iid, kwargs):
+                continue
+            checked += 1
+            expected = reference_verdict(iid, kwargs, response, mode == "loose")
+            if verdicts(response, [{"type": iid, **kwargs}], mode == "loose")[0] != expected:
+                disagree.append((row["key"], iid, expected))
+    assert checked == 830 and disagree == []
+    figures = ifeval_figures([answers[row["key"]] for row in data], data)
+    assert round(100 * figures[f"prompt_{mode}"], 1) == {"strict": 18.9, "loose": 20.2}[mode]
+    assert round(100 * figures[f"instruction_{mode}"], 1) == {"strict": 30.3, "loose": 32.0}[mode]
