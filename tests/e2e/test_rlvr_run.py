@@ -68,7 +68,9 @@ def test_a_loss_of_exactly_zero_is_explained(tmp_path, capsys):
     """The untrained model never answers right: every group's rewards agree, advantages are 0."""
     recipe = tmp_path / "zero.yaml"
     text = RECIPE.replace(f'  - {{name: "{__name__}:digit_share", weight: 0.5}}\n', "")
-    recipe.write_text(text + f"run: {{name: zero, dir: {tmp_path / 'runs'}}}\n")
+    # the groups agree on purpose: past the reward preflight (which would stop this run before its
+    # first step), the per-step explanation is what is under test
+    recipe.write_text(text + f"reward_preflight: {{enabled: false}}\nrun: {{name: zero, dir: {tmp_path / 'runs'}}}\n")
     assert main(["run", str(recipe)]) == 0
     logged = [json.loads(line) for line in (tmp_path / "runs" / "zero" / "metrics.jsonl").read_text().splitlines()]
     assert [m["loss"] for m in logged if "loss" in m] == [0.0, 0.0]
@@ -104,7 +106,8 @@ def test_dynamic_sampling_replaces_groups_whose_rewards_all_agree(tmp_path):
     text = RECIPE.replace("  - {name: numeric, weight: 1.0}\n", "").replace(
         f'  - {{name: "{__name__}:digit_share", weight: 0.5}}\n',
         f'  - {{name: "{__name__}:constant_for_even_first_numbers"}}\n')
-    recipe.write_text(text + f"dynamic_sampling: {{max_retries: 4}}\nrun: {{name: dapo, dir: {tmp_path / 'runs'}}}\n")
+    recipe.write_text(text + "dynamic_sampling: {max_retries: 4}\nreward_preflight: {enabled: false}  # groups agree on purpose\n"
+                      f"run: {{name: dapo, dir: {tmp_path / 'runs'}}}\n")
     assert main(["run", str(recipe)]) == 0
     logged = [json.loads(line) for line in (tmp_path / "runs" / "dapo" / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in logged if "loss" in m]

@@ -14,13 +14,13 @@ from posttrain.tasks import generate, split_of
 def test_records_come_from_reasoning_gym_with_its_knobs_and_disjoint_splits():
     train = generate("reasoning_gym/chain_sum", 200, "train", seed=0, min_terms=3, max_terms=3)
     heldout = generate("reasoning_gym/chain_sum", 30, "heldout", seed=0, min_terms=3, max_terms=3)
-    questions = [r["prompt"][0]["content"] for r in train]
+    questions = [r["prompt"][-1]["content"] for r in train]  # after reasoning-gym's system prompt
     assert len(set(questions)) == 200 and all(split_of(q) == "train" for q in questions)
-    assert not set(questions) & {r["prompt"][0]["content"] for r in heldout}
+    assert not set(questions) & {r["prompt"][-1]["content"] for r in heldout}
     truth = json.loads(train[0]["ground_truth"])
     assert truth["dataset"] == "chain_sum" and truth["entry"]["metadata"]["num_terms"] == 3
     assert train[0]["verifier"] == "reasoning_gym"
-    assert train[0]["completion"][0]["content"] == f"Answer: {truth['entry']['answer']}"
+    assert train[0]["completion"][0]["content"] == f"<answer>{truth['entry']['answer']}</answer>"  # as it asks
     # the same seed gives the same records
     assert generate("reasoning_gym/chain_sum", 200, "train", seed=0, min_terms=3, max_terms=3) == train
 

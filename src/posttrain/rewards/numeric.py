@@ -89,9 +89,14 @@ def unreadable_truth(record: dict) -> str | None:
 
 
 @lru_cache(maxsize=65536)
-def _gold(truth: str) -> str:
+def _gold(truth: str) -> str | None:
+    """The ground truth's canonical numeral; None for a "number" of more than MAX_DIGITS digits
+    (no answer can equal it); a text that is not a number raises (the load-time check,
+    `unreadable_truth`, refuses such records before a run starts)."""
+    if len(truth) > MAX_DIGITS:
+        return None
     match = _GOLD.fullmatch(truth)
-    if match is None or len(truth) > MAX_DIGITS:
+    if match is None:
         raise ValueError(f"numeric: {unreadable_truth({'ground_truth': truth})}")
     return canonical(match.group(1) + match.group(2).replace(",", ""))
 
@@ -106,7 +111,7 @@ def numeric_reward(completions, ground_truth, **columns) -> list[float]:
     for completion, truth in zip(completions, ground_truth):
         predicted = _last_number(completion if isinstance(completion, str) else completion_text(completion))
         expected = _gold(str(truth))
-        scores.append(float(predicted is not None and canonical(predicted) == expected))
+        scores.append(float(predicted is not None and expected is not None and canonical(predicted) == expected))
     return scores
 
 
