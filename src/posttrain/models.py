@@ -350,4 +350,4 @@ def load_config(path: str, *, revision: str | None = None, trust_remote_code: bo
     try:
         return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{_prefix(what)}cannot load a model from {path!r}: cannot read the model's config: {exc}") from None
+        raise UserError(f"{_prefix(what)}cannot read the model's config at {path!r}: {exc}") from None

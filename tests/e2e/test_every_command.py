@@ -122,8 +122,8 @@ def test_the_matrix_covers_every_kind_of_recipe_and_both_outcomes(tmp_path, caps
         assert call(capsys, ["data", "decontaminate", path])[0] == 0, name
     sft = str(REPO / "recipes/quickstart/sft.yaml")
     code, _, error = call(capsys, ["eval", sft, f"run.dir={tmp_path}"])
-    assert code == 2 and error == f"error: {tmp_path}/quickstart-sft/final: no model there (config.json missing); pass --model DIR, a .gguf "
-                                          "file or a built-in model (smollm2-135m-instruct)"
+    assert code == 2 and error == (f"error: {tmp_path}/quickstart-sft/final: no model there (config.json missing); "
+                                   "pass --model DIR, a .gguf file or a built-in model (smollm2-135m-instruct)")
     code, out, _ = call(capsys, ["data", "build-trees", sft, "data.train.0.n=3", "--depth", "1", "--width", "2",
                                  "-o", str(tmp_path / "trees.jsonl")])
     assert code == 0 and "trees from 3 questions" in out

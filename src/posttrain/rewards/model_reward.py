@@ -184,7 +184,10 @@ def load_verifier_model(path: str, device: str):
     """(model, tokenizer, kind) for the reward or process reward model at `path`, loaded once."""
     from posttrain import models
 
-    config = models.load_config(path, what="reward_model")
+    try:
+        config = models.load_config(path)
+    except UserError as exc:
+        raise UserError(f"reward_model: cannot load a model from {path!r}: {exc}") from None
     tokenizer = models.load_tokenizer(path, what="reward_model")
     architectures = " ".join(config.architectures or [])
     if "TokenClassification" in architectures:

@@ -340,7 +340,7 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
         key = "chat_template" if spec.chat_template else "name_or_path"
         install_chat_template(tokenizer, model, spec.chat_template, loaded.origin(("model", key)).base_dir, eos_token,
                               spec.pad_token)
-    if loaded.spec.trainer.get("assistant_only_loss") and path == base:
+    if loaded.spec.trainer.get("assistant_only_loss") and path == base and preflight:  # training, not evaluation
         mark_assistant_turns(loaded, tokenizer)
     if getattr(model.config, "pad_token_id", None) is None:  # a sequence classifier finds the last token by it
         model.config.pad_token_id = tokenizer.pad_token_id
