@@ -166,10 +166,8 @@ def gguf_path(name_or_path: str, gguf_file: str | None, revision: str | None = N
     base = Path(name_or_path)
     if gguf_file is None:
         return base if base.is_file() and base.suffix == ".gguf" else None
-    candidates = [Path(gguf_file), base / gguf_file]
-    for candidate in candidates:
-        if candidate.is_absolute() and candidate.is_file():
-            return candidate
+    if Path(gguf_file).is_absolute() and Path(gguf_file).is_file():  # a path of its own (validation makes it absolute)
+        return Path(gguf_file)
     if base.is_dir():
         if (base / gguf_file).is_file():
             return base / gguf_file
