@@ -219,7 +219,7 @@ SHIPPED = sorted((Path(__file__).resolve().parents[2] / "recipes" / "smollm2").g
 SHORT = {  # the shipped settings, fewer steps and records
     "sft.yaml": ["trainer.max_steps=1", "trainer.logging_steps=1", "data.train.0.n=8"],
     "dpo.yaml": ["trainer.max_steps=1", "trainer.logging_steps=1", "data.train.0.n=8"],
-    "grpo.yaml": ["trainer.max_steps=1", "data.train.0.n=8"],
+    "grpo.yaml": ["trainer.max_steps=1"],  # all its records: the preflight samples 16 of them
 }
 
 
