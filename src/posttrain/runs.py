@@ -39,13 +39,12 @@ def eval_datasets(loaded: LoadedRecipe) -> dict[str, list[dict]]:
     from posttrain.rewards import build_reward_ref, check_ground_truths
 
     spec = loaded.spec.eval
+    rewards = [build_reward_ref(r) for r in (spec.reward, spec.select_reward) if r is not None]
     datasets = {}
     for i, source in enumerate(spec.data):
         records = load_source(source, "task").records[: source.max_samples]
-        where = f"eval.data.{i} ({source.label})"
-        check_ground_truths(build_reward_ref(spec.reward), records, where)
-        if spec.select_reward is not None:
-            check_ground_truths(build_reward_ref(spec.select_reward), records, where)
+        for reward in rewards:
+            check_ground_truths(reward, records, f"eval.data.{i} ({source.label})")
         datasets[source.label] = records
     return datasets
 
