@@ -5,7 +5,11 @@ Tests come as either
 - `tests: ["assert add(1, 2) == 3", ...]` (or HumanEval's `def check(candidate): ...` followed
   by `check(add)`) — the program is loaded in a sandbox (sandbox.Candidate) and each test runs
   *here*, in the caller, with every function the program defines standing in as a stub that
-  calls it across the pipe. Arguments and results cross as plain data (numbers, strings, bytes,
+  calls it across the pipe. What a test sees: Python's builtins (always the real ones), the
+  names the test binds itself (its `def check`, its imports), and then the program's own names
+  that are neither: each function as a stub, each plain value as its value, each module the
+  program imported as the caller's own copy, if it is one of the plain standard-library modules
+  in TEST_MODULES (any other module: absent). A program that defines `set`, `len` or `check` changes nothing a test looks up. Arguments and results cross as plain data (numbers, strings, bytes,
   lists, tuples, sets, dicts, None), so the verdict is computed by an interpreter the program
   cannot reach: an object whose `__eq__` is always true cannot cross, and nothing the program
   does to its own interpreter (builtins, frames, gc, the protocol itself) changes what the test
@@ -17,7 +21,9 @@ Tests come as either
 
 from __future__ import annotations
 
+import ast
 import builtins
+import importlib
 import json
 import re
 import time
@@ -47,17 +53,52 @@ class _Remote:
         return self.candidate.call(self.__name__, list(args), kwargs)
 
 
-def _test_namespace(candidate: Candidate) -> dict:
+_BUILTIN_NAMES = frozenset(dir(builtins))
+# The standard-library modules a test may use through the program's import (MBPP's tests call
+# `math.isclose` where the solution imported math): the caller's own copies, without side effects.
+TEST_MODULES = frozenset({"math", "cmath", "re", "string", "itertools", "functools", "operator", "collections",
+                          "heapq", "bisect", "statistics", "fractions", "decimal", "datetime", "copy", "json"})
+
+
+def _bound_by(test: str) -> set[str]:
+    """The names a test binds itself (assignments, defs, classes, imports), which the program's
+    names must not shadow."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return set()
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return bound
+
+
+def _test_namespace(candidate: Candidate, test: str) -> dict:
     namespace = {"__builtins__": builtins, "__name__": "__test__"}
+    shadowing = _BUILTIN_NAMES | _bound_by(test)
     for name, entry in candidate.names.items():
-        namespace[name] = _Remote(candidate, name) if entry.get("callable") else _plain(entry.get("value"))
+        if name in shadowing or not name.isidentifier():
+            continue
+        if entry.get("callable"):
+            namespace[name] = _Remote(candidate, name)
+        elif "module" in entry:
+            module = entry["module"]
+            if module in TEST_MODULES:  # never an import by a name the program chose
+                namespace[name] = importlib.import_module(module)
+        else:
+            namespace[name] = _plain(entry.get("value"))
     return namespace
 
 
 def _plain(value):
     try:
         return decode(value)
-    except ValueError:
+    except Exception:  # noqa: BLE001 - not plain data: the test sees None
         return None
 
 
@@ -71,11 +112,11 @@ def _run_asserts(program: str, tests: list[str], limits: Limits) -> float:
                 if time.monotonic() >= candidate.process.deadline:
                     break
                 try:
-                    exec(compile(test, "test.py", "exec"), _test_namespace(candidate))  # noqa: S102 - the dataset's tests
+                    exec(compile(test, "test.py", "exec"), _test_namespace(candidate, test))  # noqa: S102 - the dataset's tests
                 except Exception:  # noqa: BLE001 - a failed assertion, a failed call, a test the answer broke
                     continue
                 passed += 1
-    except CandidateError:  # it did not load, or stopped answering
+    except (CandidateError, OSError):  # it did not load, stopped answering, or broke the channel
         pass
     return passed / len(tests)
 
