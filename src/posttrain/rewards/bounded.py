@@ -11,13 +11,21 @@ bound.
 
 The workers are plain child interpreters started with `subprocess`, not `multiprocessing`: they
 fork no threaded parent (torch, tokenizers), and they also work inside daemonic processes such
-as `multiprocessing.Pool` workers, which may not have multiprocessing children. Work travels
-pickled over their stdin and stdout (the caller's own functions and data, never a model's), so
-the function must be importable by name. Each worker is single-threaded (OMP/MKL threads 1).
+as `multiprocessing.Pool` workers, which may not have multiprocessing children. Work travels to
+them pickled over stdin (the caller's own functions and data: the function must be importable by
+name); what comes back is never unpickled: each reply is JSON of plain data (sandbox.encode /
+decode), so a worker that something took over can send wrong numbers at most, never code. Each
+worker is single-threaded (OMP/MKL threads 1) and runs with a scrubbed environment: the locale,
+paths and caches it needs (WORKER_ENV), none of the caller's tokens or keys.
+
+These workers are for functions that treat a model's text as data (math-verify's parsers, the
+IFEval checks, reasoning-gym scorers that only compare). A scorer that may evaluate text runs in
+the sandbox instead (rewards/gym.py, docs/rewards.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import select
@@ -29,6 +37,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Sequence
 
+from posttrain.rewards.sandbox import decode, encode
 from posttrain.threads import cores_per_rank, single_thread_env
 
 _SERVE = "from posttrain.rewards.bounded import serve; serve()"
@@ -36,9 +45,45 @@ _HEADER = struct.Struct("<I")
 STARTUP_SECONDS = 60.0
 
 
+MAX_REPLY = 1 << 20  # bytes of one reply frame
+# What a worker inherits of the caller's environment: nothing else (no tokens, no keys).
+WORKER_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "NLTK_DATA",
+              "POSTTRAIN_CACHE", "XDG_CACHE_HOME", "PYTHONHASHSEED")
+
+
 def _frame(obj) -> bytes:
+    """A request: the caller's own function and data."""
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
+
+
+def _reply_frame(batch: int, status: str, value) -> bytes:
+    """A reply, as plain data: a value that is not plain data is reported as an error."""
+    try:
+        data = json.dumps([batch, status, encode(value)]).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        data = json.dumps([batch, "error", f"a result that is not plain data ({exc})"]).encode()
+    return _HEADER.pack(len(data)) + data
+
+
+def _parse_reply(data: bytes):
+    """(batch, status, value) from a reply frame; ValueError for anything out of protocol."""
+    try:
+        batch, status, value = json.loads(data)
+        value = decode(value)
+    except Exception:  # noqa: BLE001 - whatever it is, it is not a reply
+        raise ValueError("a reply out of protocol") from None
+    if type(batch) is not int or status not in ("start", "ok", "error"):
+        raise ValueError("a reply out of protocol")
+    if status == "error":
+        value = str(value)[:500]
+    return batch, status, value
+
+
+def worker_env() -> dict:
+    """The scrubbed environment of a worker (WORKER_ENV), importing what this process imports."""
+    base = {key: os.environ[key] for key in WORKER_ENV if key in os.environ}
+    return single_thread_env(dict(base, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
 
 
 def _read_exactly(stream, n: int) -> bytes:
@@ -71,14 +116,14 @@ def serve() -> None:
                 except Exception:  # noqa: BLE001 - the items will report it
                     pass
             warmed[fn] = True
-        stdout.write(_frame((batch, "start", None)))  # imported and warm: the items' time starts now
+        stdout.write(_reply_frame(batch, "start", None))  # imported and warm: the items' time starts now
         stdout.flush()
         for args in items:
             try:
-                reply = (batch, "ok", fn(*args))
+                reply = _reply_frame(batch, "ok", fn(*args))
             except BaseException as exc:  # noqa: BLE001 - reported to the caller, who decides
-                reply = (batch, "error", f"{type(exc).__name__}: {exc}")
-            stdout.write(_frame(reply))
+                reply = _reply_frame(batch, "error", f"{type(exc).__name__}: {exc}")
+            stdout.write(reply)
             stdout.flush()
 
 
@@ -90,7 +135,7 @@ def default_processes() -> int:
 
 class _Worker:
     def __init__(self):
-        env = single_thread_env(dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+        env = worker_env()
         self.process = subprocess.Popen([sys.executable, "-c", _SERVE], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.fd = self.process.stdout.fileno()
@@ -127,9 +172,14 @@ class _Worker:
         out = []
         while len(self.buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self.buffer)
+            if size > MAX_REPLY:
+                return None  # out of protocol: treated as a worker that died
             if len(self.buffer) < _HEADER.size + size:
                 break
-            batch, status, value = pickle.loads(bytes(self.buffer[_HEADER.size : _HEADER.size + size]))
+            try:
+                batch, status, value = _parse_reply(bytes(self.buffer[_HEADER.size : _HEADER.size + size]))
+            except ValueError:
+                return None
             del self.buffer[: _HEADER.size + size]
             if batch == self.batch:  # frames of an earlier batch (a warm-up) are not answers
                 out.append((status, value))
