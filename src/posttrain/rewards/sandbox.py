@@ -479,10 +479,10 @@ def _command(limits: Limits, mode: str, fds: dict[str, int], paths: tuple[str, .
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--seccomp", str(fds["seccomp"]),
             *_system_mounts(), "--ro-bind", prefix, prefix,
             *(flag for path in hidden for flag in ("--tmpfs", path)),
-            *(flag for path in paths for flag in ("--ro-bind", path, path)),
-            *(flag for path in hidden for flag in ("--remount-ro", path)),
             "--proc", "/proc", "--dev", "/dev",
             "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/work",
+            *(flag for path in paths for flag in ("--ro-bind", path, path)),
+            *(flag for path in hidden for flag in ("--remount-ro", path)),
             "--chdir", "/work", "--clearenv", "--setenv", "HOME", "/work",
             *(flag for key, value in SINGLE_THREAD.items() for flag in ("--setenv", key, value)),
             "--", executable, "-I", "-S", "-c", _BOOTSTRAP, json.dumps(child)]

@@ -43,7 +43,8 @@ DEFAULT_INSTRUCTION = "default"  # reasoning_gym.utils.SYSTEM_PROMPTS["default"]
 
 
 def check_gym_task(name: str, options: dict) -> None:
-    """Raises ValueError naming the problem: an unknown dataset, or options its config refuses."""
+    """Raises ValueError naming the problem: an unknown dataset, options its config refuses, or a
+    scorer that cannot run safely here (rewards/gym.check_gym_scoring)."""
     options = {k: v for k, v in options.items() if k != "instruction"}
     dataset = name.removeprefix(PREFIX)
     names = gym_names()
@@ -53,6 +54,9 @@ def check_gym_task(name: str, options: dict) -> None:
         raise ValueError(f"reasoning-gym has no dataset '{dataset}'{did_you_mean(dataset, names)} "
                          f"(it has {len(names)}: {', '.join(names[:12])}, ...)")
     _dataset(dataset, options, seed=0, size=1)
+    from posttrain.rewards.gym import check_gym_scoring
+
+    check_gym_scoring(dataset)
 
 
 def _dataset(name: str, options: dict, seed: int, size: int):
