@@ -94,3 +94,65 @@ def extract_final_answer(text: str) -> str | None:
     marked = last_marker(text)
     answer = marked.answer.strip() if marked and marked.answer else None
     return answer if answer and len(answer) <= MAX_ANSWER_CHARS else None
+
+
+# ----------------------------------------------------------------------------- hedges
+
+_HEDGE_WORD = re.compile(r"\b(?:or|either|maybe|possibly|perhaps|otherwise)\b|\\lor\b|\\vee\b", re.I)
+_SEPARATOR = re.compile(r";|,\s|\band\b|\\text\{\s*|\}|\$", re.I)
+_SPACE = re.compile(r"\s+")
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """`text` split at hedge words and, outside brackets, at `;`, `, ` and `and`; each part
+    trimmed of spaces and punctuation, empty ones dropped."""
+    parts, depth, start = [], 0, 0
+    cuts = []
+    for match in _HEDGE_WORD.finditer(text):
+        cuts.append((match.start(), match.end()))
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            match = _SEPARATOR.match(text, i)
+            if match and match.end() > i and match.group(0) not in ("}", "$"):
+                cuts.append((i, match.end()))
+        i += 1
+    for begin, end in sorted(cuts):
+        if begin >= start:
+            parts.append(text[start:begin])
+            start = end
+    parts.append(text[start:])
+    cleaned = []
+    for part in parts:
+        part = _SPACE.sub(" ", part.replace("$", " ").replace("\\text{", " ").replace("(", " ").replace(")", " ")
+                          ).strip(" .:;,!?{}")
+        if part:
+            cleaned.append(part)
+    return cleaned
+
+
+def hedged(answer: str | None, gold: str) -> bool:
+    """Whether a final answer names two or more different values where the gold answer names
+    one: "12 or 7", "either A or B", "12 (maybe 7)", "12, 7", "12; 7", "12 and 7". Such an
+    answer scores 0 in math, numeric and reasoning_gym (docs/rewards.md): a policy that hedges
+    between its two best guesses would otherwise double its hit rate.
+
+    >>> hedged("$12$ or 7", "12"), hedged("12", "12"), hedged("1,234", "1234"), hedged("(1, 2)", "(1, 2)")
+    (True, False, False, False)
+    >>> hedged("2, 3", "2, 3"), hedged("2, 3", "2"), hedged(r"12 \\text{ or } 7", "7"), hedged("B or C", "B")
+    (False, True, True, True)
+    """
+    if not answer:
+        return False
+    parts = _top_level_parts(answer)
+    if len({_SPACE.sub("", p).lower() for p in parts}) < 2:
+        return False
+    gold_parts = _top_level_parts(str(gold))
+    if _HEDGE_WORD.search(answer) and not _HEDGE_WORD.search(str(gold)):
+        return True
+    return len(gold_parts) < 2

@@ -36,7 +36,7 @@ import time
 import tokenize
 from functools import lru_cache
 
-from posttrain.rewards.answers import extract_final_answer
+from posttrain.rewards.answers import extract_final_answer, hedged
 from posttrain.rewards.bounded import STARTUP_SECONDS, BoundedPool
 from posttrain.rewards.numeric import completion_text
 from posttrain.rewards.sandbox import CandidateError, Limits, Server, sandbox_problem
@@ -340,6 +340,8 @@ def gym_reward(completions, ground_truth, *, timeout: float = 5.0, processes: in
         answer = extract_final_answer(completion_text(completion))
         item = (truth["dataset"], json.dumps(truth.get("options") or {}, sort_keys=True), answer, truth["entry"])
         sandboxed, kind = _sandboxing(truth)
+        if hedged(answer, str(truth["entry"].get("answer", ""))):
+            continue  # two or more different final values: 0 (answers.hedged)
         if not sandboxed:
             plain.append((i, item))
         elif kind is None or inert(kind, answer):

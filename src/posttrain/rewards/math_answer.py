@@ -26,7 +26,7 @@ from collections import Counter
 from fractions import Fraction
 from functools import lru_cache
 
-from posttrain.rewards.answers import last_marker
+from posttrain.rewards.answers import MAX_ANSWER_CHARS, hedged, last_marker
 from posttrain.rewards.bounded import BoundedPool
 from posttrain.rewards.numeric import completion_text
 
@@ -211,6 +211,9 @@ def math_reward(completions, ground_truth, *, timeout: float = 2.0, processes: i
         text = completion_text(completion)[-MAX_TEXT_CHARS:]
         marked = last_marker(text)
         answer = marked.answer if marked else (text if len(text) <= SHORT_ANSWER_CHARS else None)
+        if answer is not None and len(answer) <= MAX_ANSWER_CHARS and hedged(answer, gold):
+            scores[i] = 0.0  # two or more different final values (answers.hedged)
+            continue
         if answer is not None and len(answer) <= SHORT_ANSWER_CHARS:
             gold_number = plain_number(gold)
             number = plain_number(answer) if gold_number is not None else None

@@ -109,10 +109,30 @@ def numeric_reward(completions, ground_truth, **columns) -> list[float]:
     """
     scores = []
     for completion, truth in zip(completions, ground_truth):
-        predicted = _last_number(completion if isinstance(completion, str) else completion_text(completion))
+        text = completion if isinstance(completion, str) else completion_text(completion)
+        if _hedges(text, str(truth)):
+            scores.append(0.0)
+            continue
+        predicted = _last_number(text)
         expected = _gold(str(truth))
         scores.append(float(predicted is not None and expected is not None and canonical(predicted) == expected))
     return scores
+
+
+def _hedges(text: str, truth: str) -> bool:
+    """Whether the final answer names two or more values (answers.hedged): on the line of the
+    last `Answer:` / `####` / `answer is`, or in the last marked answer (tag, box)."""
+    from posttrain.rewards.answers import hedged, last_marker
+
+    found = None
+    for found in _MARKED.finditer(text):
+        pass
+    if found is not None:
+        end = text.find("\n", found.start(1))
+        if hedged(text[found.start(1) : end if end >= 0 else len(text)], truth):
+            return True
+    marked = last_marker(text)
+    return bool(marked and marked.answer and hedged(marked.answer, truth))
 
 
 numeric_reward.unreadable_truth = unreadable_truth
