@@ -25,7 +25,7 @@ from collections import Counter
 from functools import lru_cache
 
 from posttrain.errors import UserError
-from posttrain.rewards.model_reward import _cut, outside_zero3, resolve_device
+from posttrain.rewards.model_reward import _cut, as_data, fit, outside_zero3, resolve_device
 from posttrain.rewards.numeric import completion_text
 
 SCORE_TEMPLATE = ("Rate how well the answer solves the question, from 0 (wrong) to 10 (fully correct).\n\n"
@@ -109,17 +109,38 @@ def clip(path: str, device: str, text: str, tokens: int) -> str:
     return _cut(load_judge_model(path, device)[1], text, tokens)
 
 
+def judge_prompts(path: str, device: str, template: str, fields: list[dict], cuttable: list[str], *,
+                  max_length: int = 1024, max_new_tokens: int = 32) -> list[str]:
+    """Each filled template as the judge reads it (through its chat template). Untrusted fields
+    (`cuttable`: the answers, the steps) are data: strings of the judge tokenizer's special
+    tokens in them are broken (model_reward.as_data), so a completion cannot close the user
+    turn and write the judge's reply. A prompt over the limit loses the middle of its answers,
+    never the question, the instructions or an answer's end (model_reward.fit)."""
+    _, tokenizer = load_judge_model(path, device)
+    limit = prompt_limit(path, device, max_length, max_new_tokens)
+
+    def render(values: dict) -> str:
+        text = template.format(**values)
+        if tokenizer.chat_template:
+            return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                 add_generation_prompt=True)
+        return text
+
+    prompts = []
+    for values in fields:
+        values = {key: as_data(tokenizer, value) if key in cuttable else value for key, value in values.items()}
+        prompts.append(fit(tokenizer, render, values, cuttable, limit, special=not tokenizer.chat_template))
+    return prompts
+
+
 def judge_replies(path: str, texts: list[str], *, max_new_tokens: int = 32, batch_size: int = 16,
                   device: str = "auto", max_length: int = 1024) -> list[str]:
-    """The judge's greedy reply to each filled template. A prompt over its limit keeps its end,
-    where the template asks for the reply's format."""
+    """The judge's greedy reply to each prompt (judge_prompts made it, fitted to the limit; one
+    still over it keeps its end, where the template asks for the reply's format)."""
     import torch
 
     model, tokenizer = load_judge_model(path, device)
     limit = prompt_limit(path, device, max_length, max_new_tokens)
-    if tokenizer.chat_template:
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
-                                               add_generation_prompt=True) for t in texts]
     replies: list[str] = []
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     cut, tokenizer.truncation_side = tokenizer.truncation_side, "left"
@@ -157,10 +178,11 @@ def llm_judge_reward(completions, *, path: str, template: str = SCORE_TEMPLATE, 
     prompts = prompts if prompts is not None else [""] * len(completions)
     truths = ground_truth if isinstance(ground_truth, list) else [ground_truth] * len(completions)
     limit = prompt_limit(path, device, max_length, max_new_tokens)
-    texts = [template.format(question=clip(path, device, question_of(p), limit),
-                             answer=clip(path, device, completion_text(c), limit),
-                             ground_truth="" if g is None else clip(path, device, str(g), limit))
-             for p, c, g in zip(prompts, completions, truths)]
+    fields = [{"question": clip(path, device, question_of(p), limit), "answer": completion_text(c),
+               "ground_truth": "" if g is None else clip(path, device, str(g), limit)}
+              for p, c, g in zip(prompts, completions, truths)]
+    texts = judge_prompts(path, device, template, fields, ["answer"], max_length=max_length,
+                          max_new_tokens=max_new_tokens)
     replies = judge_replies(path, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
                             max_length=max_length)
     scores = [parse_score(r, pattern, max_score) for r in replies]
@@ -199,8 +221,10 @@ class LLMStepJudge:
         self.options = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": device}
 
     def rate_many(self, items: list[tuple[dict, list[str], str]]) -> list[tuple[str, str] | None]:
-        texts = [self.template.format(question=question_of(record["prompt"]), previous="\n".join(previous) or "(none)",
-                                      step=step) for record, previous, step in items]
+        fields = [{"question": question_of(record["prompt"]), "previous": "\n".join(previous) or "(none)", "step": step}
+                  for record, previous, step in items]
+        texts = judge_prompts(self.path, self.options["device"], self.template, fields, ["previous", "step"],
+                              max_new_tokens=self.options["max_new_tokens"]) if fields else []
         replies = judge_replies(self.path, texts, **self.options) if texts else []
         verdicts = [parse_choice(r, self.pattern, ("correct", "incorrect")) for r in replies]
         _count("step", verdicts)
@@ -213,12 +237,13 @@ class LLMStepJudge:
 def judge_pairs(path: str, pairs: list[dict], *, template: str = PAIR_TEMPLATE, pattern: str = PAIR_PATTERN,
                 max_new_tokens: int = 16, batch_size: int = 16, device: str = "auto") -> dict:
     """Judge preference pairs ({prompt, chosen, rejected}) in both orders; position bias measured."""
-    def text(prompt, a, b):
-        return template.format(question=question_of(prompt), a=completion_text(a), b=completion_text(b))
+    def fields(prompt, a, b):
+        return {"question": question_of(prompt), "a": completion_text(a), "b": completion_text(b)}
 
-    forward = [text(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]  # right answer: a
-    backward = [text(p["prompt"], p["rejected"], p["chosen"]) for p in pairs]  # right answer: b
-    replies = judge_replies(path, forward + backward, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
+    forward = [fields(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]  # right answer: a
+    backward = [fields(p["prompt"], p["rejected"], p["chosen"]) for p in pairs]  # right answer: b
+    texts = judge_prompts(path, device, template, forward + backward, ["a", "b"], max_new_tokens=max_new_tokens)
+    replies = judge_replies(path, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device)
     choices = [parse_choice(r, pattern, ("a", "b")) for r in replies]
     _count("pair", choices)
     report = pair_report(choices[: len(pairs)], choices[len(pairs):])

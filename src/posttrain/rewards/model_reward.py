@@ -24,6 +24,7 @@ beside it. Here too the tokenisation is the PRM trainer's (`encode`): one place.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -84,6 +85,90 @@ def _cut(tokenizer, text: str, tokens: int) -> str:
     return text if len(text) <= keep else text[:keep]
 
 
+# ----------------------------------------------------------------------------- untrusted text in a model's input
+
+ZERO_WIDTH = "\u200b"
+CUT_MARK = "\n[... part of this text was cut here to fit ...]\n"
+
+
+def _control_pattern(tokenizer):
+    """A pattern matching every string `tokenizer` reads as one of its added or special tokens
+    (cached on the tokenizer), or None when it has none."""
+    cached = getattr(tokenizer, "_posttrain_control_pattern", False)
+    if cached is not False:
+        return cached
+    strings = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        strings.add(getattr(token, "content", str(token)))
+    strings = sorted((s for s in strings if isinstance(s, str) and len(s) > 1), key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(s) for s in strings)) if strings else None
+    try:
+        tokenizer._posttrain_control_pattern = pattern
+    except AttributeError:
+        pass
+    return pattern
+
+
+def as_data(tokenizer, text: str) -> str:
+    """`text` (a model's completion, anything untrusted) as ordinary text to `tokenizer`: each
+    occurrence of one of its special or added tokens' strings (`<|im_end|>`, `<|im_start|>`,
+    `</s>`, ...) is broken by a zero-width space after its first character, so it is tokenized
+    as the characters it shows, never as a control token that could close a turn or open one."""
+    pattern = _control_pattern(tokenizer)
+    if pattern is None:
+        return text
+    for _ in range(8):  # a break can leave an overlapping occurrence: until none is left
+        if pattern.search(text) is None:
+            break
+        text = pattern.sub(lambda m: m.group(0)[0] + ZERO_WIDTH + m.group(0)[1:], text)
+    return text
+
+
+def count_tokens(tokenizer, text: str, special: bool = False) -> int:
+    return len(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def cut_middle(tokenizer, text: str, tokens: int) -> str:
+    """`text` in at most about `tokens` tokens: its start and its end, with CUT_MARK between
+    where the middle was cut (a judge still sees the question an answer starts from and the
+    final answer it ends with)."""
+    span = (tokens + 8) * max(1, longest_token(tokenizer))
+    if len(text) > 2 * span:  # certainly over: only the ends can be kept anyway
+        text = text[:span] + text[-span:]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= tokens:
+        return text
+    keep = max(0, tokens - count_tokens(tokenizer, CUT_MARK))
+    head, tail = keep // 2, keep - keep // 2
+    return (tokenizer.decode(ids[:head]) + CUT_MARK + (tokenizer.decode(ids[-tail:]) if tail else "")).strip("\n") \
+        if head or tail else CUT_MARK.strip()
+
+
+def fit(tokenizer, render, values: dict, cuttable: list[str], limit: int, special: bool = False) -> str:
+    """`render(values)` in at most `limit` tokens: the `cuttable` fields (the answers, in order
+    of preference) lose their middles, each in proportion to its length, the rest (the question,
+    the instructions, the template) is kept; the question's middle goes only where the answers
+    alone cannot make room."""
+    values = dict(values)
+    for key in cuttable:
+        values[key] = cut_middle(tokenizer, values[key], limit)
+    text = render(values)
+    for fields in (cuttable, [*cuttable, "question"] if "question" in values else cuttable):
+        for _ in range(4):
+            over = count_tokens(tokenizer, text, special) - limit
+            if over <= 0:
+                return text
+            lengths = {key: count_tokens(tokenizer, values[key]) for key in fields}
+            total = sum(lengths.values())
+            if total == 0:
+                break
+            for key in fields:
+                share = -(-over * lengths[key] // total) + 4
+                values[key] = cut_middle(tokenizer, values[key], max(0, lengths[key] - share))
+            text = render(values)
+    return text  # still over: the tokenizer's truncation is the last resort
+
+
 def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16) -> list[list[float]]:
     """Each step's probability of being correct, by a token classifier with two labels
     (1 = correct), read at the step's separator; steps that truncation cut are left out.
@@ -106,7 +191,7 @@ def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size
 
 def sequence_text(tokenizer, prompt, answer) -> str:
     """Prompt + answer as a reward model reads them: through the chat template for chat data."""
-    if isinstance(answer, list):
+    if isinstance(answer, list) and not isinstance(prompt, list):
         return tokenizer.apply_chat_template((prompt if isinstance(prompt, list) else []) + answer, tokenize=False)
     if isinstance(prompt, list):
         return tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], tokenize=False)
@@ -211,10 +296,15 @@ def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_
     model, tokenizer, kind = load_verifier_model(path, device)
     prompts = prompts if prompts is not None else [""] * len(completions)
     if kind == "outcome":
-        texts = [sequence_text(tokenizer, p, c) for p, c in zip(prompts, completions)]
+        texts = []
+        for p, c in zip(prompts, completions):
+            # the completion is data (as_data); a long one loses its middle, never the prompt or its end
+            answer = {"answer": as_data(tokenizer, completion_text(c))}
+            render = (lambda v, p=p: sequence_text(tokenizer, p, v["answer"]))
+            texts.append(fit(tokenizer, render, answer, ["answer"], max_length) if max_length else render(answer))
         return sequence_scores(model, tokenizer, texts, max_length, batch_size)
-    records = [{"prompt": p, "completions": [s for s in completion_text(c).split(step_separator) if s.strip()]}
-               for p, c in zip(prompts, completions)]
+    records = [{"prompt": p, "completions": [s for s in as_data(tokenizer, completion_text(c)).split(step_separator)
+                                             if s.strip()]} for p, c in zip(prompts, completions)]
     options = {"separator": step_separator, "max_length": max_length}
     rated = step_scores(model, tokenizer, records, options, batch_size)
     return [aggregate_scores(steps, aggregate) for steps in rated]
