@@ -152,17 +152,17 @@ def test_slurm_script_carries_the_recipes_directives_and_settings(write_recipe, 
     assert "export NCCL_SOCKET_IFNAME=ib0" in text and "export NCCL_IB_DISABLE=0" in text
     assert "export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=540" in text  # the signal's lead, less a minute
     assert 'scontrol show node "$head_node"' in text  # the head's address from SLURM, not assumed
-    task = next(line for line in text.splitlines() if line.startswith("exec "))
+    task = next(line for line in text.splitlines() if line.startswith("task=("))
     # ZeRO-3 on 4 nodes: accelerate with the node's rank, rendezvous on the head, bf16 on GPUs
-    assert "accelerate.commands.launch" in task and "--machine_rank \"${NODE_RANK}\"" in task
-    assert "--main_process_ip \"${MASTER_ADDR}\"" in task and "--mixed_precision bf16" in task
-    assert f"posttrain run {path} trainer.max_steps=5 batch.global=64" in task and task.endswith(" --resume")
+    assert "accelerate.commands.launch" in task and "--machine_rank '${NODE_RANK}'" in task
+    assert "--main_process_ip '${MASTER_ADDR}'" in task and "--mixed_precision bf16" in task
+    assert f"posttrain run {path} trainer.max_steps=5 batch.global=64" in task and task.endswith(" --resume)")
 
 
 def test_slurm_script_for_torchrun_uses_the_job_id_as_rendezvous_id(write_recipe, tmp_path):
     _, text = slurm_script(write_recipe, tmp_path, "{nodes: 2, gpus_per_node: 4, slurm: {gpus: false}}")
-    task = next(line for line in text.splitlines() if line.startswith("exec "))
-    assert "--rdzv_endpoint \"${MASTER_ADDR}:29500\" --rdzv_id \"${SLURM_JOB_ID}\"" in task
+    task = next(line for line in text.splitlines() if line.startswith("task=("))
+    assert "--rdzv_endpoint '${MASTER_ADDR}:29500' --rdzv_id '${SLURM_JOB_ID}'" in task
     assert "--gpus-per-node" not in text  # a CPU partition
 
 
@@ -201,8 +201,8 @@ def test_a_vllm_server_node_joins_the_job(write_recipe, tmp_path):
     server = next(line for line in text.splitlines() if line.startswith('srun --nodes=1 --ntasks=1 --nodelist="$vllm_node"'))
     assert "trl vllm-serve --model tiny --tensor_parallel_size 1 --data_parallel_size 8" in server
     assert "--port 8011 --gpu_memory_utilization 0.9" in server
-    task = next(line for line in text.splitlines() if line.startswith("exec "))
-    assert '"trainer.vllm_server_host=${VLLM_ADDR}" trainer.vllm_server_port=8011' in task
+    task = next(line for line in text.splitlines() if line.startswith("task=("))
+    assert "'trainer.vllm_server_host=${VLLM_ADDR}' trainer.vllm_server_port=8011" in task
     assert 'srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --nodelist="$train_nodes"' in text
     assert 'kill "$server"' in text
     import subprocess
@@ -238,8 +238,8 @@ def test_the_job_may_pass_the_servers_address_on_the_command_line(write_recipe):
 ])
 def test_slurm_task_runs_the_python_the_job_chooses(write_recipe, tmp_path, slurm, python):
     _, text = slurm_script(write_recipe, tmp_path, f"{{slurm: {slurm}}}")
-    task = next(line for line in text.splitlines() if line.startswith("exec "))
-    assert task.split()[1] == python
+    task = next(line for line in text.splitlines() if line.startswith("task=("))
+    assert task.split()[0] == "task=(" + python
 
 
 @pytest.mark.parametrize("time,message", [

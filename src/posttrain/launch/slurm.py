@@ -13,15 +13,26 @@ is not requeued by the script (a preemption with PreemptMode=REQUEUE requeues it
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
 from posttrain.launch.render import render_command
 
+# Placeholders posttrain itself writes into the task's words (render.py, task_command): each
+# node replaces them by their values, as text (NODE_TASK). Nothing else in a word is expanded.
+PLACEHOLDERS = ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_JOB_ID", "VLLM_ADDR")
+
+# What each node runs: NODE_RANK from SLURM, the placeholders replaced by text substitution,
+# then the task's words exactly as they are (`exec "${args[@]}"`): a word is never parsed by
+# the shell, whatever quotes, `$()`, backticks or newlines it holds.
+NODE_TASK = ("export NODE_RANK=$SLURM_NODEID; args=(); for word in \"$@\"; do "
+             + " ".join(f'word=${{word//"\\${{{name}}}"/${{{name}:-}}}};' for name in PLACEHOLDERS)
+             + ' args+=("$word"); done; exec "${args[@]}"')
+
+
 def _word(token: str) -> str:
-    """Shell-quote a token; ones holding ${VAR} stay expandable (they are plain words otherwise)."""
-    if "${" in token:
-        return f'"{token}"'
+    """A word as bash reads it literally (single-quoted where it needs quoting)."""
     return shlex.quote(token)
 
 
@@ -89,7 +100,7 @@ def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict,
                   "# shellcheck disable=SC1090,SC1091", *slurm.setup, ""]
     env = {"NCCL_DEBUG": "WARN", **{k: str(v) for k, v in slurm.env.items()}}
     lines += ["# NCCL and other settings (launch.slurm.env)"]
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
     lines += [
         "",
         "# The head node's address as SLURM knows it: node names need not resolve.",
@@ -108,18 +119,20 @@ def render_sbatch(loaded, recipe: str, overrides: list[str], trainer_args: dict,
         "trap 'stop_requested=1; echo \"posttrain: the time limit is near; asking the training processes "
         "to checkpoint\"; scancel --signal=TERM \"$SLURM_JOB_ID\"' USR1",
         "",
-        "# Each node's task: NODE_RANK from SLURM, then the recipe's launch command. --resume",
-        "# continues from the last complete checkpoint (a requeued or restarted job).",
-        "read -r -d '' task <<'TASK' || true",
-        "export NODE_RANK=$SLURM_NODEID",
-        "exec " + " ".join(_word(a) for a in task_command(loaded, recipe, overrides, trainer_args, python)),
-        "TASK",
+        "# Each node's task: the recipe's launch command as data, a bash array of quoted words (--resume",
+        "# continues from the last complete checkpoint: a requeued or restarted job). Each node sets",
+        "# NODE_RANK from SLURM and replaces the placeholders ${NODE_RANK}, ${MASTER_ADDR},",
+        "# ${SLURM_JOB_ID} and ${VLLM_ADDR} in the words by their values; nothing else is expanded.",
+        "# shellcheck disable=SC2016  # the placeholders are text here, filled in on each node",
+        "task=(" + " ".join(_word(a) for a in task_command(loaded, recipe, overrides, trainer_args, python)) + ")",
+        "# shellcheck disable=SC2016  # the node's own shell expands these",
+        "node_task=" + shlex.quote(NODE_TASK),
         *(_server_lines(loaded, run_dir) + [
             'train_nodes=$(IFS=,; echo "${hosts[*]:0:' + str(launch.nodes) + '}")',
             f'srun --kill-on-bad-exit=1 --nodes={launch.nodes} --ntasks={launch.nodes} --ntasks-per-node=1 '
             '--nodelist="$train_nodes" '
-            'bash -c "$task" &'] if server else
-          ['srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c "$task" &']),
+            'bash -c "$node_task" posttrain-task "${task[@]}" &'] if server else
+          ['srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c "$node_task" posttrain-task "${task[@]}" &']),
         "step=$!",
         'status=0; wait "$step" || status=$?',
         'while kill -0 "$step" 2>/dev/null; do status=0; wait "$step" || status=$?; done',

@@ -260,6 +260,11 @@ class TrackingSpec(_Block):
     wandb: WandbSpec | None = None
 
 
+def _control(text: str) -> bool:
+    """Whether `text` holds a control character (a newline, a carriage return, a tab, NUL, ...)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 class VllmServerSpec(_Block):
     """One more node in the job that serves generations with `trl vllm-serve`, for GRPO with
     `vllm_mode: server` (open-r1's layout): its address reaches the training nodes at job time."""
@@ -269,6 +274,14 @@ class VllmServerSpec(_Block):
     data_parallel_size: int = Field(1, gt=0)
     command: list[str] = ["trl", "vllm-serve"]  # the server program (its --model, --port, ... follow)
     args: list[str] = []  # more arguments for it, e.g. ["--gpu_memory_utilization", "0.9"]
+
+    @field_validator("command", "args")
+    @classmethod
+    def _one_line_each(cls, value):
+        for word in value:
+            if _control(word):
+                raise ValueError(f"{word!r} holds a control character (a newline, ...)")
+        return value
 
 
 class SlurmSpec(_Block):
@@ -296,6 +309,40 @@ class SlurmSpec(_Block):
     @classmethod
     def _minutes(cls, value):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("partition", "account", "qos", "job_name", "time")
+    @classmethod
+    def _sbatch_word(cls, value):
+        """One word of sbatch's: these go into #SBATCH lines, which sbatch splits into options."""
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._+:@%,=/-]+", value):
+            raise ValueError(f"{value!r} is not one word of letters, digits and ._+:@%,=/- "
+                             "(it is written into an #SBATCH line)")
+        return value
+
+    @field_validator("directives", "setup")
+    @classmethod
+    def _one_line_each(cls, value):
+        for line in value:
+            if _control(line):
+                raise ValueError(f"{line!r} holds a control character (a newline, ...): each entry is one line")
+        return value
+
+    @field_validator("python", "script")
+    @classmethod
+    def _plain_path(cls, value):
+        if value is not None and _control(value):
+            raise ValueError(f"{value!r} holds a control character (a newline, ...)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _variables(cls, value):
+        for key, item in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable's name ([A-Za-z_][A-Za-z0-9_]*)")
+            if _control(str(item)):
+                raise ValueError(f"{key}: {str(item)!r} holds a control character (a newline, ...)")
+        return value
 
     @model_validator(mode="after")
     def _signal_before_the_limit(self):
@@ -374,6 +421,13 @@ class RunSpec(_Block):
         problem = None if value is None else name_problem(value)
         if problem:
             raise ValueError(problem)
+        return value
+
+    @field_validator("dir")
+    @classmethod
+    def _plain_dir(cls, value):
+        if _control(value):
+            raise ValueError(f"{value!r} holds a control character (a newline, ...)")
         return value
 
 
