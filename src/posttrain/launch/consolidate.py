@@ -5,6 +5,10 @@ DeepSpeed's `zero_to_fp32 --safe_serialization` fails on tied embeddings (measur
 state dict is loaded into the model built from the checkpoint's config, tied weights are tied
 again, and `save_pretrained` writes safetensors (one copy of a tied tensor). The tokenizer and
 generation config are copied. Written atomically.
+
+DeepSpeed loads its shards with `weights_only=False`, which runs whatever a planted pickle says;
+here every load is weights-only (models.weights_only_loading), so a checkpoint someone else wrote
+is refused in one line unless --trust-checkpoint says otherwise.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def consolidate(checkpoint: Path, output: Path) -> Path:
     if not any(checkpoint.glob("global_step*/*model_states.pt")):
         raise UserError(f"{checkpoint}: no DeepSpeed shards (global_stepN/*model_states.pt); "
                         "a checkpoint without DeepSpeed already holds a normal model")
-    state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
+    with models.weights_only_loading():  # a planted pickle is refused (--trust-checkpoint to allow)
+        state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
     config = models.load_config(str(checkpoint), what=str(checkpoint))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)

@@ -535,7 +535,8 @@ def train_and_save(trainer, loaded: LoadedRecipe, run: RunDir, checkpoint: Path 
     guard = faults.fault_callback(run.checkpoints, loaded.spec.trainer.get("save_total_limit"),
                                   spec.max_train_seconds, checkpoint, meter, spec.max_train_tokens, spec.max_train_flops)
     trainer.add_callback(guard)
-    with _disk_errors_reported(run, "saving a checkpoint"):
+    with _disk_errors_reported(run, "saving a checkpoint"), models.weights_only_loading():
+        # resuming loads weights only: a planted pickle in checkpoints/ is refused (--trust-checkpoint)
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if guard.stopped_at is not None:
         name = signal_name(faults.STOP.signum)
