@@ -528,6 +528,7 @@ def _data(args) -> int:
     lines = "".join(json.dumps(r) + "\n" for r in records)
     if args.output:
         _write_output(args.output, lines)
+        print(f"posttrain: wrote {len(records)} records to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(lines)
     return 0

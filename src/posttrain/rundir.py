@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -31,10 +32,19 @@ LOCK = ".posttrain.lock"  # held while a run, pipeline or experiment is running 
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old content or the new, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write a file so that readers see the old content or the new, never half of it. The
+    temporary file gets a fresh name and is created exclusively without following a link, so
+    nothing planted beside the file (a `.NAME.tmp` symlink) is written through; the rename
+    replaces a link at `path` itself, never its target."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, value) -> None:
@@ -117,13 +127,25 @@ class RunLock:
         self.held = False
 
     def _owner(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                "slurm_restart": os.environ.get("SLURM_RESTART_COUNT", "0")}
 
     def _stale(self, holder: dict) -> bool:
+        """A holder that is certainly gone: a process on this host that no longer runs, or an
+        earlier start of this same SLURM job (a requeued job: its restart count is lower). Two
+        runs in one allocation share the job id but not the restart count: the live one holds."""
         me = self._owner()
-        if holder.get("slurm_job_id") and holder.get("slurm_job_id") == me["slurm_job_id"]:
-            return True  # the same job, requeued: its earlier run is gone
-        return holder.get("host") == me["host"] and not _alive(int(holder.get("pid", 0)))
+        try:
+            earlier = int(holder.get("slurm_restart") or 0) < int(me["slurm_restart"] or 0)
+        except ValueError:
+            earlier = False
+        if holder.get("slurm_job_id") and holder.get("slurm_job_id") == me["slurm_job_id"] and earlier:
+            return True
+        try:
+            pid = int(holder.get("pid", 0))
+        except (TypeError, ValueError):
+            return False
+        return holder.get("host") == me["host"] and pid > 0 and not _alive(pid)
 
     def acquire(self) -> "RunLock":
         if not is_main_process():
@@ -135,6 +157,14 @@ class RunLock:
             staged = self.path.with_name(f"{LOCK}.{os.getpid()}.tmp")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                blocker = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists() and not p.is_dir()),
+                               self.path.parent)
+                raise UserError(f"run directory {self.path.parent}: {blocker} is a file, not a directory; "
+                                "choose another run.dir or run.name") from None
+            except OSError as exc:
+                raise UserError(f"run directory {self.path.parent}: cannot write there: {exc.strerror or exc}") from None
+            try:
                 staged.write_text(json.dumps(self._owner()) + "\n")
                 os.link(staged, self.path)
             except FileExistsError:
@@ -202,9 +232,22 @@ def checkpoint_step(checkpoint: Path | None) -> int:
     return int(checkpoint.name.rpartition("-")[2]) if checkpoint else 0
 
 
+def _prunable(directory: Path, path: Path) -> bool:
+    """Whether posttrain may delete the checkpoint `path` of `directory` (a run's checkpoints/):
+    only a real directory inside the run directory, never through a symlink out of it (a
+    checkpoints/ linked to scratch, a checkpoint-N linked elsewhere)."""
+    root = os.path.realpath(directory.parent)
+    inside = os.path.realpath(path).startswith(root + os.sep)
+    if path.is_symlink() or directory.is_symlink() or not inside:
+        print(f"posttrain: not removing {path}: it lies outside the run directory, through a symbolic link")
+        return False
+    return True
+
+
 def remove_incomplete(directory: Path) -> list[Path]:
-    """Delete checkpoints that never got their completion marker (rank 0 only)."""
-    removed = [p for _, p in checkpoints_by_step(directory) if not is_complete(p)]
+    """Delete checkpoints that never got their completion marker (rank 0 only); never through
+    a symlink out of the run directory (`_prunable`)."""
+    removed = [p for _, p in checkpoints_by_step(directory) if not is_complete(p) and _prunable(directory, p)]
     for path in removed:
         print(f"posttrain: removing incomplete checkpoint {path} (interrupted while it was written)")
         shutil.rmtree(path, ignore_errors=True)
@@ -217,7 +260,8 @@ def rotate(directory: Path, limit: int | None) -> None:
         return
     complete = [p for _, p in checkpoints_by_step(directory) if is_complete(p)]
     for path in complete[:-limit]:
-        shutil.rmtree(path, ignore_errors=True)
+        if _prunable(directory, path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- one run

@@ -69,11 +69,27 @@ def read_jsonl(path: Path, max_record_mb: float = DEFAULT_MAX_RECORD_MB) -> tupl
     return records, where
 
 
+def not_a_file(path: Path) -> str:
+    """What `path` is, for a path that is not a regular file."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "not a regular file")
+    return f"is {kind}, not a data file" if kind != "not a regular file" else "is not a regular file"
+
+
 def read_records(path: Path, max_record_mb: float = DEFAULT_MAX_RECORD_MB) -> tuple[list[dict], list[str]]:
     """A data file's records (.jsonl, .json or .parquet) and where each is ("file:line" or
     "file: record i"); a missing, unreadable or oversized one is a DataError naming it."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {not_a_file(path)}")
     if path.suffix == ".jsonl":
         return read_jsonl(path, max_record_mb)
     records = _read_whole_file(path)
