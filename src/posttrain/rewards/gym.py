@@ -54,6 +54,11 @@ AUDITED_VERSION = "0.1.25"
 EXPRESSION_NAMES = frozenset({"sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "acot", "sinh",
                               "cosh", "tanh", "asinh", "acosh", "atanh", "exp", "log", "ln", "sqrt", "pi", "oo",
                               "Abs", "abs", "Integral"})
+# What an answer to a "literal" dataset may be, as Python: constants, containers of them, and bare
+# names (a name is looked up, never called: `ABC` is a NameError, the scorer's own text compare
+# has already read it as text). No call, attribute, subscript, operator or comprehension.
+_LITERAL_NODES = (ast.Expression, ast.Constant, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.Name, ast.Load,
+                  ast.USub, ast.UAdd)
 EXPRESSION_OPS = frozenset({"+", "-", "*", "/", "**", "^", "(", ")", ",", "%", "//"})
 
 
@@ -63,22 +68,25 @@ def inert(kind: str, answer: str | None) -> bool:
 
     >>> inert("literal", "1 0\\n0 1"), inert("literal", "[[1, 0], [0, 1]]"), inert("literal", "__import__('os')")
     (True, True, False)
+    >>> inert("literal", "ABCD"), inert("literal", "['a', -1]"), inert("literal", "[x.y]"), inert("literal", "9**9**9")
+    (True, True, False, False)
     >>> inert("expression", "x**3/3 + sin(x) + C"), inert("expression", "exec(chr(49))"), inert("expression", "x.y")
     (True, False, False)
     """
     if answer is None:
         return True
-    if kind == "literal":  # eval(answer): harmless when it is not Python, or only a literal
+    if kind == "literal":  # eval(answer): harmless when it is not Python, or only data and names
         source = answer.lstrip(" \t")
         try:
-            compile(source, "<answer>", "eval", ast.PyCF_ONLY_AST)
+            tree = compile(source, "<answer>", "eval", ast.PyCF_ONLY_AST)
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
             return True  # eval raises before it runs anything
         try:
-            ast.literal_eval(source)
-        except Exception:  # noqa: BLE001 - a call, a name, an attribute, an operator: code
+            return all(isinstance(node, _LITERAL_NODES) or (isinstance(node, ast.UnaryOp) and
+                       isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Constant))
+                       for node in ast.walk(tree))
+        except RecursionError:
             return False
-        return True
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(answer).readline))
     except (tokenize.TokenError, SyntaxError, ValueError, RecursionError):
