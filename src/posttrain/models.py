@@ -401,10 +401,13 @@ def weights_only_loading(trusted: bool | None = None):
             with torch.serialization.safe_globals(allowed):
                 return original(f, *args, weights_only=True, **kwargs)
         except pickle.UnpicklingError as exc:
-            detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                          str(exc).splitlines()[0] if str(exc) else "")
-            raise UntrustedCheckpoint(f"{f}: holds pickled objects beyond weights ({detail[:200]}); loading it could "
-                                      "run code. Only if you wrote this checkpoint (or trust who did), pass "
+            import re
+
+            named = re.search(r"GLOBAL ([\w.]+)", str(exc)) or re.search(r"Unsupported [\w ]+?: ([^\s.]+(?:\.[^\s.]+)*)",
+                                                                        str(exc))
+            what = f"it names {named.group(1)}" if named else "an object weights-only loading refuses"
+            raise UntrustedCheckpoint(f"{f}: holds pickled objects beyond weights ({what}); loading it could run "
+                                      "code. Only if you wrote this checkpoint (or trust who did), pass "
                                       "--trust-checkpoint") from None
 
     torch.load = load
