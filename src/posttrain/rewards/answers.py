@@ -101,6 +101,8 @@ def extract_final_answer(text: str) -> str | None:
 _HEDGE_WORD = re.compile(r"\b(?:or|either|maybe|possibly|perhaps|otherwise)\b|\\lor\b|\\vee\b", re.I)
 _SEPARATOR = re.compile(r";|,\s|\band\b|\\text\{\s*|\}|\$", re.I)
 _SPACE = re.compile(r"\s+")
+# Anything that could separate two values: without one (most answers), nothing more is done.
+_HINT = re.compile(r";|,\s|\b(?:or|either|maybe|possibly|perhaps|otherwise|and)\b|\\lor|\\vee", re.I)
 
 
 def _top_level_parts(text: str) -> list[str]:
@@ -147,7 +149,7 @@ def hedged(answer: str | None, gold: str) -> bool:
     >>> hedged("2, 3", "2, 3"), hedged("2, 3", "2"), hedged(r"12 \\text{ or } 7", "7"), hedged("B or C", "B")
     (False, True, True, True)
     """
-    if not answer:
+    if not answer or not _HINT.search(answer):
         return False
     parts = _top_level_parts(answer)
     if len({_SPACE.sub("", p).lower() for p in parts}) < 2:

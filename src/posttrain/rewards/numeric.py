@@ -10,6 +10,8 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
+from posttrain.rewards.answers import _HINT, hedged, last_marker
+
 _NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?"
 _MARKED = re.compile(rf"(?:Answer:|####|answer is)\s*({_NUMBER})", re.IGNORECASE)
 _ANY = re.compile(_NUMBER)
@@ -23,11 +25,16 @@ def completion_text(completion) -> str:
     return "".join(m.get("content", "") for m in completion if m.get("role", "assistant") == "assistant")
 
 
-def _last_number(text: str) -> str | None:
-    """The last marked number's text (else the last number's), commas and `$` removed."""
+def _last_number(text: str, truth: str | None = None) -> str | None:
+    """The last marked number's text (else the last number's), commas and `$` removed. Given the
+    gold answer `truth`: None where the final answer hedges (answers.hedged) — the rest of the
+    marked line, or else the last marked answer (a tag, a box), names two or more values."""
     found = None
     for found in _MARKED.finditer(text):
         pass
+    if truth is not None and (found is None or (found.end() != len(text) and text[found.end()] != "\n")) \
+            and _hedges(text, found, truth):
+        return None  # (a number that ends its marked line names nothing else: the common case, no check)
     if found is None:
         for found in _ANY.finditer(text):
             pass
@@ -110,27 +117,23 @@ def numeric_reward(completions, ground_truth, **columns) -> list[float]:
     scores = []
     for completion, truth in zip(completions, ground_truth):
         text = completion if isinstance(completion, str) else completion_text(completion)
-        if _hedges(text, str(truth)):
-            scores.append(0.0)
-            continue
-        predicted = _last_number(text)
-        expected = _gold(str(truth))
+        truth = str(truth)
+        predicted = _last_number(text, truth)
+        expected = _gold(truth)
         scores.append(float(predicted is not None and expected is not None and canonical(predicted) == expected))
     return scores
 
 
-def _hedges(text: str, truth: str) -> bool:
-    """Whether the final answer names two or more values (answers.hedged): on the line of the
-    last `Answer:` / `####` / `answer is`, or in the last marked answer (tag, box)."""
-    from posttrain.rewards.answers import hedged, last_marker
-
-    found = None
-    for found in _MARKED.finditer(text):
-        pass
+def _hedges(text: str, found, truth: str) -> bool:
+    """Whether the final answer names two or more values (answers.hedged): the rest of the line
+    of the last `Answer:` / `####` / `answer is` match `found` (what this reward reads), or else
+    the last marked answer (a tag, a box)."""
     if found is not None:
+        if found.end() == len(text) or text[found.end()] == "\n":
+            return False  # the number ends the line: nothing else is named on it (the common case)
         end = text.find("\n", found.start(1))
-        if hedged(text[found.start(1) : end if end >= 0 else len(text)], truth):
-            return True
+        span = text[found.start(1) : end if end >= 0 else len(text)]
+        return _HINT.search(span) is not None and hedged(span, truth)
     marked = last_marker(text)
     return bool(marked and marked.answer and hedged(marked.answer, truth))
 
