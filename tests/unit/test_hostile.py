@@ -119,6 +119,52 @@ def test_the_audit_finds_exactly_the_datasets_that_evaluate_answers():
     assert {name for name, what in found.items() if what and what.startswith("unaudited")} <= {"composite"}
 
 
+MATH_AUDIT = r"""
+import json, sys, types
+from posttrain.rewards.gym_audit import MARK, _marked
+from posttrain.rewards.ifeval import ifeval_reward
+from posttrain.rewards.math_answer import judge
+judge("1", r"warm \boxed{1}")
+hits, on = [], [False]
+def hook(event, args):
+    if on[0] and event in ("compile", "exec", "import", "open", "os.system", "subprocess.Popen", "pickle.find_class") \
+            and args and _marked(args[0]):
+        hits.append(event)
+sys.addaudithook(hook)
+on[0] = True
+texts = [MARK, f"Answer: {MARK}", f"\\boxed{{{MARK}}}", f"$1 + {MARK}$", f"1 + {MARK}", f"Answer: {MARK}(1)",
+         f"The final answer is {MARK}.", f"\\boxed{{x = {MARK}}}", f"\\boxed{{\\frac{{{MARK}}}{{2}}}}", f"{MARK}**2",
+         f"Answer: __import__('{MARK}')", f"\\boxed{{\\{MARK}}}"]
+for text in texts:
+    for gold in ("1", "x", MARK, r"\frac{1}{2}"):
+        try:
+            judge(gold, text)
+        except Exception:
+            pass
+    ifeval_reward([text], instruction_id_list=[["keywords:existence", "detectable_format:json_format"]],
+                  kwargs=[[{"keywords": [MARK]}, {}]])
+found = sorted(set(hits))
+try:
+    eval(MARK)  # the control: the hook does see an evaluation of a marked text
+except NameError:
+    pass
+on[0] = False
+print(json.dumps({"found": found, "control": len(hits) > 0 and "compile" in hits}))
+"""
+
+
+def test_math_verify_and_ifeval_never_compile_a_models_answer():
+    """The same audit hook as reasoning-gym's, on the math reward's judge (math-verify, sympy)
+    and the IFEval checks: a marked answer in every shape is never compiled, executed or
+    imported (a new math-verify or sympy version that starts to fails here)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MATH_AUDIT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"found": [], "control": True}
+
+
 def test_without_the_sandbox_an_evaluating_dataset_is_refused_at_validation(monkeypatch):
     from posttrain.rewards import gym
     from posttrain.tasks.gym import check_gym_task
