@@ -293,6 +293,20 @@ def test_installed_packages_are_not_visible_inside():
     assert report == {"found": [], "listed": []}
 
 
+@needs_sandbox
+def test_bwrap_inside_shows_neither_the_mounts_nor_the_callers_directory(tmp_path, monkeypatch):
+    from posttrain.rewards.sandbox import run_untrusted
+
+    monkeypatch.chdir(tmp_path)
+    probe = ("import json, os\nout = {'cmdline': open('/proc/1/cmdline', 'rb').read().decode(errors='replace')}\n"
+             "for key, path in (('cwd', '/proc/1/cwd'), ('environ', '/proc/1/environ')):\n"
+             "    try:\n        out[key] = os.readlink(path) if key == 'cwd' else open(path, 'rb').read().decode()\n"
+             "    except OSError:\n        out[key] = None\nprint(json.dumps(out))")
+    seen = json.loads(run_untrusted(probe).stdout)
+    assert "--ro-bind" not in seen["cmdline"] and "--tmpfs" not in seen["cmdline"]
+    assert str(tmp_path) not in json.dumps(seen) and seen["cwd"] in (None, "/")
+
+
 def _leftovers():
     own = os.getpid()
     children = []

@@ -293,7 +293,11 @@ class SandboxedScorer:
 
 @lru_cache(maxsize=8)
 def _sandboxed(seconds: float) -> SandboxedScorer:
-    return SandboxedScorer(seconds)
+    import atexit
+
+    scorer = SandboxedScorer(seconds)
+    atexit.register(scorer.close)  # its sandbox and cgroups go when this process ends normally
+    return scorer
 
 
 def _sandboxing(truth: dict) -> tuple[bool, str | None]:

@@ -810,6 +810,14 @@ class Server(_Channel):
     def alive(self) -> bool:
         return self.process is not None and self.process.popen.poll() is None
 
+    def close(self) -> None:
+        """Stop the server now (it may be in the middle of an item): the sandbox, its pipes,
+        threads and cgroups go with it."""
+        self._close_pipes()
+        if self.process is not None:
+            process, self.process = self.process, None
+            process.close()
+
     def request(self, message, seconds: float):
         """The server's answer to `message` (JSON), or CandidateError when it does not answer
         within `seconds`, stops, or answers something that is not JSON."""
