@@ -191,7 +191,7 @@ def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size
 
 def sequence_text(tokenizer, prompt, answer) -> str:
     """Prompt + answer as a reward model reads them: through the chat template for chat data."""
-    if isinstance(answer, list) and not isinstance(prompt, list):
+    if isinstance(answer, list):
         return tokenizer.apply_chat_template((prompt if isinstance(prompt, list) else []) + answer, tokenize=False)
     if isinstance(prompt, list):
         return tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": answer}], tokenize=False)
