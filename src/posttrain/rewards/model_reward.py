@@ -339,7 +339,8 @@ class PRMStepJudge:
         if kind != "process":
             raise UserError(f"judge reward_model: {self.path} rates whole answers; a step judge needs a process "
                             "reward model (method: prm)")
-        records = [{"prompt": record["prompt"], "completions": [*previous, step]} for record, previous, step in items]
+        records = [{"prompt": record["prompt"], "completions": [as_data(tokenizer, s) for s in (*previous, step)]}
+                   for record, previous, step in items]  # sampled steps are data, as in reward_model_reward
         rated = step_scores(model, tokenizer, records, self.options, self.batch_size)
         verdicts = []
         for record, scores in zip(records, rated):
