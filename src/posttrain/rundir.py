@@ -65,10 +65,15 @@ def run_path(run_dir: str, name: str) -> Path:
     return Path(run_dir) / name
 
 
+def has_control(text: str) -> bool:
+    """Whether `text` holds a control character (a newline, a carriage return, a tab, NUL, ...)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def name_problem(name: str) -> str | None:
     """Why `name` cannot name a run (or a stage) inside run.dir, or None: it must be a name or a
     relative path that stays inside run.dir, so that no run writes or deletes outside it."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if has_control(name):
         return f"{name!r} holds a control character (a newline, a tab, ...); a run's name is one plain line"
     path = PurePosixPath(name.replace("\\", "/"))
     if not name.strip() or path.is_absolute() or name.startswith("~"):

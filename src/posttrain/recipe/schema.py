@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from posttrain.methods import METHODS
-from posttrain.rundir import name_problem
+from posttrain.rundir import has_control, name_problem
 
 KeyPath = tuple[Union[str, int], ...]
 
@@ -260,9 +260,13 @@ class TrackingSpec(_Block):
     wandb: WandbSpec | None = None
 
 
-def _control(text: str) -> bool:
-    """Whether `text` holds a control character (a newline, a carriage return, a tab, NUL, ...)."""
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+def one_line(value):
+    """`value` (a string, a list of strings, or None) unless one of them holds a control
+    character: each goes into one line of a script or a path."""
+    for text in [] if value is None else [value] if isinstance(value, str) else value:
+        if has_control(text):
+            raise ValueError(f"{text!r} holds a control character (a newline, ...)")
+    return value
 
 
 class VllmServerSpec(_Block):
@@ -277,11 +281,8 @@ class VllmServerSpec(_Block):
 
     @field_validator("command", "args")
     @classmethod
-    def _one_line_each(cls, value):
-        for word in value:
-            if _control(word):
-                raise ValueError(f"{word!r} holds a control character (a newline, ...)")
-        return value
+    def _one_line(cls, value):
+        return one_line(value)
 
 
 class SlurmSpec(_Block):
@@ -319,20 +320,10 @@ class SlurmSpec(_Block):
                              "(it is written into an #SBATCH line)")
         return value
 
-    @field_validator("directives", "setup")
+    @field_validator("directives", "setup", "python", "script")
     @classmethod
-    def _one_line_each(cls, value):
-        for line in value:
-            if _control(line):
-                raise ValueError(f"{line!r} holds a control character (a newline, ...): each entry is one line")
-        return value
-
-    @field_validator("python", "script")
-    @classmethod
-    def _plain_path(cls, value):
-        if value is not None and _control(value):
-            raise ValueError(f"{value!r} holds a control character (a newline, ...)")
-        return value
+    def _one_line(cls, value):
+        return one_line(value)
 
     @field_validator("env")
     @classmethod
@@ -340,8 +331,10 @@ class SlurmSpec(_Block):
         for key, item in value.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"{key!r} is not an environment variable's name ([A-Za-z_][A-Za-z0-9_]*)")
-            if _control(str(item)):
-                raise ValueError(f"{key}: {str(item)!r} holds a control character (a newline, ...)")
+            try:
+                one_line(str(item))
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -425,10 +418,8 @@ class RunSpec(_Block):
 
     @field_validator("dir")
     @classmethod
-    def _plain_dir(cls, value):
-        if _control(value):
-            raise ValueError(f"{value!r} holds a control character (a newline, ...)")
-        return value
+    def _one_line(cls, value):
+        return one_line(value)
 
 
 STRATEGIES = ("majority", "best_of_n", "weighted_majority", "beam_search", "lookahead", "dvts")
