@@ -150,8 +150,10 @@ def fit(tokenizer, render, values: dict, cuttable: list[str], limit: int, specia
     the instructions, the template) is kept; the question's middle goes only where the answers
     alone cannot make room."""
     values = dict(values)
-    for key in cuttable:
-        values[key] = cut_middle(tokenizer, values[key], limit)
+    certainly_over = (limit + 8) * max(1, longest_token(tokenizer))  # characters: more tokens than limit
+    for key in cuttable:  # a field that alone cannot fit (a 1 MB answer) is cut before anything is tokenized
+        if len(values[key]) > certainly_over:
+            values[key] = cut_middle(tokenizer, values[key], limit)
     text = render(values)
     for fields in (cuttable, [*cuttable, "question"] if "question" in values else cuttable):
         for _ in range(4):
