@@ -99,31 +99,26 @@ def extract_final_answer(text: str) -> str | None:
 # ----------------------------------------------------------------------------- hedges
 
 _HEDGE_WORD = re.compile(r"\b(?:or|either|maybe|possibly|perhaps|otherwise)\b|\\lor\b|\\vee\b", re.I)
-_SEPARATOR = re.compile(r";|,\s|\band\b|\\text\{\s*|\}|\$", re.I)
+_SEPARATOR = re.compile(r";|,\s|\band\b|\\text\{\s*", re.I)
 _SPACE = re.compile(r"\s+")
 # Anything that could separate two values: without one (most answers), nothing more is done.
 _HINT = re.compile(r";|,\s|\b(?:or|either|maybe|possibly|perhaps|otherwise|and)\b|\\lor|\\vee", re.I)
 
 
 def _top_level_parts(text: str) -> list[str]:
-    """`text` split at hedge words and, outside brackets, at `;`, `, ` and `and`; each part
-    trimmed of spaces and punctuation, empty ones dropped."""
+    """`text` split at hedge words and, outside brackets, at `;`, `, `, `and` and `\\text{`;
+    each part trimmed of spaces and punctuation, empty ones dropped."""
     parts, depth, start = [], 0, 0
-    cuts = []
-    for match in _HEDGE_WORD.finditer(text):
-        cuts.append((match.start(), match.end()))
-    i = 0
-    while i < len(text):
-        c = text[i]
+    cuts = [(match.start(), match.end()) for match in _HEDGE_WORD.finditer(text)]
+    for i, c in enumerate(text):
         if c in "([{":
             depth += 1
         elif c in ")]}":
             depth = max(0, depth - 1)
         elif depth == 0:
             match = _SEPARATOR.match(text, i)
-            if match and match.end() > i and match.group(0) not in ("}", "$"):
+            if match:
                 cuts.append((i, match.end()))
-        i += 1
     for begin, end in sorted(cuts):
         if begin >= start:
             parts.append(text[start:begin])
