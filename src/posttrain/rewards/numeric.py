@@ -10,7 +10,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from posttrain.rewards.answers import _HINT, hedged, last_marker
+from posttrain.rewards.answers import hedged, last_marker
 
 _NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?"
 _MARKED = re.compile(rf"(?:Answer:|####|answer is)\s*({_NUMBER})", re.IGNORECASE)
@@ -127,13 +127,11 @@ def numeric_reward(completions, ground_truth, **columns) -> list[float]:
 def _hedges(text: str, found, truth: str) -> bool:
     """Whether the final answer names two or more values (answers.hedged): the rest of the line
     of the last `Answer:` / `####` / `answer is` match `found` (what this reward reads), or else
-    the last marked answer (a tag, a box)."""
+    the last marked answer (a tag, a box). `_last_number` calls it only where `found` does not
+    end its line."""
     if found is not None:
-        if found.end() == len(text) or text[found.end()] == "\n":
-            return False  # the number ends the line: nothing else is named on it (the common case)
         end = text.find("\n", found.start(1))
-        span = text[found.start(1) : end if end >= 0 else len(text)]
-        return _HINT.search(span) is not None and hedged(span, truth)
+        return hedged(text[found.start(1) : end if end >= 0 else len(text)], truth)
     marked = last_marker(text)
     return bool(marked and marked.answer and hedged(marked.answer, truth))
 
