@@ -173,6 +173,11 @@ def test_without_the_sandbox_an_evaluating_dataset_is_refused_at_validation(monk
     with pytest.raises(ValueError, match="reasoning_gym/countdown: its scorer evaluates the model's answer as code"):
         check_gym_task("reasoning_gym/countdown", {})
     check_gym_task("reasoning_gym/chain_sum", {})  # one that compares text runs in plain workers
+    # records from a file, not a task: the load-time check of every record says the same
+    truth = {"dataset": "countdown", "options": {}, "entry": {"question": "?", "answer": "1", "metadata": {}}}
+    problem = gym.unreadable_truth({"ground_truth": json.dumps(truth)})
+    assert problem.startswith("reasoning_gym/countdown: its scorer evaluates answers as code")
+    assert gym.unreadable_truth({"ground_truth": json.dumps({**truth, "dataset": "chain_sum"})}) is None
 
 
 # ----------------------------------------------------------------------------- the reply channel

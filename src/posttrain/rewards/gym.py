@@ -376,7 +376,8 @@ def gym_reward(completions, ground_truth, *, timeout: float = 5.0, processes: in
 
 def unreadable_truth(record: dict) -> str | None:
     """Why `reasoning_gym` cannot read the record's ground truth (None: it can): a JSON object
-    with the dataset's name and its entry, as tasks/gym.py writes it."""
+    with the dataset's name and its entry, as tasks/gym.py writes it; for a dataset whose scorer
+    evaluates answers, a machine where the sandbox runs."""
     truth = record.get("ground_truth")
     try:
         truth = json.loads(truth) if isinstance(truth, str) else truth
@@ -384,6 +385,9 @@ def unreadable_truth(record: dict) -> str | None:
             raise ValueError
     except (ValueError, TypeError):
         return "ground truth is not a reasoning-gym record (JSON with 'dataset' and 'entry', as task: reasoning_gym/<name> writes)"
+    if _sandboxing(truth)[0] and sandbox_problem():  # records from a file: the check tasks get at validation
+        return (f"reasoning_gym/{truth['dataset']}: its scorer evaluates answers as code, which runs only in the "
+                f"sandbox, and {sandbox_problem()}")
     return None
 
 
