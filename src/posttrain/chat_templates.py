@@ -12,6 +12,42 @@ from pathlib import Path
 
 from posttrain.recipe.check import is_inline_template
 
+# The run's chat_template_kwargs (model.chat_template_kwargs, e.g. enable_thinking: false for a
+# template that switches on it) are the defaults of the tokenizer's own apply_chat_template, so
+# that every rendering uses them: TRL's trainers (which pass a row's `chat_template_kwargs`
+# column, or their config's, on top: those win) and posttrain's sampling and evaluation alike.
+TEMPLATE_KWARGS = "_posttrain_chat_template_kwargs"
+
+
+def set_template_kwargs(tokenizer, kwargs: dict) -> None:
+    """Make `kwargs` the defaults of this tokenizer's apply_chat_template (the instance only;
+    nothing of it is saved with the tokenizer)."""
+    kwargs = dict(kwargs)
+    if getattr(tokenizer, TEMPLATE_KWARGS, None) is None:
+        original = tokenizer.apply_chat_template
+
+        def apply_chat_template(*args, **options):
+            return original(*args, **{**getattr(tokenizer, TEMPLATE_KWARGS), **options})
+
+        tokenizer.apply_chat_template = apply_chat_template
+    setattr(tokenizer, TEMPLATE_KWARGS, kwargs)
+
+
+def template_kwargs(tokenizer) -> dict:
+    return dict(getattr(tokenizer, TEMPLATE_KWARGS, None) or {})
+
+
+def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False, tokenize: bool = False,
+           **kwargs):
+    """The chat template over `messages` (with the run's chat_template_kwargs): the text, or with
+    `tokenize` the list of token ids (transformers 5 returns a BatchEncoding by default, whose
+    len() is its number of fields, not of tokens)."""
+    if tokenize:
+        kwargs["return_dict"] = False
+    return tokenizer.apply_chat_template(messages, tokenize=tokenize, add_generation_prompt=add_generation_prompt,
+                                         **kwargs)
+
+
 # ChatML. `{% generation %}` marks what the assistant says, so TRL's assistant-only loss works;
 # the assistant turn ends with <|im_end|>, which is also the EOS token.
 CHATML_TEMPLATE = (

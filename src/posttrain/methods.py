@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # Recipe keys that only some methods take (every other top-level key is common to all).
-METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight")
+METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight", "eval_greedy")
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,45 @@ def check_generation_groups(loaded) -> None:
             f"({generations}); make batch.per_device a multiple of {per_device_fix}"
             + (f", or set num_generations to {fits[-1]}" if fits else ""),
         )
+    check_generation_settings(loaded, generations)
     if loaded.spec.dynamic_sampling is not None and (per_device * steps) % generations:
         raise loaded.error(("dynamic_sampling",), f"each process's generation batch (batch.per_device "
                            f"{per_device} x steps_per_generation {steps}) must hold whole groups "
                            f"of num_generations ({generations}) to drop and replace them")
+
+
+def check_generation_settings(loaded, generations: int) -> None:
+    """The rest of what GRPOConfig / RLOOConfig.__post_init__ refuses, checked at validation
+    (they raise only once `run` has built the config): the generation and evaluation batches,
+    and the options that contradict each other."""
+    trainer, per_device, world = loaded.spec.trainer, loaded.spec.batch.per_device, loaded.world_size
+    given = trainer.get("generation_batch_size")
+    if given is not None and trainer.get("steps_per_generation") is not None:
+        raise loaded.error(("trainer", "steps_per_generation"), "give generation_batch_size or "
+                           "steps_per_generation, not both (one is derived from the other)")
+    if given is not None and given % (per_device * world):
+        raise loaded.error(("trainer", "generation_batch_size"), f"generation_batch_size ({given}) must be a "
+                           f"multiple of the global batch (batch.per_device {per_device} x world size {world})")
+    if trainer.get("eval_strategy", "no") != "no":
+        eval_generations = trainer.get("num_generations_eval") or generations
+        eval_batch = trainer.get("per_device_eval_batch_size", 8) * world
+        if eval_batch % eval_generations:
+            key = "per_device_eval_batch_size" if "per_device_eval_batch_size" in trainer else "num_generations_eval"
+            raise loaded.error(("trainer", key), f"the evaluation batch (per_device_eval_batch_size "
+                               f"{trainer.get('per_device_eval_batch_size', 8)} x world size {world} = {eval_batch}) "
+                               f"is not a multiple of the generations per evaluation prompt ({eval_generations}: "
+                               "num_generations_eval, else num_generations); set per_device_eval_batch_size to a "
+                               f"multiple of {eval_generations // math.gcd(eval_generations, world)}, or "
+                               "num_generations_eval to a divisor of it")
+    if trainer.get("log_completions_hub_repo") and not trainer.get("log_completions"):
+        raise loaded.error(("trainer", "log_completions_hub_repo"), "needs log_completions: true")
+    if trainer.get("auto_find_batch_size"):
+        raise loaded.error(("trainer", "auto_find_batch_size"), "not with GRPO or RLOO: halving the batch on "
+                           "out-of-memory would split the groups of generations; lower batch.per_device instead")
+    low, high = trainer.get("vllm_importance_sampling_clip_min"), trainer.get("vllm_importance_sampling_clip_max", 3.0)
+    if low is not None and high is not None and low >= high:
+        raise loaded.error(("trainer", "vllm_importance_sampling_clip_min"),
+                           f"{low} must be below vllm_importance_sampling_clip_max ({high})")
 
 
 def check_reward_model(loaded) -> None:
@@ -176,8 +211,9 @@ METHODS: dict[str, Method] = {
     "rlvr": Method(
         name="rlvr", summary="RL with verifiable rewards: GRPO and its variants (TRL GRPOTrainer)",
         config=("trl.trainer.grpo_config", "GRPOConfig"), data="task", trainer="posttrain.trainers.rlvr",
-        keys=frozenset({"rewards", "dynamic_sampling", "reward_preflight"}),
-        managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]"},
+        keys=frozenset({"rewards", "dynamic_sampling", "reward_preflight", "eval_greedy"}),
+        managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]",
+                 "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
         checks=(check_rewards_given, check_generation_groups),
         passes=_grpo_passes, tokens_in_state=True,
     ),

@@ -17,6 +17,7 @@ with its options (`{name: math, timeout: 2}`), as in a recipe's `rewards:` list.
 
 from __future__ import annotations
 
+from posttrain.chat_templates import render
 from posttrain.rewards import build_reward_ref
 
 # Generation-config fields the loop applies; any other field away from generate's default sends
@@ -246,7 +247,7 @@ def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, ba
     `progress(done, total)`, if given, is called after each batch (prompts answered so far)."""
     import torch
 
-    texts = [tokenizer.apply_chat_template(as_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     if prefixes is not None:
         texts = [t + prefix for t, prefix in zip(texts, prefixes)]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # once, not per batch
@@ -330,7 +331,7 @@ def generate_answers_vllm(model_dir: str, tokenizer, prompts: list, *, max_new_t
     import torch
     from vllm import LLM, SamplingParams
 
-    texts = [tokenizer.apply_chat_template(as_messages(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
     if prefixes is not None:
         texts = [t + prefix for t, prefix in zip(texts, prefixes)]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
@@ -356,11 +357,12 @@ def generate_answers_vllm(model_dir: str, tokenizer, prompts: list, *, max_new_t
     return vllm_answers(outputs, tokenizer, n, trim_unfinished)
 
 
-def score_answers(reward, records: list[dict], answers: list[list[str]], extra: dict | None = None) -> list[list[float]]:
+def score_answers(reward, records: list[dict], answers: list[list[str]], extra: dict | None = None,
+                  max_completion_length: int | None = None) -> list[list[float]]:
     """Each answer's score under `reward` (a name, or a reference with options); the records'
     columns reach the reward as keyword arguments, as in RLVR, with `extra` (a column: one value
     per answer, in order). An abstention (None) scores 0."""
-    reward = build_reward_ref(reward)
+    reward = build_reward_ref(reward, max_completion_length)
     flat = [a for group in answers for a in group]
     columns = {k: [r.get(k) for r, group in zip(records, answers) for _ in group]
                for k in records[0] if k not in {"completion"}}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from posttrain.data.decontaminate import EvalIndex, contaminated, record_text
 from posttrain.data.formats import describe_shape, format_columns, record_problem, shape
-from posttrain.data.shapes import ACCEPTED, normalise
+from posttrain.data.shapes import ACCEPTED, as_chat, normalise
 from posttrain.data.trees import TraceOptions, TreeError, build_traces, parse_tree
 from posttrain.data.verifiable import FORMATS as CONVERTERS
 from posttrain.errors import DataError
@@ -209,6 +209,8 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
         records, where = _traces(records, where, source)
     if source.format is not None:
         records = _convert(records, where, source.format)
+    if getattr(source, "apply_chat_template", False):
+        records = [as_chat(r) if isinstance(r, dict) else r for r in records]
     if source.system_prompt is not None:
         records = [_with_system_prompt(r, source.system_prompt) for r in records]
     if building:
@@ -238,7 +240,7 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
     records = shaped
     first = None
     for record, location in zip(records, where):
-        problem = record_problem(record, kind)
+        problem = record_problem(record, kind) or rendering_problem(record, kind)
         if problem:
             raise DataError(f"{location}: {problem} (shapes read: {ACCEPTED[kind]}; "
                             "rename or drop columns with `columns:`, see docs/data.md)")
@@ -262,13 +264,72 @@ def apply_weight(records: list[dict], weight: float, rng: random.Random) -> list
     return records * repeats + rng.sample(records, rest)
 
 
-def _keep_columns(records: list[dict], kind: str) -> list[dict]:
-    """Keep the training columns (and, for tasks, every column: rewards read them)."""
+# Columns TRL's SFT, DPO, KTO and reward trainers read from each row and render with (TRL 1.x:
+# `chat_template_kwargs` a mapping, `tools` a list of JSON schemas or its JSON text): passed on.
+PASSED_ON = ("chat_template_kwargs", "tools")
+
+
+def rendering_problem(record: dict, kind: str) -> str | None:
+    """Why a record's rendering columns cannot be honoured (None: they can): a column that
+    changes how the chat template renders a row is used or refused, never dropped."""
+    kwargs = record.get("chat_template_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        return f"'chat_template_kwargs' must be a mapping (e.g. {{enable_thinking: false}}), got {kwargs!r}"
+    present = [c for c in PASSED_ON if record.get(c) is not None]
+    if kind == "steps" and present:
+        return (f"'{present[0]}': a process reward model's records are not rendered with the chat template "
+                "(trainers/prm.py tokenizes prompt and steps as text); remove the column")
+    if kind == "task" and record.get("tools") is not None:
+        return ("'tools': generation renders every prompt with the same tools (GRPO's trainer.tools), not a "
+                "row's own; remove the column")
+    return None
+
+
+def _keep_columns(records: list[dict], kind: str) -> tuple[list[dict], list[str]]:
+    """The training columns (and, for tasks, every column: rewards read them), and the names of
+    the columns left out. The rendering columns TRL reads per row are passed on, `tools` as
+    its JSON text (one Arrow type whatever the schemas hold)."""
     if kind == "task":
-        return records
-    # loss_mask: spans of a journey trace's completion that get no loss (data/trees.py)
-    return [{c: r[c] for c in (*format_columns(r, kind), *(("loss_mask",) if kind == "sft" and "loss_mask" in r else ()))}
-            for r in records]
+        return records, []
+    kept, ignored = [], set()
+    for r in records:
+        # loss_mask: spans of a journey trace's completion that get no loss (data/trees.py)
+        columns = (*format_columns(r, kind), *(("loss_mask",) if kind == "sft" and "loss_mask" in r else ()),
+                   *(c for c in PASSED_ON if r.get(c) is not None))
+        row = {c: r[c] for c in columns}
+        if isinstance(row.get("tools"), list):
+            row["tools"] = json.dumps(row["tools"])
+        kept.append(row)
+        ignored.update(c for c in r if c not in columns)
+    return kept, sorted(ignored)
+
+
+def uniform_template_kwargs(records: list[dict], where: str) -> dict:
+    """The chat_template_kwargs every record gives ({} for none), for generation, which renders
+    all prompts one way (GRPO's config.chat_template_kwargs): rows that differ are an error."""
+    values = {json.dumps(r.get("chat_template_kwargs") or {}, sort_keys=True) for r in records}
+    if len(values) > 1:
+        shown = " and ".join(sorted(values)[:2])
+        raise DataError(f"{where}: rows give different chat_template_kwargs ({shown}); generation renders every "
+                        "prompt one way: split the data into runs, or set model.chat_template_kwargs")
+    return json.loads(values.pop()) if values else {}
+
+
+def _same_template_kwargs(records: list[dict], labels: list[str]) -> None:
+    """Every row gives chat_template_kwargs with the same keys, or none does: a dataset stores
+    one mapping type per column, so a key one row lacks would reach the template as None."""
+    first = None
+    for record, label in zip(records, labels):
+        keys = tuple(sorted(record["chat_template_kwargs"])) if "chat_template_kwargs" in record else None
+        if first is None:
+            first = (keys, label)
+        elif keys != first[0]:
+            def said(k):
+                return f"chat_template_kwargs keys {list(k)}" if k is not None else "no chat_template_kwargs"
+
+            raise DataError(f"{label}: a row with {said(keys)}, but {first[1]} has {said(first[0])}: every row must "
+                            "give the same keys (a missing key would reach the template as None); add them, or set "
+                            "model.chat_template_kwargs for the defaults")
 
 
 def build_mixture(sources, kind: str, seed: int, decontaminate=None,
@@ -302,9 +363,13 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
                 raise DataError(f"{item.label}: on-policy sampling gave no pair (every prompt's answers were "
                                 "all correct or all wrong); sample more answers or use other prompts")
         item.used = len(chosen)
-        kept = _keep_columns(chosen, kind)
+        kept, ignored = _keep_columns(chosen, kind)
+        if ignored:
+            trained = ", ".join(c for c in kept[0] if c not in ("loss_mask",)) if kept else ""
+            print(f"posttrain: {item.label}: ignored columns: {', '.join(ignored)} (the {kind} records keep "
+                  f"{trained})")
         if kept:
-            formats.setdefault(tuple(sorted(c for c in kept[0] if c != "loss_mask")), item.label)
+            formats.setdefault(tuple(sorted(c for c in kept[0] if c not in ("loss_mask", *PASSED_ON))), item.label)
             typed.setdefault(shape(kept[0], kind if "label" not in kept[0] else "unpaired"), item.label)
         mixed.extend(kept)
         loaded.append(item)
@@ -318,6 +383,7 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
         raise DataError("the training sources mix text and message lists ("
                         + " and ".join(f"{label}: {describe_shape(s)}" for s, label in typed.items())
                         + "); convert them to one format")
+    _same_template_kwargs(mixed, [item.label for item in loaded for _ in range(item.used)])
     rng.shuffle(mixed)
     return mixed, loaded
 
@@ -337,6 +403,31 @@ def held_out(data_spec, train: list[dict], kind: str, seed: int,
             raise DataError(f"{asked} of {len(train)} records leaves none to train on")
         return train[cut:], train[:cut], []
     return train, None, []
+
+
+def prompt_tokens(tokenizer, prompt) -> int:
+    """A prompt's length in tokens as generation sees it: a chat prompt rendered with its
+    generation prompt, a text prompt as it is."""
+    from posttrain.chat_templates import render
+
+    if isinstance(prompt, list):
+        return len(render(tokenizer, prompt, add_generation_prompt=True, tokenize=True))
+    return len(tokenizer(prompt, add_special_tokens=False).input_ids)
+
+
+def drop_long_prompts(records: list[dict], tokenizer, limit: int | None, where: str) -> tuple[list[dict], int]:
+    """Records whose prompt fits in `limit` tokens (data.max_prompt_length), and how many were
+    dropped (printed); none left is a DataError naming `where`."""
+    if limit is None or not records:
+        return records, 0
+    kept = [r for r in records if prompt_tokens(tokenizer, r["prompt"]) <= limit]
+    dropped = len(records) - len(kept)
+    if dropped:
+        print(f"posttrain: {where}: dropped {dropped} of {len(records)} prompts longer than "
+              f"data.max_prompt_length ({limit} tokens)")
+    if not kept:
+        raise DataError(f"{where}: every prompt is longer than data.max_prompt_length ({limit} tokens)")
+    return kept, dropped
 
 
 def to_dataset(records: list[dict]):

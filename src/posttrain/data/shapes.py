@@ -10,6 +10,9 @@ and mapped onto posttrain's records (formats.py) before they are checked.
 | alpaca | `instruction`, `input`, `output` (+ `system`, `history`) | tatsu-lab/alpaca, LLaMA-Factory's alpaca format | chat `prompt` (system, history, instruction) + `completion` (output); `input` follows the instruction after a newline, as LLaMA-Factory joins them |
 | ShareGPT | `conversations: [{from, value}]`, from human/gpt/system | LLaMA-Factory's sharegpt format, ShareGPT dumps | one answer: chat `prompt` + `completion`; several: `messages` |
 | ShareGPT preference | `conversations` + `chosen`/`rejected` as one `{from, value}` each | LLaMA-Factory's ranking datasets (dpo_en_demo) | chat `prompt` + `chosen`/`rejected` |
+| chat-template preference | `messages` + `chosen`/`rejected` as one `{role, content}` message each | axolotl's `chat_template` DPO datasets | chat `prompt` (the messages) + `chosen`/`rejected` |
+| unpaired conversation | `messages` ending in the assistant's turn + `label` (or LLaMA-Factory's `kto_tag`) true/false | LLaMA-Factory's KTO datasets (kto_en_demo) | chat `prompt` + `completion` (the last turn) + `label` |
+| verl | `prompt` (messages), `reward_model: {ground_truth, style}`, `data_source` (+ `ability`, `extra_info`) | verl's preprocessed parquet (examples/data_preprocess) | a task record: `ground_truth` from `reward_model.ground_truth`, the verifier from `data_source` where posttrain knows it (VERL_VERIFIERS), every column kept |
 
 A single answer becomes a prompt/completion pair so that TRL's loss covers the answer only
 (completion-only loss), as LLaMA-Factory and axolotl train by default, whatever chat template
@@ -18,6 +21,9 @@ the model has; several answers stay a conversation (`messages`).
 | MATH | `problem`, `solution` with `\\boxed{}` | hendrycks MATH, MATH-500 | a task record (as `format: math`) |
 | PRM800K | `question: {problem, ...}`, `label: {steps: [{completions: [{text, rating}], chosen_completion, human_completion}]}` | openai/prm800k (phase 1 and 2) | a steps record: the labelled trajectory (the chosen completion at each step, the labeller's own where none was chosen, and where a step has neither, the first completion rated -1 as the last step); rating +1 and 0 are correct (0: not wrong, no progress), -1 incorrect |
 | Math-Shepherd | `input` with each step ending in `ки`, `label` the same text with `+` or `-` in its place | peiyi9979/Math-Shepherd | a steps record: the question (the text before `Step 1:`), the steps without their `Step n:` prefix, `+` correct |
+
+A `system` column (text) becomes the prompt's system turn in every shape (a text prompt and its
+answers then become chat turns, so that the template renders it), unless the prompt has one.
 
 Records already in posttrain's formats pass through unchanged (a steps record in TRL's
 stepwise-supervision format, `prompt` + `completions` + `labels`, as trl-lib/prm800k and
@@ -39,9 +45,10 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 ACCEPTED = {  # what an error names when a record fits nothing
     "sft": "messages; prompt+completion; alpaca (instruction+input+output); ShareGPT (conversations with from/value)",
     "preference": "prompt+chosen+rejected (text or messages, also a text prompt with full conversations); chosen+rejected; "
-                  "ShareGPT ranking (conversations + chosen/rejected {from, value})",
-    "unpaired": "prompt+completion+label; prompt+chosen+rejected; chosen+rejected",
-    "task": "prompt+ground_truth; GSM8K (question+answer); MATH (problem+solution)",
+                  "ShareGPT ranking (conversations + chosen/rejected {from, value}); "
+                  "messages + chosen/rejected {role, content} (axolotl)",
+    "unpaired": "prompt+completion+label; messages+label (or kto_tag); prompt+chosen+rejected; chosen+rejected",
+    "task": "prompt+ground_truth; GSM8K (question+answer); MATH (problem+solution); verl (prompt+reward_model.ground_truth)",
     "steps": "prompt+completions+labels (TRL's stepwise supervision); PRM800K (question+label.steps); "
              "Math-Shepherd (input+label with ки step tags)",
 }
@@ -210,7 +217,85 @@ def from_ifeval(record: dict) -> dict:
             "verifier": record.get("verifier") or "ifeval"}
 
 
+# verl's data_source -> the verifier that scores it (verl's default_compute_score): GSM8K with its
+# strict `#### N` rule, the MATH sets with math.
+VERL_VERIFIERS = {"openai/gsm8k": "gsm8k", "lighteval/MATH": "math", "DigitalLearningGmbH/MATH-lighteval": "math",
+                  "HuggingFaceH4/MATH-500": "math"}
+
+
+def from_verl(record: dict) -> dict:
+    """verl's rows: the answer nested in `reward_model.ground_truth`; `data_source` names the
+    verifier where posttrain knows it (else the recipe's reward scores it)."""
+    truth = record["reward_model"].get("ground_truth")
+    if truth is None:
+        raise ValueError("'reward_model' has no 'ground_truth'")
+    verifier = {} if "verifier" in record else \
+        {"verifier": VERL_VERIFIERS[record["data_source"]]} if record.get("data_source") in VERL_VERIFIERS else {}
+    return {**record, "ground_truth": truth, **verifier}
+
+
+def _axolotl_pair(record: dict) -> dict:
+    """axolotl's chat-template preference rows: the conversation so far in `messages`, and the
+    two answers as one message each."""
+    rest = {k: v for k, v in record.items() if k != "messages"}
+    return {**rest, "prompt": record["messages"], "chosen": [record["chosen"]], "rejected": [record["rejected"]]}
+
+
+def _unpaired_conversation(record: dict) -> dict:
+    """LLaMA-Factory's KTO rows: a conversation whose last (assistant) turn is labelled."""
+    messages = record["messages"]
+    label = record["label"] if "label" in record else record["kto_tag"]
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("'messages' must end with the assistant's turn, which 'label' rates")
+    rest = {k: v for k, v in record.items() if k not in ("messages", "kto_tag")}
+    return {**rest, "prompt": messages[:-1], "completion": messages[-1:], "label": label}
+
+
+def as_chat(record: dict) -> dict:
+    """A text record as chat turns (a data source's `apply_chat_template: true`, OpenRLHF's
+    --apply_chat_template): a text prompt becomes a user turn and text answers assistant turns,
+    so that the model's chat template renders them; message lists stay as they are."""
+    out = dict(record)
+    if isinstance(out.get("prompt"), str):
+        out["prompt"] = _user(out["prompt"])
+    for answer in ("completion", "chosen", "rejected"):
+        if isinstance(out.get(answer), str):
+            out[answer] = _assistant(out[answer])
+    return out
+
+
+def with_system(record: dict, kind: str) -> dict:
+    """A text `system` column as the prompt's system turn (a text prompt and its answers become
+    chat turns so the template renders it); kept as is where the prompt already has one."""
+    system = record.get("system")
+    if not isinstance(system, str) or kind == "steps":
+        return record
+    rest = {k: v for k, v in record.items() if k != "system"}
+    key = "messages" if isinstance(rest.get("messages"), list) else "prompt"
+    prompt = rest.get(key)
+    if isinstance(prompt, str):
+        prompt = _user(prompt)
+        for answer in ("completion", "chosen", "rejected"):
+            if isinstance(rest.get(answer), str):
+                rest[answer] = _assistant(rest[answer])
+    if not isinstance(prompt, list):
+        raise ValueError("a 'system' column needs a prompt (or messages) to put it in")
+    if any(isinstance(m, dict) and m.get("role") == "system" for m in prompt):
+        if system and not any(m.get("content") == system for m in prompt if isinstance(m, dict)):
+            raise ValueError("the record has both a 'system' column and a different system turn in its "
+                             f"{key}; keep one")
+        return {**rest, key: prompt}
+    return {**rest, key: ([{"role": "system", "content": system}] if system else []) + prompt}
+
+
 def normalise(record, kind: str):
+    """`record` in posttrain's format for `kind`, if its columns are one of the shapes above
+    (with a `system` column as its system turn); otherwise unchanged (formats.record_problem
+    then says what is wrong). Raises ValueError for a recognised shape with a bad value."""
+    return with_system(_normalise(record, kind), kind) if isinstance(record, dict) else record
+
+
+def _normalise(record, kind: str):
     """`record` in posttrain's format for `kind`, if its columns are one of the shapes above;
     otherwise unchanged (formats.record_problem then says what is wrong). Raises ValueError
     for a recognised shape with a bad value."""
@@ -219,7 +304,12 @@ def normalise(record, kind: str):
     if kind in ("preference", "unpaired") and "chosen" in record and "rejected" in record:
         if isinstance(record.get("conversations"), list) and isinstance(record["chosen"], dict):
             return _sharegpt_pair(record)
+        if _is_messages(record.get("messages")) and isinstance(record["chosen"], dict) \
+                and isinstance(record["rejected"], dict):
+            return _axolotl_pair(record)
         return _split_pair(record)
+    if kind == "unpaired" and _is_messages(record.get("messages")) and ("label" in record or "kto_tag" in record):
+        return _unpaired_conversation(record)
     if "prompt" in record and "completion" in record:
         return _prompt_completion(record)
     if kind == "sft" and "messages" not in record:
@@ -234,6 +324,8 @@ def normalise(record, kind: str):
             return from_math_shepherd(record)
     if kind == "task" and "ground_truth" not in record and isinstance(record.get("instruction_id_list"), list):
         return from_ifeval(record)
+    if kind == "task" and "ground_truth" not in record and isinstance(record.get("reward_model"), dict):
+        return from_verl(record)
     if kind == "task" and "prompt" not in record:
         if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
             return from_gsm8k(record)

@@ -248,6 +248,8 @@ def check(loaded: LoadedRecipe) -> None:
     _check_vllm_server(loaded)
     for i, reward in enumerate(spec.rewards):
         check_reward(loaded.error, loaded.raw, ("rewards", i), reward)
+        if reward.gate is not None:
+            check_reward(loaded.error, loaded.raw, ("rewards", i, "gate"), reward.gate)
     for prefix, sources in ((("data", "train"), spec.data.train), (("data", "eval"), spec.data.eval),
                             (("eval", "data"), spec.eval.data if spec.eval else [])):
         _check_sources(loaded, prefix, sources)
@@ -287,7 +289,8 @@ def _check_test_time(loaded: LoadedRecipe) -> None:
 
 
 _KEY_NAMES = {"rewards": "rewards are used", "dynamic_sampling": "dynamic sampling is",
-              "on_policy": "on-policy pairs are", "reward_preflight": "the reward preflight is"}
+              "on_policy": "on-policy pairs are", "reward_preflight": "the reward preflight is",
+              "eval_greedy": "greedy in-training evaluation is"}
 
 
 def _check_method_keys(loaded: LoadedRecipe) -> None:
@@ -296,6 +299,7 @@ def _check_method_keys(loaded: LoadedRecipe) -> None:
     used = {"rewards": [("rewards",)] if spec.rewards else [],
             "dynamic_sampling": [("dynamic_sampling",)] if spec.dynamic_sampling is not None else [],
             "reward_preflight": [("reward_preflight",)] if spec.reward_preflight is not None else [],
+            "eval_greedy": [("eval_greedy",)] if spec.eval_greedy else [],
             "on_policy": [("data", "train", i, "on_policy") for i, s in enumerate(spec.data.train)
                           if s.on_policy is not None]}
     for key in METHOD_KEYS:
@@ -324,9 +328,23 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
             and trainer.get("max_length", 1) is not None):
         raise loaded.error(("trainer", "padding_free"),
                            "padding_free without packing needs max_length: null (TRL truncates otherwise)")
+    if spec.eval_greedy and trainer.get("eval_strategy", "no") == "no":
+        raise loaded.error(("eval_greedy",), "there is no in-training evaluation to make greedy: set "
+                           "trainer.eval_strategy (steps or epoch) and eval data")
+    if spec.eval_greedy and trainer.get("use_vllm"):
+        raise loaded.error(("eval_greedy",), "greedy in-training evaluation reaches Hugging Face generation only; "
+                           "remove use_vllm or eval_greedy")
+    if spec.data.max_prompt_length is not None and not _generates(spec):
+        raise loaded.error(("data", "max_prompt_length"), f"method {spec.method} does not generate from prompts "
+                           "(trainer.max_length bounds what it trains on); remove the key")
     if not spec.data.has_eval and trainer.get("eval_strategy", "no") != "no":
         raise loaded.error(("trainer", "eval_strategy"), "evaluation is on but there is no eval data; "
                            "add data.eval, data.eval_fraction or data.eval_size")
+
+
+def _generates(spec) -> bool:
+    """Whether the method samples from prompts: RL methods, and sources sampled on-policy."""
+    return METHODS[spec.method].data == "task" or any(s.on_policy is not None for s in spec.data.train)
 
 
 def _check_vllm_server(loaded: LoadedRecipe) -> None:
@@ -425,7 +443,7 @@ def check_reward(error, raw: dict, path: KeyPath, ref: RewardRef | str):
     accepted = reward_options(fn)
     for option, value in options.items():
         if option not in accepted:
-            extra = "name, weight, on_error" if path[:1] == ("rewards",) else "name, on_error"
+            extra = "name, weight, gate, truncated, on_error" if path[:1] == ("rewards",) else "name, on_error"
             raise error((*path, option), f"reward '{name}' has no option '{option}'{did_you_mean(option, accepted)} "
                                          f"(options: {', '.join(accepted) or 'none'}; also {extra})")
         expected = _option_type(accepted[option])

@@ -76,6 +76,10 @@ class ModelSpec(_Block):
     eos_token: str | None = None
     # The padding token (axolotl's special_tokens.pad_token); added if the vocabulary lacks it.
     pad_token: str | None = None
+    # Keyword arguments of every rendering of the chat template (e.g. enable_thinking: false for
+    # a template that switches on it): training rows (a row's own chat_template_kwargs column
+    # wins), GRPO's prompts, posttrain's sampling and evaluation (TRL's chat_template_kwargs).
+    chat_template_kwargs: dict[str, Any] = {}
     quantization: QuantizationSpec | None = None
     tiny: TinyModelSpec = TinyModelSpec()
 
@@ -127,9 +131,14 @@ RewardField = Annotated[RewardRef, BeforeValidator(_reward_ref)]
 
 
 class RewardSpec(RewardRef):
-    """A reward for RLVR: a reference plus its weight in the sum TRL maximises."""
+    """A reward for RLVR: a reference plus its weight in the sum TRL maximises; optionally gated
+    by another reward (score = this x gate: open-instruct's multiplicative format reward) and
+    with a rule for completions cut at max_completion_length (their score replaced by this
+    number: 0 as open-instruct's non-stop penalty does by default). docs/rewards.md."""
 
     weight: float = 1.0
+    gate: RewardField | None = None
+    truncated: float | None = None
 
 
 class OnPolicySpec(_Block):
@@ -186,6 +195,9 @@ class DataSource(_Block):
     columns: dict[str, str | None] = {}  # rename {their_column: our_column}; null drops a column
     format: Literal["gsm8k", "math", "tulu3_rlvr"] | None = None  # map onto the task format
     system_prompt: str | None = None  # prepended to chat prompts / messages as a system turn
+    # Text prompts and answers become user and assistant turns, rendered with the model's chat
+    # template (OpenRLHF's --apply_chat_template; TRL renders message lists, not text)
+    apply_chat_template: bool = False
     traces: TracesSpec | None = None  # the records are reasoning trees: build these traces
     on_policy: OnPolicySpec | None = None  # DPO: task records -> pairs sampled from the policy
     # prm: task records -> reasoning trees sampled from the model the run starts from, then `traces`
@@ -229,6 +241,9 @@ class DataSpec(_Block):
     # Preference pairs longer than trainer.max_length: dropped before training, or kept for TRL
     # to truncate (its truncation_mode); both are counted in the log and env.json.
     overlong: Literal["drop", "truncate"] = "drop"
+    # Methods that generate: prompts longer than this many tokens (as the chat template renders
+    # them) are dropped before training and counted (TRL 1.x's removed max_prompt_length).
+    max_prompt_length: int | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _one_eval(self):
@@ -501,6 +516,9 @@ class Recipe(_Block):
     rewards: list[RewardSpec] = []
     dynamic_sampling: "DynamicSamplingSpec | None" = None
     reward_preflight: "RewardPreflightSpec | None" = None  # rlvr; unset: the defaults (on)
+    # rlvr: in-training evaluation (trainer.eval_strategy) generates greedily instead of with the
+    # training temperature (HF generation; set num_generations_eval to spare identical samples)
+    eval_greedy: bool = False
 
     @field_validator("method")
     @classmethod

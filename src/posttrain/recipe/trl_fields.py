@@ -20,8 +20,8 @@ REMOVED_KEYS = {
     "warmup_ratio": "removed in transformers 5: use warmup_steps (a value below 1 is a ratio)",
     "logging_dir": "removed in transformers 5: posttrain writes metrics.jsonl in the run directory",
     "max_seq_length": "renamed to max_length",
-    "max_prompt_length": "removed in TRL 1.x: prompts are no longer truncated separately; "
-    "use max_length (DPO) or max_completion_length (GRPO)",
+    "max_prompt_length": "removed in TRL 1.x: prompts are no longer truncated separately; for methods that "
+    "generate, data.max_prompt_length drops longer prompts (counted); else use max_length",
     "rpo_alpha": "removed in TRL 1.x: use loss_type: [sigmoid, sft] with loss_weights: [1.0, ALPHA]",
     "evaluation_strategy": "renamed to eval_strategy",
     "overwrite_output_dir": "use `posttrain run --overwrite`",

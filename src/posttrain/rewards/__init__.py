@@ -27,12 +27,13 @@ from posttrain.rewards.ifeval import ifeval_reward
 from posttrain.rewards.math_answer import math_reward
 from posttrain.rewards.llm_judge import LLMStepJudge, llm_judge_reward
 from posttrain.rewards.model_reward import PRMStepJudge, reward_model_reward
-from posttrain.rewards.numeric import numeric_reward
+from posttrain.rewards.numeric import gsm8k_reward, numeric_reward
 
 logger = logging.getLogger(__name__)
 
 REWARDS: dict[str, Callable] = {
     "numeric": numeric_reward,
+    "gsm8k": gsm8k_reward,  # numeric with GSM8K's strict `#### N` rule (verl's openai/gsm8k)
     "math": math_reward,
     "ifeval": ifeval_reward,
     "code": code_reward,
@@ -196,9 +197,56 @@ def build_reward(name: str, options: dict | None = None, on_error: str = "fail")
     return GuardedReward(name, fn, options, on_error)
 
 
-def build_reward_ref(ref) -> GuardedReward:
+def build_reward_ref(ref, max_completion_length: int | None = None):
     """A reward from a reference: a name (or dotted path), or an object with `name`, `options`
-    and `on_error` (a recipe's reward block: `{name: math, timeout: 2}`)."""
+    and `on_error` (a recipe's reward block: `{name: math, timeout: 2}`); with a `gate` or a
+    `truncated` rule (an rlvr reward block), the composed reward (ComposedReward), whose
+    truncation rule needs the trainer's `max_completion_length`."""
     if isinstance(ref, str):
         return build_reward(ref)
-    return build_reward(ref.name, ref.options, ref.on_error)
+    reward = build_reward(ref.name, ref.options, ref.on_error)
+    gate, truncated = getattr(ref, "gate", None), getattr(ref, "truncated", None)
+    if gate is None and truncated is None:
+        return reward
+    if truncated is not None and max_completion_length is None:
+        raise ValueError(f"reward '{ref.name}': a truncated rule needs the trainer's max_completion_length")
+    return ComposedReward(reward, gate and build_reward_ref(gate), truncated, max_completion_length)
+
+
+class ComposedReward:
+    """A reward gated by another and with a rule for truncated completions (docs/rewards.md):
+
+        score = reward x gate                      (gate: the gate's score, e.g. a format reward)
+        score = truncated   if len(completion_ids) >= max_completion_length
+
+    An abstention (None) of the reward stays one; a gate's None counts as 0. TRL logs it under
+    `reward*gate`. The truncation test is the length one of `non_stop_penalty` (a completion that
+    used the whole budget did not end)."""
+
+    def __init__(self, reward: GuardedReward, gate: GuardedReward | None, truncated: float | None,
+                 max_completion_length: int | None):
+        self.reward, self.gate, self.truncated, self.limit = reward, gate, truncated, max_completion_length
+        self.__name__ = reward.__name__ + (f"*{gate.__name__}" if gate is not None else "")
+        self.fn = reward.fn  # what the ground-truth check reads (unreadable_truth)
+
+    @property
+    def errors(self) -> int:
+        return self.reward.errors + (self.gate.errors if self.gate is not None else 0)
+
+    def warm(self) -> None:
+        self.reward.warm()
+        if self.gate is not None:
+            self.gate.warm()
+
+    def __call__(self, completions, **columns) -> list:
+        scores = list(self.reward(completions, **columns))
+        if self.gate is not None:
+            gates = self.gate(completions, **columns)
+            scores = [None if s is None else s * float(g or 0.0) for s, g in zip(scores, gates)]
+        if self.truncated is not None:
+            ids = columns.get("completion_ids")
+            if ids is None:
+                raise RewardError(f"reward '{self.__name__}': the truncated rule needs completion_ids (TRL passes "
+                                  "them to every reward)")
+            scores = [self.truncated if len(i) >= self.limit else s for s, i in zip(scores, ids)]
+        return scores

@@ -15,6 +15,10 @@ from posttrain.rewards.answers import hedged, last_marker
 _NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?"
 _MARKED = re.compile(rf"(?:Answer:|####|answer is)\s*({_NUMBER})", re.IGNORECASE)
 _ANY = re.compile(_NUMBER)
+# GSM8K's strict rule (verl's gsm8k reward, lm-evaluation-harness's strict-match): only a number
+# after `#### ` counts, the last one; an answer without it scores 0.
+_STRICT = re.compile(r"#### (\-?[0-9.,]+)")
+STRICT_TAIL = 300  # verl reads the last 300 characters only
 MAX_DIGITS = 1000
 
 
@@ -108,17 +112,36 @@ def _gold(truth: str) -> str | None:
     return canonical(match.group(1) + match.group(2).replace(",", ""))
 
 
-def numeric_reward(completions, ground_truth, **columns) -> list[float]:
-    """1.0 where the completion's final number equals the ground truth, else 0.0.
+def strict_number(text: str) -> str | None:
+    """GSM8K's strict rule: the last `#### N` in the text's last 300 characters, commas removed
+    (None: there is none). As verl's `gsm8k.extract_solution(method="strict")`.
+
+    >>> strict_number("so 5 apples\\n#### 1,005"), strict_number("The answer is 12.")
+    ('1005', None)
+    """
+    found = None
+    for found in _STRICT.finditer(text[-STRICT_TAIL:]):
+        pass
+    if found is None:
+        return None
+    number = found.group(1).replace(",", "").rstrip(".")
+    return number if re.fullmatch(r"-?\d+(?:\.\d+)?", number) and len(number) <= MAX_DIGITS else None
+
+
+def numeric_reward(completions, ground_truth, *, strict: bool = False, **columns) -> list[float]:
+    """1.0 where the completion's final number equals the ground truth, else 0.0. With
+    `strict`, only GSM8K's `#### N` line counts (`strict_number`): an answer without it is 0.
 
     >>> numeric_reward(["Answer: 12", "Answer: 13", "#### 1,000.0"], ["12", "12", "1000"])
     [1.0, 0.0, 1.0]
+    >>> numeric_reward(["Answer: 12", "#### 12"], ["12", "12"], strict=True)
+    [0.0, 1.0]
     """
     scores = []
     for completion, truth in zip(completions, ground_truth):
         text = completion if isinstance(completion, str) else completion_text(completion)
         truth = str(truth)
-        predicted = _last_number(text, truth)
+        predicted = strict_number(text) if strict else _last_number(text, truth)
         expected = _gold(truth)
         scores.append(float(predicted is not None and expected is not None and canonical(predicted) == expected))
     return scores
@@ -137,3 +160,15 @@ def _hedges(text: str, found, truth: str) -> bool:
 
 
 numeric_reward.unreadable_truth = unreadable_truth
+
+
+def gsm8k_reward(completions, ground_truth, **columns) -> list[float]:
+    """`numeric` with GSM8K's strict rule: the verifier verl's `openai/gsm8k` data_source names.
+
+    >>> gsm8k_reward(["The answer is 7", "#### 7"], ["7", "7"])
+    [0.0, 1.0]
+    """
+    return numeric_reward(completions, ground_truth, strict=True)
+
+
+gsm8k_reward.unreadable_truth = unreadable_truth

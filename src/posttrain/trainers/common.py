@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from posttrain import models
-from posttrain.chat_templates import install_chat_template
+from posttrain.chat_templates import install_chat_template, set_template_kwargs
 from posttrain.errors import UserError, did_you_mean
 from posttrain.recipe import Device, LoadedRecipe, to_yaml, trainer_arguments
 from posttrain.rundir import RunDir, checkpoint_path, is_main_process, write_atomic, write_json
@@ -225,10 +225,14 @@ def _hub_options(loaded: LoadedRecipe, path: str) -> dict:
 
 
 def load_tokenizer(loaded: LoadedRecipe, path: str):
+    """The tokenizer at `path`, rendering with the recipe's model.chat_template_kwargs."""
     try:
-        return models.load_tokenizer(path, **_hub_options(loaded, path))
+        tokenizer = models.load_tokenizer(path, **_hub_options(loaded, path))
     except UserError as exc:
         raise loaded.error(("model", "name_or_path"), str(exc)) from None
+    if loaded.spec.model.chat_template_kwargs:
+        set_template_kwargs(tokenizer, loaded.spec.model.chat_template_kwargs)
+    return tokenizer
 
 
 def check_vllm_server(loaded: LoadedRecipe, poll_seconds: float = 2.0) -> str | None:

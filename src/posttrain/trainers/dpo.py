@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from posttrain.data.loading import build_mixture, held_out, to_dataset
+from posttrain.chat_templates import render
+from posttrain.data.loading import build_mixture, drop_long_prompts, held_out, to_dataset
 from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
@@ -29,13 +30,13 @@ def _render(tokenizer, prompt, answer) -> int:
     """Token length of prompt + answer, through the chat template for message lists."""
     if isinstance(answer, list):
         messages = (prompt if isinstance(prompt, list) else []) + answer
-        return len(tokenizer.apply_chat_template(messages, tokenize=True))
+        return len(render(tokenizer, messages, tokenize=True))
     return len(tokenizer((prompt or "") + answer, add_special_tokens=False).input_ids)
 
 
 def _prompt_length(tokenizer, prompt) -> int:
     if isinstance(prompt, list):
-        return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))
+        return len(render(tokenizer, prompt, tokenize=True, add_generation_prompt=True))
     return len(tokenizer(prompt or "", add_special_tokens=False).input_ids)
 
 
@@ -113,6 +114,7 @@ def data(context: Context) -> TrainData:
     def pair_sampler(source, tasks):
         """On-policy pairs from the model as it is before training (every rank samples in
         lockstep, which ZeRO-3 needs; rank 0's pairs are used everywhere)."""
+        tasks, _ = drop_long_prompts(tasks, tokenizer, loaded.spec.data.max_prompt_length, source.label)
         pairs, stats = sample_pairs(model, tokenizer, tasks, source.on_policy)
         pairs, stats = agree_across_ranks((pairs, stats))
         sampled[source.label] = dict(stats)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from posttrain.data.loading import build_mixture, held_out, to_dataset
+from posttrain.data.loading import PASSED_ON, build_mixture, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
 from posttrain.trainers import common
@@ -35,6 +35,7 @@ def unpaired(records: list[dict], seed: int) -> tuple[list[dict], Counter]:
             out.append(record)
             continue
         prompt = {"prompt": record["prompt"]} if "prompt" in record else {}
+        prompt.update({k: record[k] for k in PASSED_ON if k in record})
         out += [{**prompt, "completion": record["chosen"], "label": True},
                 {**prompt, "completion": record["rejected"], "label": False}]
     paired = any("label" not in r for r in records)

@@ -36,12 +36,14 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 def data(context: Context) -> TrainData:
     """Pairs from every source; on-policy ones (`on_policy:` on a task source) sampled from the
     causal LM the run starts from, scored by their reward, as DPO samples them."""
+    from posttrain.data.loading import drop_long_prompts
     from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
 
     loaded, tokenizer = context.loaded, context.tokenizer
     sampled: dict = {}
 
     def pair_sampler(source, tasks):
+        tasks, _ = drop_long_prompts(tasks, tokenizer, loaded.spec.data.max_prompt_length, source.label)
         pairs, stats = sample_pairs(common.starting_policy(context), tokenizer, tasks, source.on_policy)
         pairs, stats = agree_across_ranks((pairs, stats))
         sampled[source.label] = dict(stats)

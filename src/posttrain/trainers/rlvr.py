@@ -11,7 +11,9 @@ trainers/skeleton.py's.
 
 from __future__ import annotations
 
-from posttrain.data.loading import build_mixture, held_out, to_dataset
+from posttrain.chat_templates import set_template_kwargs
+from posttrain.data.loading import (build_mixture, drop_long_prompts, held_out, to_dataset,
+                                    uniform_template_kwargs)
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe, check_vllm_installed
 from posttrain.errors import UserError
@@ -20,13 +22,19 @@ from posttrain.trainers import common
 from posttrain.trainers.skeleton import Context, TrainData
 
 
-def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data):
+def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data, tokenizer=None):
     """Task records without their reference completions (the policy writes its own): train, and
-    eval (data.eval or data.eval_fraction; None without), and the fingerprints."""
+    eval (data.eval or data.eval_fraction; None without), and the fingerprints. With a
+    tokenizer, prompts over data.max_prompt_length are dropped and counted."""
     records, sources = build_mixture(loaded.spec.data.train, kind, seed)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, kind, seed)
+    limit = loaded.spec.data.max_prompt_length if tokenizer is not None else None
+    records, long_train = drop_long_prompts(records, tokenizer, limit, "data.train")
+    long_eval = 0
+    if evaluation:
+        evaluation, long_eval = drop_long_prompts(evaluation, tokenizer, limit, "data.eval")
     for i, ref in enumerate(loaded.spec.rewards):  # a verifier that cannot read the answers: now, not at step 1
-        reward = build_reward_ref(ref)
+        reward = build_reward_ref(ref, loaded.spec.trainer.get("max_completion_length", 512))
         check_ground_truths(reward, records, f"data.train (rewards.{i}: {ref.name})")
         if evaluation:
             check_ground_truths(reward, evaluation, f"data.eval (rewards.{i}: {ref.name})")
@@ -34,7 +42,12 @@ def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data)
     def prompts_only(rows):
         return [{k: v for k, v in r.items() if k != "completion"} for r in rows]
 
+    if any("completion" in r for r in records):
+        print("posttrain: data.train: ignored columns: completion (GRPO samples its own; the reference answers "
+              "are not trained on)")
     fingerprints = common.source_records(sources + eval_sources)
+    if long_train or long_eval:
+        fingerprints["long_prompts_dropped"] = {"train": long_train, "eval": long_eval}
     return (to_dataset(prompts_only(records)), evaluation and to_dataset(prompts_only(evaluation)),
             fingerprints)
 
@@ -71,13 +84,29 @@ def explain_zero_loss(beta: float):
 
 
 def own_arguments(loaded: LoadedRecipe) -> dict:
-    """GRPO sums the rewards with these weights (a managed key: rewards[i].weight sets them)."""
+    """GRPO sums the rewards with these weights (a managed key: rewards[i].weight sets them), and
+    renders prompts with model.chat_template_kwargs."""
     check_vllm_installed(loaded)  # use_vllm without a GPU is an error earlier, at resolution
-    return {"reward_weights": [reward.weight for reward in loaded.spec.rewards]}
+    kwargs = loaded.spec.model.chat_template_kwargs
+    return {"reward_weights": [reward.weight for reward in loaded.spec.rewards],
+            **({"chat_template_kwargs": dict(kwargs)} if kwargs else {})}
+
+
+def template_kwargs(context: Context, rows: list[dict]) -> None:
+    """The rows' own chat_template_kwargs (one set for all: generation renders every prompt one
+    way) over model.chat_template_kwargs, for the tokenizer and, at build, GRPO's config."""
+    row = uniform_template_kwargs(rows, "data")
+    if row:
+        merged = {**context.loaded.spec.model.chat_template_kwargs, **row}
+        set_template_kwargs(context.tokenizer, merged)
+        context.extra["chat_template_kwargs"] = merged
+        print(f"posttrain: prompts are rendered with the rows' chat_template_kwargs {merged}")
 
 
 def data(context: Context) -> TrainData:
-    train, evaluation, fingerprints = rlvr_data(context.loaded, context.data_seed, context.data_kind)
+    train, evaluation, fingerprints = rlvr_data(context.loaded, context.data_seed, context.data_kind,
+                                                context.tokenizer)
+    template_kwargs(context, list(train) + (list(evaluation) if evaluation is not None else []))
     return TrainData(train, evaluation, fingerprints)
 
 
@@ -135,7 +164,7 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     # token ids of each completion, as TRL passes them (length rewards read them): the answer
     # re-tokenised, which can differ from the sampled ids by a token at a merge
     ids = {"completion_ids": [context.tokenizer(a, add_special_tokens=False).input_ids for group in answers for a in group]}
-    scores = {reward.__name__: score_answers(ref, records, answers, ids)
+    scores = {reward.__name__: score_answers(ref, records, answers, ids, config.max_completion_length)
               for reward, ref in zip(rewards, context.loaded.spec.rewards)}
     summary = preflight_summary(scores, [ref.weight for ref in context.loaded.spec.rewards])
     means = ", ".join(f"{name} {mean:.3f}" for name, mean in summary["means"].items())
@@ -151,11 +180,33 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     return summary
 
 
+def greedy_eval_class(base):
+    """`base` (a GRPOTrainer class) whose in-training evaluation generates greedily (eval_greedy):
+    during `evaluate` its generation config samples nothing; training generation is untouched."""
+    from transformers import GenerationConfig
+
+    class GreedyEvaluation(base):
+        def evaluate(self, *args, **kwargs):
+            saved = self.generation_config, self.generation_kwargs
+            greedy = {**self.generation_kwargs, "do_sample": False, "temperature": None, "top_p": None,
+                      "top_k": None, "min_p": None}
+            self.generation_config, self.generation_kwargs = GenerationConfig(**greedy, disable_compile=True), greedy
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                self.generation_config, self.generation_kwargs = saved
+
+    GreedyEvaluation.__name__ = f"GreedyEvaluation{base.__name__}"
+    return GreedyEvaluation
+
+
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import GRPOTrainer
 
     loaded = context.loaded
-    rewards = [build_reward_ref(r) for r in loaded.spec.rewards]
+    if "chat_template_kwargs" in context.extra:
+        config.chat_template_kwargs = context.extra["chat_template_kwargs"]
+    rewards = [build_reward_ref(r, config.max_completion_length) for r in loaded.spec.rewards]
     for reward in rewards:
         reward.warm()
     reward_preflight(context, config, data.train, rewards)
@@ -165,6 +216,8 @@ def build(context: Context, config, data: TrainData, callbacks: list):
 
         trainer_class = dynamic_grpo_class(GRPOTrainer)
         extra = {"max_retries": loaded.spec.dynamic_sampling.max_retries}
+    if loaded.spec.eval_greedy:
+        trainer_class = greedy_eval_class(trainer_class)
     return trainer_class(**extra, model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
                          eval_dataset=data.eval,
                          processing_class=context.tokenizer, peft_config=context.peft_config,

@@ -8,6 +8,7 @@ The order of a run is trainers/skeleton.py's; this module holds what is SFT's ow
 
 from __future__ import annotations
 
+from posttrain.chat_templates import render
 from posttrain.data.loading import build_mixture, decontamination_index, held_out, to_dataset
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe
@@ -75,8 +76,8 @@ def masked_examples(records: list[dict], tokenizer) -> list[dict]:
     out = []
     for record in records:
         prompt, completion = record["prompt"], record["completion"]
-        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+        prompt_text = render(tokenizer, prompt, add_generation_prompt=True)
+        full = render(tokenizer, prompt + completion)
         if not full.startswith(prompt_text):
             raise ValueError("the chat template renders the prompt differently inside the conversation; "
                              "traces.mask needs a template whose prompt is a prefix of prompt + completion")
