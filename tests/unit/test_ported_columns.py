@@ -1,0 +1,292 @@
+"""Issue 31: what users' data carries is read, passed on, or named; never dropped silently.
+
+Each test here failed before: the shapes were refused (or lost a column), the rendering columns
+never reached TRL, the options did not exist, or `validate` let the recipe through.
+"""
+
+import json
+
+import pytest
+
+from posttrain.chat_templates import render, set_template_kwargs
+from posttrain.data.loading import build_mixture, drop_long_prompts, load_source, uniform_template_kwargs
+from posttrain.errors import DataError, RecipeError
+from posttrain.recipe import DataSource, load_run
+from posttrain.recipe.schema import RewardSpec, TinyModelSpec
+from posttrain.rewards import REWARDS, build_reward_ref
+
+# A template that switches on a keyword, as Qwen3's does on enable_thinking.
+THINK_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think></think>{% endif %}{% endif %}"
+)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from posttrain.tiny import tiny_model_path
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_path(TinyModelSpec())))
+    tok.chat_template = THINK_TEMPLATE
+    return tok
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def test_llama_factory_kto_rows_messages_and_label_are_read(tmp_path):
+    conversation = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    path = write_jsonl(tmp_path / "kto.jsonl", [{"messages": conversation, "label": True},
+                                                {"messages": conversation, "kto_tag": False}])
+    records = load_source(DataSource(path=str(path)), "unpaired").records
+    assert records[0] == {"prompt": conversation[:1], "completion": conversation[1:], "label": True}
+    assert records[1]["label"] is False and "kto_tag" not in records[1]
+
+
+def test_unpaired_conversation_must_end_with_the_rated_answer(tmp_path):
+    path = write_jsonl(tmp_path / "kto.jsonl", [{"messages": [{"role": "user", "content": "hi"}], "label": True}])
+    with pytest.raises(DataError, match=r"kto.jsonl:1: .*end with the assistant's turn"):
+        load_source(DataSource(path=str(path)), "unpaired")
+
+
+def test_axolotl_single_message_chosen_and_rejected_are_read(tmp_path):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
+    row = {"messages": messages, "chosen": {"role": "assistant", "content": "Paris"},
+           "rejected": {"role": "assistant", "content": "Lyon"}}
+    records = load_source(DataSource(path=str(write_jsonl(tmp_path / "p.jsonl", [row]))), "preference").records
+    assert records[0] == {"prompt": messages, "chosen": [row["chosen"]], "rejected": [row["rejected"]]}
+
+
+def test_verl_parquet_rows_load_with_nested_truth_and_data_source(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"data_source": "openai/gsm8k", "prompt": [{"role": "user", "content": "3+4? Put #### before it."}],
+             "ability": "math", "reward_model": {"style": "rule", "ground_truth": "7"},
+             "extra_info": {"split": "train", "index": 0}},
+            {"data_source": "my/own", "prompt": [{"role": "user", "content": "x"}], "ability": "math",
+             "reward_model": {"style": "rule", "ground_truth": "1"}, "extra_info": {"split": "train", "index": 1}}]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    records = load_source(DataSource(path=str(path)), "task").records
+    assert records[0]["ground_truth"] == "7" and records[0]["verifier"] == "gsm8k"
+    assert records[0]["data_source"] == "openai/gsm8k" and records[0]["extra_info"]["index"] == 0
+    assert "verifier" not in records[1]  # an unknown source: the recipe's reward scores it
+    # verl's GSM8K rule is strict: only `#### N` counts
+    assert REWARDS["verifier"](["The answer is 7", "so\n#### 7"], verifier=["gsm8k"] * 2,
+                               ground_truth=["7", "7"]) == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("row, expected_prompt", [
+    ({"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}],
+      "system": "You are terse."},
+     [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "q"}]),
+    ({"prompt": "q", "completion": "a", "system": "You are terse."},  # text: becomes chat so it renders
+     [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "q"}]),
+])
+def test_a_system_column_becomes_the_system_turn(tmp_path, row, expected_prompt):
+    records = load_source(DataSource(path=str(write_jsonl(tmp_path / "s.jsonl", [row]))), "sft").records
+    assert records[0]["prompt"] == expected_prompt
+    assert records[0]["completion"] == [{"role": "assistant", "content": "a"}]
+    assert "system" not in records[0]
+
+
+def test_a_system_column_that_contradicts_the_prompts_system_turn_is_an_error(tmp_path):
+    row = {"prompt": [{"role": "system", "content": "A"}, {"role": "user", "content": "q"}], "completion": "a",
+           "system": "B"}
+    with pytest.raises(DataError, match="both a 'system' column and a different system turn"):
+        load_source(DataSource(path=str(write_jsonl(tmp_path / "s.jsonl", [row]))), "sft")
+
+
+def test_apply_chat_template_turns_text_pairs_into_chat_turns(tmp_path):
+    path = write_jsonl(tmp_path / "rm.jsonl", [{"prompt": "q", "chosen": "good", "rejected": "bad"}])
+    plain = load_source(DataSource(path=str(path)), "preference").records[0]
+    chat = load_source(DataSource(path=str(path), apply_chat_template=True), "preference").records[0]
+    assert plain["prompt"] == "q"
+    assert chat == {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
+                    "rejected": [{"role": "assistant", "content": "bad"}]}
+
+
+# ----------------------------------------------------------------------------- columns
+
+
+def test_unused_columns_are_named_once_in_the_log(tmp_path, capsys):
+    rows = [{"prompt": "q", "completion": "a", "source": "web", "score": 3}] * 3
+    records, _ = build_mixture([DataSource(path=str(write_jsonl(tmp_path / "d.jsonl", rows)))], "sft", 0)
+    out = capsys.readouterr().out
+    assert out.count("ignored columns: score, source") == 1
+    assert set(records[0]) == {"prompt", "completion"}
+
+
+def test_chat_template_kwargs_and_tools_are_passed_on_and_render_in_their_mode(tmp_path, tokenizer):
+    from trl.data_utils import apply_chat_template
+
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}]
+    rows = [{"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "a"}],
+             "chat_template_kwargs": {"enable_thinking": flag}, "tools": tools} for flag in (False, True)]
+    records, _ = build_mixture([DataSource(path=str(write_jsonl(tmp_path / "d.jsonl", rows)))], "sft", 0)
+    assert all(set(r) == {"prompt", "completion", "chat_template_kwargs", "tools"} for r in records)
+    assert json.loads(records[0]["tools"]) == tools  # one Arrow type whatever the schemas hold
+    by_mode = {r["chat_template_kwargs"]["enable_thinking"]: r for r in records}
+    # what TRL's trainers do with a row: its chat_template_kwargs reach the template
+    off = apply_chat_template({"prompt": by_mode[False]["prompt"]}, tokenizer,
+                              **by_mode[False]["chat_template_kwargs"])["prompt"]
+    on = apply_chat_template({"prompt": by_mode[True]["prompt"]}, tokenizer,
+                             **by_mode[True]["chat_template_kwargs"])["prompt"]
+    assert off.endswith("<think></think>") and not on.endswith("<think></think>")
+
+
+def test_rows_with_different_template_keys_are_an_error(tmp_path):
+    rows = [{"prompt": "q", "completion": "a", "chat_template_kwargs": {"enable_thinking": False}},
+            {"prompt": "q", "completion": "a"}]
+    with pytest.raises(DataError, match="every row must give the same keys"):
+        build_mixture([DataSource(path=str(write_jsonl(tmp_path / "d.jsonl", rows)))], "sft", 0)
+
+
+def test_rendering_columns_a_method_cannot_render_are_refused(tmp_path):
+    steps = {"prompt": "q", "completions": ["s1"], "labels": [True], "chat_template_kwargs": {"x": 1}}
+    with pytest.raises(DataError, match="not rendered with the chat template"):
+        load_source(DataSource(path=str(write_jsonl(tmp_path / "s.jsonl", [steps]))), "steps")
+    task = {"prompt": "q", "ground_truth": "1", "tools": []}
+    with pytest.raises(DataError, match="same tools"):
+        load_source(DataSource(path=str(write_jsonl(tmp_path / "t.jsonl", [task]))), "task")
+    bad = {"prompt": "q", "completion": "a", "chat_template_kwargs": "enable_thinking=false"}
+    with pytest.raises(DataError, match="must be a mapping"):
+        load_source(DataSource(path=str(write_jsonl(tmp_path / "b.jsonl", [bad]))), "sft")
+
+
+def test_generation_renders_one_mode_so_rows_must_agree():
+    same = [{"chat_template_kwargs": {"enable_thinking": False}}] * 2
+    assert uniform_template_kwargs(same, "data") == {"enable_thinking": False}
+    assert uniform_template_kwargs([{}, {}], "data") == {}
+    with pytest.raises(DataError, match="different chat_template_kwargs"):
+        uniform_template_kwargs([{"chat_template_kwargs": {"enable_thinking": True}}, {}], "data")
+
+
+def test_model_chat_template_kwargs_reach_every_rendering_and_rows_win(tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    prompt = [{"role": "user", "content": "q"}]
+    assert not render(tok, prompt, add_generation_prompt=True).endswith("<think></think>")
+    set_template_kwargs(tok, {"enable_thinking": False})
+    assert render(tok, prompt, add_generation_prompt=True).endswith("<think></think>")  # posttrain's sampling
+    # TRL calls the tokenizer's own apply_chat_template; a row's kwargs come on top and win
+    assert tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True).endswith("<think></think>")
+    assert not tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True,
+                                       enable_thinking=True).endswith("<think></think>")
+
+
+def test_kto_keeps_a_pairs_rendering_columns_when_it_splits_it():
+    from posttrain.trainers.kto import unpaired
+
+    pair = {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}], "chat_template_kwargs": {"enable_thinking": False}}
+    records, _ = unpaired([pair], 0)
+    assert all(r["chat_template_kwargs"] == {"enable_thinking": False} for r in records)
+
+
+def test_render_counts_tokens_not_fields(tokenizer):
+    """transformers 5's apply_chat_template(tokenize=True) returns a BatchEncoding; DPO's overlong
+    check took its len() (2 fields) for the length, so no chat pair was ever too long."""
+    from posttrain.trainers.dpo import unusable_reason
+
+    pair = {"prompt": [{"role": "user", "content": "word " * 50}], "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}]}
+    assert len(render(tokenizer, pair["prompt"], tokenize=True)) > 50
+    assert unusable_reason(pair, tokenizer, max_length=20) == "longer than max_length (20)"
+
+
+def test_long_prompts_are_dropped_and_counted(tokenizer, capsys):
+    records = [{"prompt": [{"role": "user", "content": "w " * n}], "ground_truth": "1"} for n in (2, 200, 3)]
+    kept, dropped = drop_long_prompts(records, tokenizer, 64, "data.train")
+    assert dropped == 1 and len(kept) == 2
+    assert "dropped 1 of 3 prompts longer than data.max_prompt_length (64 tokens)" in capsys.readouterr().out
+    with pytest.raises(DataError, match="every prompt is longer"):
+        drop_long_prompts(records, tokenizer, 1, "data.train")
+
+
+# ----------------------------------------------------------------------------- rewards
+
+
+def test_numeric_strict_reads_only_the_gsm8k_line():
+    numeric = REWARDS["numeric"]
+    completions = ["The answer is 18.", "Janet makes 18 dollars.\n#### 18", "#### 1,018", "18"]
+    assert numeric(completions, ["18", "18", "1018", "18"]) == [1.0, 1.0, 1.0, 1.0]  # the default: the last number
+    assert numeric(completions, ["18", "18", "1018", "18"], strict=True) == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_a_gated_reward_is_the_product_and_a_truncated_completion_gets_the_rule():
+    ref = RewardSpec(name="numeric", gate="think_format", truncated=0.0)
+    reward = build_reward_ref(ref, max_completion_length=5)
+    completions = ["<think>2+2</think><answer>4</answer>", "Answer: 4", "<think>x</think><answer>5</answer>",
+                   "<think>a</think><answer>4</answer>"]
+    ids = [[1, 2], [1, 2], [1, 2], [1, 2, 3, 4, 5]]  # the last used the whole budget
+    verifier = REWARDS["numeric"](completions, ["4"] * 4)
+    gate = REWARDS["think_format"](completions)
+    assert verifier == [1.0, 1.0, 0.0, 1.0] and gate == [1.0, 0.0, 1.0, 1.0]
+    # by hand: 1x1, 1x0, 0x1, and the truncated one replaced by 0
+    assert reward(completions, ground_truth=["4"] * 4, completion_ids=ids) == [1.0, 0.0, 0.0, 0.0]
+    assert reward.__name__ == "numeric*think_format"
+    penalty = build_reward_ref(RewardSpec(name="numeric", truncated=-1.0), max_completion_length=5)
+    assert penalty(completions, ground_truth=["4"] * 4, completion_ids=ids) == [1.0, 1.0, 0.0, -1.0]
+
+
+# ----------------------------------------------------------------------------- validate
+
+RLVR = """\
+method: rlvr
+data:
+  train:
+    - {task: arithmetic, n: 16}
+  eval_size: 4
+rewards: [{name: numeric}]
+batch: {per_device: 4}
+"""
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    # issue 31: TRL refused this only at `run`, 25 s in
+    (RLVR + "trainer: {num_generations: 4, eval_strategy: steps, eval_steps: 1, per_device_eval_batch_size: 6}\n",
+     "trainer.per_device_eval_batch_size", "not a multiple of the generations per evaluation prompt (4"),
+    (RLVR.replace("per_device: 4", "per_device: 16") + "trainer: {num_generations: 16, eval_strategy: steps, eval_steps: 1}\n",
+     "trainer.num_generations_eval", "per_device_eval_batch_size 8 x world size 1 = 8"),
+    (RLVR + "trainer: {num_generations: 4, generation_batch_size: 8, steps_per_generation: 2}\n",
+     "trainer.steps_per_generation", "not both"),
+    (RLVR + "trainer: {num_generations: 2, generation_batch_size: 6}\n", "trainer.generation_batch_size",
+     "multiple of the global batch"),
+    (RLVR + "trainer: {num_generations: 4, auto_find_batch_size: true}\n", "trainer.auto_find_batch_size",
+     "split the groups"),
+    (RLVR + "trainer: {num_generations: 4, chat_template_kwargs: {enable_thinking: false}}\n",
+     "trainer.chat_template_kwargs", "model.chat_template_kwargs"),
+    (RLVR + "trainer: {num_generations: 4}\neval_greedy: true\n", "eval_greedy", "eval_strategy"),
+    (RLVR.replace("rewards: [{name: numeric}]", "rewards: [{name: numeric, gate: think_formt}]")
+     + "trainer: {num_generations: 4}\n", "rewards.0.gate",
+     "did you mean 'think_format'"),
+    ("method: sft\ndata:\n  train: [{task: arithmetic, n: 4}]\n  max_prompt_length: 64\n", "data.max_prompt_length",
+     "does not generate"),
+    ("method: sft\ndata:\n  train: [{task: arithmetic, n: 4}]\neval_greedy: true\n", "eval_greedy", "rlvr"),
+])
+def test_validate_refuses_what_trl_would_refuse_at_run(write_recipe, text, key, fragment):
+    with pytest.raises(RecipeError) as info:
+        load_run(write_recipe(text))
+    message = str(info.value)
+    assert key in message and fragment in message, message
+
+
+def test_recipes_using_the_new_keys_validate(write_recipe):
+    loaded = load_run(write_recipe(
+        "method: rlvr\ntrainer: {num_generations: 4, eval_strategy: steps, eval_steps: 1, num_generations_eval: 2}\n"
+        "batch: {per_device: 4}\neval_greedy: true\nmodel: {chat_template_kwargs: {enable_thinking: false}}\n"
+        "rewards: [{name: numeric, gate: think_format, truncated: 0.0}]\n"
+        "data:\n  train: [{task: arithmetic, n: 16}]\n  eval_size: 4\n  max_prompt_length: 128\n"))
+    assert loaded.spec.rewards[0].gate.name == "think_format" and loaded.spec.rewards[0].truncated == 0.0
+    assert loaded.spec.model.chat_template_kwargs == {"enable_thinking": False}
