@@ -290,3 +290,26 @@ def test_recipes_using_the_new_keys_validate(write_recipe):
         "data:\n  train: [{task: arithmetic, n: 16}]\n  eval_size: 4\n  max_prompt_length: 128\n"))
     assert loaded.spec.rewards[0].gate.name == "think_format" and loaded.spec.rewards[0].truncated == 0.0
     assert loaded.spec.model.chat_template_kwargs == {"enable_thinking": False}
+
+
+# ----------------------------------------------------------------------------- template preflight
+
+# R1-Zero's plain-text template: turns end with a newline, no special token.
+PLAIN = ("{% for m in messages %}{{ m.role }}: {{ m.content }}\\n{% endfor %}"
+         "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+def test_the_template_preflight_knows_the_method(write_recipe):
+    from posttrain.errors import UserError
+    from posttrain.recipe import Device
+    from posttrain.trainers.common import load_model_and_tokenizer
+
+    device = Device(cuda=False, bf16=False)
+    model = f'model: {{chat_template: "{PLAIN}"}}\n'
+    rl = load_run(write_recipe(RLVR + "trainer: {num_generations: 4}\n" + model, "rl.yaml"))
+    _, tok = load_model_and_tokenizer(rl, device)  # RL never templates an assistant turn: it passes
+    assert tok.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
+                                   add_generation_prompt=True) == "user: q\nassistant:"
+    sft = load_run(write_recipe("method: sft\ndata:\n  train: [{task: arithmetic, n: 4}]\n" + model, "sft.yaml"))
+    with pytest.raises(UserError, match="holds no special token; the model could not learn where to stop"):
+        load_model_and_tokenizer(sft, device)  # SFT and DPO keep today's check

@@ -349,7 +349,14 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
     if getattr(model.config, "pad_token_id", None) is None:  # a sequence classifier finds the last token by it
         model.config.pad_token_id = tokenizer.pad_token_id
     if preflight:
-        preflight_chat_template(tokenizer, getattr(model, "generation_config", None), loaded.spec.model.name_or_path)
+        from posttrain.methods import METHODS
+
+        if METHODS[loaded.spec.method].data == "task":  # RL: prompts rendered, answers sampled, never templated
+            preflight_generation(tokenizer, getattr(model, "generation_config", None), loaded.spec.model.name_or_path,
+                                 loaded.spec.trainer.get("generation_kwargs") or {})
+        else:
+            preflight_chat_template(tokenizer, getattr(model, "generation_config", None),
+                                    loaded.spec.model.name_or_path)
     return model, tokenizer
 
 
@@ -372,6 +379,26 @@ def mark_assistant_turns(loaded: LoadedRecipe, tokenizer) -> None:
     tokenizer.chat_template = marked
     print(f"posttrain: the chat template of {name} has no {{% generation %}} markers; assistant-only loss uses "
           "an equivalent ChatML template with them (it renders every conversation identically)")
+
+
+def preflight_generation(tokenizer, generation_config, model_name: str, generation_kwargs: dict) -> None:
+    """What RL needs of the template and the tokenizer: a prompt that renders (with the generation
+    prompt), and something that ends a sampled answer (an EOS token, or a stop string in
+    trainer.generation_kwargs). An assistant turn is never templated in RL (an R1-Zero-style
+    plain-text template may end it with a newline), so preflight_chat_template's check of how
+    that turn ends does not apply."""
+    where = f"model {model_name}"
+    if tokenizer.chat_template:
+        try:
+            tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # noqa: BLE001 - jinja raises many kinds
+            raise UserError(f"{where}: the chat template fails to render a prompt: {exc}") from None
+    eos = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
+    eos = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    if not eos and tokenizer.eos_token_id is None and not generation_kwargs.get("stop_strings"):
+        raise UserError(f"{where}: nothing ends a sampled answer: the tokenizer has no EOS token, the generation "
+                        "config none, and trainer.generation_kwargs no stop_strings; every completion would run "
+                        "to max_completion_length")
 
 
 def preflight_chat_template(tokenizer, generation_config, model_name: str) -> None:
