@@ -158,9 +158,6 @@ def check_kto(loaded) -> None:
             raise loaded.error(("trainer", key), f"{key} must be > 0 (it scales that side's loss)")
     if trainer.get("loss_type", "kto") == "apo_zero_unpaired":
         return  # the only KTO loss without the KL estimate
-    if loaded.spec.batch.per_device < 2:
-        raise loaded.error(("batch", "per_device"), "KTO's KL estimate pairs each completion with another in its "
-                           "batch: batch.per_device must be at least 2 (or use loss_type: apo_zero_unpaired)")
     if trainer.get("train_sampling_strategy", "sequential") != "sequential":
         raise loaded.error(("trainer", "train_sampling_strategy"), "KTO's KL estimate needs sequential batches "
                            "(posttrain shuffles the records itself); remove the key or use "

@@ -313,3 +313,35 @@ def test_the_template_preflight_knows_the_method(write_recipe):
     sft = load_run(write_recipe("method: sft\ndata:\n  train: [{task: arithmetic, n: 4}]\n" + model, "sft.yaml"))
     with pytest.raises(UserError, match="holds no special token; the model could not learn where to stop"):
         load_model_and_tokenizer(sft, device)  # SFT and DPO keep today's check
+
+
+# ----------------------------------------------------------------------------- KTO batch 1
+
+
+def test_kto_with_batch_one_pairs_kl_completions_across_the_dataset(tmp_path):
+    import math
+
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import KTOConfig, KTOTrainer
+
+    from posttrain.tiny import tiny_model_path
+    from posttrain.trainers.kto import dataset_kl_class
+
+    path = str(tiny_model_path(TinyModelSpec()))
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    rows = [{"prompt": [{"role": "user", "content": f"{i}+1?"}],
+             "completion": [{"role": "assistant", "content": f"Answer: {i + 1}"}], "label": i % 2 == 0}
+            for i in range(5)]
+    config = KTOConfig(output_dir=str(tmp_path), per_device_train_batch_size=1, max_steps=2, use_cpu=True,
+                       report_to=[], logging_steps=1, save_strategy="no", learning_rate=1e-4)
+    with pytest.raises(ValueError, match="batch size must be > 1"):  # what TRL alone does
+        KTOTrainer(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
+    trainer = dataset_kl_class(KTOTrainer)(model=model, args=config, train_dataset=datasets.Dataset.from_list(rows),
+                                           processing_class=tok)
+    assert trainer.args.per_device_train_batch_size == 1 and trainer._train_batch_size == 1
+    ids, kl = trainer.train_dataset["completion_ids"], trainer.train_dataset["KL_completion_ids"]
+    assert [kl[i] for i in range(5)] == [ids[4], ids[0], ids[1], ids[2], ids[3]]  # rotated across all five
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logged) == 2 and all(math.isfinite(e["loss"]) for e in logged)

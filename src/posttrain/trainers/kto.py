@@ -64,8 +64,43 @@ def data(context: Context) -> TrainData:
     return TrainData(to_dataset(records), evaluation and to_dataset(evaluation), fingerprints)
 
 
+def dataset_kl_class(base):
+    """`base` (TRL's KTOTrainer) for per-device batch 1. KTO's KL estimate scores each prompt with
+    a completion of another record; TRL takes it from the same batch (rotating completions within
+    each batch) and so refuses batch 1, where the only other completion is the record's own.
+    Here the rotation runs over the whole (shuffled, sequential) dataset instead: record i is
+    scored against record i-1's completion, as the original KTO code and OpenRLHF pair them,
+    whatever the batch size. Everything else is TRL's."""
+
+    class DatasetKL(base):
+        def __init__(self, *args, **kwargs):
+            config = kwargs["args"]
+            real = config.per_device_train_batch_size
+            config.per_device_train_batch_size = 2  # past TRL's batch-1 check; the pairing is below
+            try:
+                super().__init__(*args, **kwargs)
+            finally:
+                config.per_device_train_batch_size = real
+            self._train_batch_size = config.train_batch_size
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            saved = args.per_device_train_batch_size
+            args.per_device_train_batch_size = max(2, len(dataset))  # one "batch": the rotation spans the dataset
+            try:
+                return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            finally:
+                args.per_device_train_batch_size = saved
+
+    return DatasetKL
+
+
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import KTOTrainer
 
-    return KTOTrainer(model=context.model, args=config, train_dataset=data.train, eval_dataset=data.eval,
+    trainer_class = KTOTrainer
+    if config.per_device_train_batch_size == 1 and config.loss_type != "apo_zero_unpaired":
+        print("posttrain: KTO with batch.per_device 1: each KL completion is the previous record's across the "
+              "dataset (TRL pairs within a batch, which needs 2)")
+        trainer_class = dataset_kl_class(KTOTrainer)
+    return trainer_class(model=context.model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                       processing_class=context.tokenizer, peft_config=context.peft_config, callbacks=callbacks)
