@@ -345,3 +345,29 @@ def test_kto_with_batch_one_pairs_kl_completions_across_the_dataset(tmp_path):
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss" in e]
     assert len(logged) == 2 and all(math.isfinite(e["loss"]) for e in logged)
+
+
+# ----------------------------------------------------------------------------- PRM data and settings
+
+
+def test_prm_rows_with_no_steps_stop_the_run_or_are_skipped_and_counted(tmp_path, capsys):
+    rows = [{"prompt": "q", "completions": ["a", "b"], "labels": [True, False]},
+            {"prompt": "q2", "completions": [], "labels": []}]
+    path = str(write_jsonl(tmp_path / "steps.jsonl", rows))
+    with pytest.raises(DataError, match=r"steps.jsonl:2: 'completions' is empty.*empty_steps: skip"):
+        load_source(DataSource(path=path), "steps")
+    loaded = load_source(DataSource(path=path, empty_steps="skip"), "steps")
+    assert len(loaded.records) == 1 and loaded.skipped == 1
+    assert "skipped 1 records with no steps" in capsys.readouterr().out
+
+
+def test_prm_disable_dropout_turns_every_dropout_off():
+    import torch
+
+    from posttrain.trainers.prm import disable_dropout
+    from posttrain.trainers.prm_config import PRMConfig
+
+    assert PRMConfig(output_dir="x").disable_dropout is True  # TRL's former PRMConfig default
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1), torch.nn.Dropout(0.0))
+    assert disable_dropout(model) == 1
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))

@@ -26,6 +26,8 @@ FORMATS = {
 
 def _steps_problem(record: dict) -> str | None:
     steps, labels = record["completions"], record["labels"]
+    if steps == []:
+        return "'completions' is empty: a record with no steps (the source's empty_steps: skip skips and counts them)"
     if not isinstance(steps, list) or not steps or not all(isinstance(s, str) and s.strip() for s in steps):
         return "'completions' must be a non-empty list of non-empty step texts"
     if not isinstance(labels, list) or not all(isinstance(x, bool) for x in labels):

@@ -31,6 +31,7 @@ class LoadedSource:
     contaminated: int = 0  # records overlapping an evaluation set
     dropped: int = 0
     instruction: str | None = None  # a generated task's answer-format instruction (a system turn)
+    skipped: int = 0  # records skipped at load (empty_steps: skip)
 
 
 def _sha256_file(path: Path) -> str:
@@ -231,13 +232,26 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
         raise DataError(f"{source.label}: no records")
     if getattr(source, "on_policy", None) is not None:
         kind = "task"  # prompts to sample pairs for; the DPO trainer turns them into pairs
-    shaped = []
+    shaped, shaped_where, skipped = [], [], 0
+    skip_empty = kind == "steps" and getattr(source, "empty_steps", "error") == "skip"
     for record, location in zip(records, where):
         try:
-            shaped.append(normalise(record, kind))
+            record = normalise(record, kind)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if skip_empty and "no labelled step" in str(exc):
+                skipped += 1
+                continue
             raise DataError(f"{location}: {exc}") from None
-    records = shaped
+        if skip_empty and isinstance(record, dict) and record.get("completions") == []:
+            skipped += 1
+            continue
+        shaped.append(record)
+        shaped_where.append(location)
+    if skipped:
+        print(f"posttrain: {source.label}: skipped {skipped} records with no steps (empty_steps: skip)")
+        if not shaped:
+            raise DataError(f"{source.label}: every record has no steps")
+    records, where = shaped, shaped_where
     first = None
     for record, location in zip(records, where):
         problem = record_problem(record, kind) or rendering_problem(record, kind)
@@ -250,7 +264,7 @@ def load_source(source, kind: str, tree_builder=None) -> LoadedSource:
         elif columns != first[0]:
             raise DataError(f"{location}: {describe_shape(columns)}, but {first[1]} has {describe_shape(first[0])}; "
                             "one dataset must use one format (convert the records, or split the file)")
-    return LoadedSource(source.label, records, fingerprint, instruction=instruction)
+    return LoadedSource(source.label, records, fingerprint, instruction=instruction, skipped=skipped)
 
 
 def apply_weight(records: list[dict], weight: float, rng: random.Random) -> list[dict]:

@@ -203,6 +203,9 @@ class DataSource(_Block):
     # prm: task records -> reasoning trees sampled from the model the run starts from, then `traces`
     build_trees: TreeBuildSpec | None = None
     max_record_mb: float = Field(8.0, gt=0)  # a record (a line of a file) over this size is an error
+    # prm: a record with no steps (an empty `completions` list, a PRM800K row with no labelled
+    # step): an error naming it, or skipped and counted in the log
+    empty_steps: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
     def _one_kind(self):

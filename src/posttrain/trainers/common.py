@@ -542,6 +542,8 @@ def source_records(sources, contamination: bool = False) -> dict:
         records[s.label] = {"fingerprint": s.fingerprint, "records": len(s.records), "used": s.used}
         if s.instruction is not None:
             records[s.label]["instruction"] = s.instruction
+        if s.skipped:
+            records[s.label]["skipped_no_steps"] = s.skipped
         if contamination:
             records[s.label].update(contaminated=s.contaminated, dropped=s.dropped)
     return records

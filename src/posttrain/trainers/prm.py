@@ -127,10 +127,30 @@ def data(context: Context) -> TrainData:
     return TrainData(to_dataset(train), eval_examples and to_dataset(eval_examples), fingerprints)
 
 
+def disable_dropout(model) -> int:
+    """Every dropout layer's p set to 0 (trainer.disable_dropout, on by default as TRL's former
+    PRMConfig had it); returns how many layers had a nonzero one."""
+    import torch
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) and module.p:
+            module.p, changed = 0.0, changed + 1
+    for config in {id(c): c for c in [getattr(model, "config", None)] if c is not None}.values():
+        for key in ("attention_dropout", "hidden_dropout", "classifier_dropout", "dropout", "attention_probs_dropout_prob",
+                    "hidden_dropout_prob"):
+            if isinstance(getattr(config, key, None), float) and getattr(config, key):
+                setattr(config, key, 0.0)
+                changed += 1
+    return changed
+
+
 def build(context: Context, config, data: TrainData, callbacks: list):
     from transformers import DataCollatorForTokenClassification, Trainer
 
     model = context.model
+    if config.disable_dropout:
+        disable_dropout(model)
     if context.peft_config is not None:
         from peft import get_peft_model
 

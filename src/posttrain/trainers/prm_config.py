@@ -25,5 +25,7 @@ class PRMConfig(TrainingArguments):
                                                         "sits on the separator's last token."})
     train_on_last_step_only: bool = field(default=False, metadata={"help": "Train on the last step's label only "
                                                                    "(an outcome reward model over steps)."})
+    disable_dropout: bool = field(default=True, metadata={"help": "Turn off every dropout layer of the model "
+                                                          "(TRL's former PRMConfig default)."})
     threshold: float = field(default=0.5, metadata={"help": "A step is judged correct when the model's probability "
                                                     "of correct is at least this (evaluation)."})
