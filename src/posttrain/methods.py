@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # Recipe keys that only some methods take (every other top-level key is common to all).
-METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight", "eval_greedy")
+METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight", "eval_greedy", "teacher")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,15 @@ class Method:
     # which a checkpoint restores (GRPO), or a counter of its own, `_total_train_tokens`, which
     # starts at 0 again on a resume (SFT, DPO, KTO, reward).
     tokens_in_state: bool = False
+    # The method samples completions from prompts (RL, online DPO, on-policy distillation): the
+    # template preflight checks what generation needs, and data.max_prompt_length applies.
+    generates: bool = False
+    # Whether its TRL trainer counts the tokens it trains on at all (TRL's experimental ORPO,
+    # CPO and online DPO trainers do not): run.max_train_tokens / max_train_flops need it.
+    counts_tokens: bool = True
+    # Where TRL keeps the trainer: "stable" (trl.trainer) or "experimental" (trl.experimental,
+    # whose API may change in any TRL release: pyproject pins TRL's minor version for them).
+    trl_status: str = "stable"
 
 
 # What model each method trains: the transformers Auto class, its extra from_pretrained keyword
@@ -128,6 +137,31 @@ def check_generation_settings(loaded, generations: int) -> None:
                            f"{low} must be below vllm_importance_sampling_clip_max ({high})")
 
 
+def check_teacher(loaded) -> None:
+    if loaded.spec.teacher is None:
+        raise loaded.error(("teacher",), "on-policy distillation needs a teacher model: teacher: {name_or_path: ...}")
+
+
+def check_online_dpo(loaded) -> None:
+    check_rewards_given(loaded)
+    trainer = loaded.spec.trainer
+    if trainer.get("reward_model_path"):
+        raise loaded.error(("trainer", "reward_model_path"), "posttrain scores the pairs with its rewards: "
+                           "rewards: [{name: reward_model, path: ...}] (or a verifier, or llm_judge)")
+
+
+def _online_passes(trainer: dict) -> float:
+    """Online DPO: generating two completions per prompt, training on both, and the reference
+    model's forward (no reference with LoRA: the adapter is switched off instead; same cost)."""
+    return 1.0 + 3.0 + 1.0
+
+
+def _distill_passes(trainer: dict) -> float:
+    """On-policy distillation: the student generates, the teacher scores (a forward of its own,
+    counted in the student's units: an estimate), the student trains."""
+    return 1.0 + 1.0 + 3.0
+
+
 def check_reward_model(loaded) -> None:
     """A reward model scores sequences and cannot generate: the eval block's generation-based
     evaluation does not apply (the run reports pairwise accuracy on held-out pairs instead)."""
@@ -212,7 +246,48 @@ METHODS: dict[str, Method] = {
         managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]",
                  "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
         checks=(check_rewards_given, check_generation_groups),
-        passes=_grpo_passes, tokens_in_state=True,
+        passes=_grpo_passes, tokens_in_state=True, generates=True,
+    ),
+    "rloo": Method(
+        name="rloo", summary="REINFORCE leave-one-out with verifiable rewards (TRL RLOOTrainer)",
+        config=("trl.trainer.rloo_config", "RLOOConfig"), data="task", trainer="posttrain.trainers.rloo",
+        keys=frozenset({"rewards", "reward_preflight"}),
+        managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]",
+                 "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
+        checks=(check_rewards_given, check_generation_groups),
+        passes=_grpo_passes, tokens_in_state=True, generates=True,
+    ),
+    "orpo": Method(
+        name="orpo", summary="odds-ratio preference optimisation: SFT and preference in one loss, no reference "
+                             "model (TRL ORPOTrainer, experimental)",
+        config=("trl.experimental.orpo.orpo_config", "ORPOConfig"), data="preference", trainer="posttrain.trainers.orpo",
+        counts_tokens=False, trl_status="experimental",
+    ),
+    "cpo": Method(
+        name="cpo", summary="contrastive preference optimisation, and SimPO with loss_type: simpo (TRL CPOTrainer, "
+                            "experimental)",
+        config=("trl.experimental.cpo.cpo_config", "CPOConfig"), data="preference", trainer="posttrain.trainers.cpo",
+        counts_tokens=False, trl_status="experimental",
+    ),
+    "online_dpo": Method(
+        name="online_dpo", summary="online DPO: two completions per prompt sampled from the policy, ranked by "
+                                   "posttrain's rewards (a verifier, a reward model, an LLM judge) (TRL "
+                                   "OnlineDPOTrainer, experimental)",
+        config=("trl.experimental.online_dpo.online_dpo_config", "OnlineDPOConfig"), data="prompts",
+        trainer="posttrain.trainers.online_dpo", keys=frozenset({"rewards"}),
+        managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]"},
+        checks=(check_online_dpo,), passes=_online_passes, counts_tokens=False, generates=True,
+        trl_status="experimental",
+    ),
+    "distill": Method(
+        name="distill", summary="on-policy distillation: the student samples, a teacher model's token "
+                                "distributions are the target (TRL DistillationTrainer)",
+        config=("trl.trainer.distillation_config", "DistillationConfig"), data="prompts",
+        trainer="posttrain.trainers.distill", keys=frozenset({"teacher"}),
+        managed={"teacher_model_name_or_path": "use the teacher block: teacher: {name_or_path: ...}",
+                 "teacher_model_init_kwargs": "use the teacher block (dtype, revision, gguf_file)",
+                 "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
+        checks=(check_teacher,), passes=_distill_passes, tokens_in_state=True, generates=True,
     ),
 }
 

@@ -4,6 +4,8 @@ SFT:        {"messages": [{"role": ..., "content": ...}, ...]}
             {"prompt": str | messages, "completion": str | messages}
 Preference: {"prompt": ..., "chosen": ..., "rejected": ...}
 Task:       {"prompt": ..., "ground_truth": ...}   (extra columns are kept for rewards)
+Prompts:    {"prompt": ...}   (a task record whose ground truth is optional: on-policy distillation,
+            online DPO with a reward model; extra columns are kept for rewards)
 Unpaired:   {"prompt": ..., "completion": ..., "label": true | false}   (KTO; preference pairs
             are accepted too, and become one desirable and one undesirable record each)
 Steps:      {"prompt": ..., "completions": [str, ...], "labels": [true | false, ...]}   (a process
@@ -15,9 +17,11 @@ from __future__ import annotations
 ROLES = {"system", "user", "assistant", "tool"}
 
 # Which columns each method trains on; extra columns of a task record ride along for rewards.
+PROMPT_KINDS = ("task", "prompts")  # records a method generates from: every column is kept
 FORMATS = {
     "sft": [("messages",), ("prompt", "completion")],
     "task": [("prompt", "ground_truth")],
+    "prompts": [("prompt",)],
     "preference": [("prompt", "chosen", "rejected"), ("chosen", "rejected")],
     "unpaired": [("prompt", "completion", "label"), ("prompt", "chosen", "rejected"), ("chosen", "rejected")],
     "steps": [("prompt", "completions", "labels")],

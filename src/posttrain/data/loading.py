@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.data.decontaminate import EvalIndex, contaminated, record_text
-from posttrain.data.formats import describe_shape, format_columns, record_problem, shape
+from posttrain.data.formats import PROMPT_KINDS, describe_shape, format_columns, record_problem, shape
 from posttrain.data.shapes import ACCEPTED, as_chat, normalise
 from posttrain.data.trees import TraceOptions, TreeError, build_traces, parse_tree
 from posttrain.data.verifiable import FORMATS as CONVERTERS
@@ -293,7 +293,7 @@ def rendering_problem(record: dict, kind: str) -> str | None:
     if kind == "steps" and present:
         return (f"'{present[0]}': a process reward model's records are not rendered with the chat template "
                 "(trainers/prm.py tokenizes prompt and steps as text); remove the column")
-    if kind == "task" and record.get("tools") is not None:
+    if kind in PROMPT_KINDS and record.get("tools") is not None:
         return ("'tools': generation renders every prompt with the same tools (GRPO's trainer.tools), not a "
                 "row's own; remove the column")
     return None
@@ -303,7 +303,7 @@ def _keep_columns(records: list[dict], kind: str) -> tuple[list[dict], list[str]
     """The training columns (and, for tasks, every column: rewards read them), and the names of
     the columns left out. The rendering columns TRL reads per row are passed on, `tools` as
     its JSON text (one Arrow type whatever the schemas hold)."""
-    if kind == "task":
+    if kind in PROMPT_KINDS:
         return records, []
     kept, ignored = [], set()
     for r in records:

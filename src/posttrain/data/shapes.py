@@ -48,6 +48,7 @@ ACCEPTED = {  # what an error names when a record fits nothing
                   "ShareGPT ranking (conversations + chosen/rejected {from, value}); "
                   "messages + chosen/rejected {role, content} (axolotl)",
     "unpaired": "prompt+completion+label; messages+label (or kto_tag); prompt+chosen+rejected; chosen+rejected",
+    "prompts": "prompt (and any other column); every task shape",
     "task": "prompt+ground_truth; GSM8K (question+answer); MATH (problem+solution); verl (prompt+reward_model.ground_truth)",
     "steps": "prompt+completions+labels (TRL's stepwise supervision); PRM800K (question+label.steps); "
              "Math-Shepherd (input+label with ки step tags)",
@@ -322,11 +323,11 @@ def _normalise(record, kind: str):
             return from_prm800k(record)
         if isinstance(record.get("input"), str) and isinstance(record.get("label"), str):
             return from_math_shepherd(record)
-    if kind == "task" and "ground_truth" not in record and isinstance(record.get("instruction_id_list"), list):
+    if kind in ("task", "prompts") and "ground_truth" not in record and isinstance(record.get("instruction_id_list"), list):
         return from_ifeval(record)
-    if kind == "task" and "ground_truth" not in record and isinstance(record.get("reward_model"), dict):
+    if kind in ("task", "prompts") and "ground_truth" not in record and isinstance(record.get("reward_model"), dict):
         return from_verl(record)
-    if kind == "task" and "prompt" not in record:
+    if kind in ("task", "prompts") and "prompt" not in record:
         if "question" in record and isinstance(record.get("answer"), str) and "####" in record["answer"]:
             return from_gsm8k(record)
         if "problem" in record and "solution" in record:

@@ -290,7 +290,7 @@ def _check_test_time(loaded: LoadedRecipe) -> None:
 
 _KEY_NAMES = {"rewards": "rewards are used", "dynamic_sampling": "dynamic sampling is",
               "on_policy": "on-policy pairs are", "reward_preflight": "the reward preflight is",
-              "eval_greedy": "greedy in-training evaluation is"}
+              "eval_greedy": "greedy in-training evaluation is", "teacher": "a teacher model is"}
 
 
 def _check_method_keys(loaded: LoadedRecipe) -> None:
@@ -300,6 +300,7 @@ def _check_method_keys(loaded: LoadedRecipe) -> None:
             "dynamic_sampling": [("dynamic_sampling",)] if spec.dynamic_sampling is not None else [],
             "reward_preflight": [("reward_preflight",)] if spec.reward_preflight is not None else [],
             "eval_greedy": [("eval_greedy",)] if spec.eval_greedy else [],
+            "teacher": [("teacher",)] if spec.teacher is not None else [],
             "on_policy": [("data", "train", i, "on_policy") for i, s in enumerate(spec.data.train)
                           if s.on_policy is not None]}
     for key in METHOD_KEYS:
@@ -328,6 +329,11 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
             and trainer.get("max_length", 1) is not None):
         raise loaded.error(("trainer", "padding_free"),
                            "padding_free without packing needs max_length: null (TRL truncates otherwise)")
+    budgets = [k for k in ("max_train_tokens", "max_train_flops") if getattr(spec.run, k) is not None]
+    if budgets and not METHODS[spec.method].counts_tokens:
+        raise loaded.error(("run", budgets[0]), f"TRL's trainer for method {spec.method} does not count the tokens it "
+                           "trains on, so this budget could never be reached; use run.max_train_seconds or "
+                           "trainer.max_steps")
     if spec.eval_greedy and trainer.get("eval_strategy", "no") == "no":
         raise loaded.error(("eval_greedy",), "there is no in-training evaluation to make greedy: set "
                            "trainer.eval_strategy (steps or epoch) and eval data")
@@ -344,7 +350,7 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
 
 def _generates(spec) -> bool:
     """Whether the method samples from prompts: RL methods, and sources sampled on-policy."""
-    return METHODS[spec.method].data == "task" or any(s.on_policy is not None for s in spec.data.train)
+    return METHODS[spec.method].generates or any(s.on_policy is not None for s in spec.data.train)
 
 
 def _check_vllm_server(loaded: LoadedRecipe) -> None:

@@ -522,6 +522,7 @@ class Recipe(_Block):
     # rlvr: in-training evaluation (trainer.eval_strategy) generates greedily instead of with the
     # training temperature (HF generation; set num_generations_eval to spare identical samples)
     eval_greedy: bool = False
+    teacher: "TeacherSpec | None" = None  # distill: the model whose distributions the student learns
 
     @field_validator("method")
     @classmethod
@@ -534,6 +535,17 @@ class Recipe(_Block):
 def _choices(names: list[str]) -> str:
     quoted = [f"'{n}'" for n in names]
     return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+class TeacherSpec(_Block):
+    """distill: the teacher, loaded as the model block loads the student (a hub name, a local
+    directory, a trained run's final/, a GGUF, or tiny); it must share the student's vocabulary."""
+
+    name_or_path: str
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    tiny: TinyModelSpec = TinyModelSpec()
 
 
 class DynamicSamplingSpec(_Block):

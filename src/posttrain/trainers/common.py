@@ -351,7 +351,7 @@ def load_model_and_tokenizer(loaded: LoadedRecipe, device: Device, path: str | N
     if preflight:
         from posttrain.methods import METHODS
 
-        if METHODS[loaded.spec.method].data == "task":  # RL: prompts rendered, answers sampled, never templated
+        if METHODS[loaded.spec.method].generates:  # prompts rendered, answers sampled, never templated
             preflight_generation(tokenizer, getattr(model, "generation_config", None), loaded.spec.model.name_or_path,
                                  loaded.spec.trainer.get("generation_kwargs") or {})
         else:

@@ -1,0 +1,71 @@
+"""On-policy distillation over TRL's DistillationTrainer (Agarwal et al., 2024, arXiv 2306.13649;
+Thinking Machines' on-policy distillation): the student samples completions of the prompts, and
+its token distributions are trained towards the teacher's on them (trainer.beta chooses the
+divergence: 0 forward KL, 1 reverse KL, 0.5 Jensen-Shannon). The teacher is the recipe's
+`teacher:` block, loaded as the model block loads the student (a trained run's final/, a hub
+name, a GGUF, tiny); it must share the student's vocabulary (TRL checks it).
+
+    posttrain run recipes/distill/smoke.yaml
+
+Prompts are `prompts` records; data, the prompt-length filter and the chat_template_kwargs are
+rlvr's. The teacher runs where TRL's accelerator places it: the student's device.
+"""
+
+from __future__ import annotations
+
+from posttrain import models
+from posttrain.recipe import LoadedRecipe
+from posttrain.tiny import tiny_model_path
+from posttrain.trainers import rlvr
+from posttrain.trainers.skeleton import Context, TrainData
+
+
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    kwargs = loaded.spec.model.chat_template_kwargs
+    return {"chat_template_kwargs": dict(kwargs)} if kwargs else {}
+
+
+def data(context: Context) -> TrainData:
+    return rlvr.data(context)
+
+
+def teacher_path(loaded: LoadedRecipe) -> str:
+    spec = loaded.spec.teacher
+    if spec.name_or_path == "tiny":
+        return str(tiny_model_path(spec.tiny))
+    try:
+        return models.local_model(spec.name_or_path, spec.gguf_file, spec.revision)
+    except Exception as exc:  # noqa: BLE001 - UserError and hub errors alike: the key is named
+        raise loaded.error(("teacher", "name_or_path"), str(exc)) from None
+
+
+def load_teacher(context: Context):
+    """The teacher as a frozen causal LM in eval mode, in the student's dtype unless its block says."""
+    import torch
+
+    from posttrain.errors import UserError
+
+    loaded = context.loaded
+    spec = loaded.spec.teacher
+    dtype = ((torch.bfloat16 if context.device.bf16 else torch.float32) if spec.dtype == "auto"
+             else getattr(torch, spec.dtype))
+    try:
+        teacher = models.load_pretrained("AutoModelForCausalLM", teacher_path(loaded), dtype=dtype,
+                                         revision=spec.revision if spec.name_or_path != "tiny" else None)
+    except UserError as exc:
+        raise loaded.error(("teacher", "name_or_path"), str(exc)) from None
+    teacher.requires_grad_(False)
+    return teacher.eval()
+
+
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from trl import DistillationTrainer
+
+    if "chat_template_kwargs" in context.extra:
+        config.chat_template_kwargs = context.extra["chat_template_kwargs"]
+    teacher = load_teacher(context)
+    parameters = sum(p.numel() for p in teacher.parameters())
+    print(f"posttrain: teacher {context.loaded.spec.teacher.name_or_path}: {parameters:,} parameters")
+    return DistillationTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
+                               eval_dataset=data.eval, processing_class=context.tokenizer,
+                               peft_config=context.peft_config, callbacks=callbacks)
