@@ -102,8 +102,9 @@ def test_unpairing_keeps_labels_and_mixes_them_for_sequential_batches():
 
 
 def test_kto_errors_name_the_key_before_anything_loads(tmp_path, capsys):
-    assert main(["run", str(write(tmp_path, "one", per_device=1))]) == 2
-    assert "batch.per_device: KTO's KL estimate pairs each completion with another" in capsys.readouterr().err
+    # issue 31: batch.per_device 1 trains, its KL completions paired across the dataset
+    assert main(["run", str(write(tmp_path, "one", per_device=1))]) == 0
+    assert "each KL completion is the previous record's across the dataset" in capsys.readouterr().out
     assert main(["run", str(write(tmp_path, "random", extra="  train_sampling_strategy: random\n"))]) == 2
     assert "trainer.train_sampling_strategy: KTO's KL estimate needs sequential batches" in capsys.readouterr().err
     assert main(["run", str(write(tmp_path, "loss", extra="  loss_type: sigmoid\n"))]) == 2
