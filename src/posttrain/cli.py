@@ -276,10 +276,27 @@ def _model_config(recipe):
         raise recipe.error(("model", "name_or_path"), str(exc)) from None
 
 
+def _teacher_config(recipe):
+    """The distillation teacher's config (its size counts in the memory plan)."""
+    teacher = recipe.spec.teacher
+    if teacher.name_or_path == "tiny":
+        from posttrain.tiny import tiny_config
+
+        return tiny_config(teacher.tiny)
+    from posttrain import models
+
+    try:
+        path = models.local_model(teacher.name_or_path, teacher.gguf_file, teacher.revision)
+        return models.load_config(path, revision=teacher.revision)
+    except UserError as exc:
+        raise recipe.error(("teacher", "name_or_path"), str(exc)) from None
+
+
 def _workload(recipe, size, args):
     """What the recipe's method trains, for the memory plan: LoRA and quantization, reference
     models, GRPO's prompt + completion, and colocated vLLM's share."""
     from posttrain.launch.plan import DOUBLE_QUANT_BYTES, QUANTIZED_BYTES, WEIGHT_BYTES, Workload, lora_parameters
+    from posttrain.methods import METHODS
 
     spec, trainer = recipe.spec, recipe.spec.trainer
     notes, work = [], Workload()
@@ -296,13 +313,21 @@ def _workload(recipe, size, args):
         bits = f"{q.bits}-bit" if q is not None else f"{8 * WEIGHT_BYTES}-bit"
         notes.append(f"LoRA r={spec.peft.get('r', 8)}: {work.trainable / 1e6:.1f} M trainable, base frozen in {bits}")
     method = spec.method
-    if spec.peft is None and (method in ("dpo", "kto") or (method == "rlvr" and trainer.get("beta", 0.0) > 0)):
+    rl_reference = method in ("rlvr", "rloo") and trainer.get("beta", 0.0 if method == "rlvr" else 0.05) > 0
+    if spec.peft is None and (method in ("dpo", "kto", "online_dpo") or rl_reference):
         work.reference = True
         notes.append("a frozen reference model")
+    if method == "distill":
+        from posttrain.launch.plan import model_size
+
+        work.teacher = model_size(_teacher_config(recipe)).parameters
+        notes.append(f"a frozen {work.teacher / 1e9:.3f} B teacher")
     sequence = args.seq_len or trainer.get("max_length") or 1024
-    if method == "rlvr":
-        sequence = args.seq_len or args.prompt_len + trainer.get("max_completion_length", 256)
-        notes.append(f"sequence = prompt {args.prompt_len} + completion {trainer.get('max_completion_length', 256)}")
+    if METHODS[method].generates:
+        completion = trainer.get("max_new_tokens", 64) if method == "online_dpo" else \
+            trainer.get("max_completion_length", 512)
+        sequence = args.seq_len or args.prompt_len + completion
+        notes.append(f"sequence = prompt {args.prompt_len} + completion {completion}")
         if trainer.get("use_vllm") and trainer.get("vllm_mode", "colocate") == "colocate":
             work.reserved_fraction = trainer.get("vllm_gpu_memory_utilization", 0.3)
             notes.append(f"colocated vLLM takes {work.reserved_fraction:.0%} of each GPU")

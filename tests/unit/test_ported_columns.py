@@ -371,3 +371,28 @@ def test_prm_disable_dropout_turns_every_dropout_off():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1), torch.nn.Dropout(0.0))
     assert disable_dropout(model) == 1
     assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def test_plan_counts_the_distillation_teachers_memory():
+    from posttrain.launch.plan import ModelSize, Workload, model_states_per_gpu
+
+    size = ModelSize(parameters=1_000_000, largest_layer=100_000, layers=4, hidden=128, vocab=320)
+    alone = model_states_per_gpu(size, 0, 1)
+    with_teacher = model_states_per_gpu(size, 0, 1, work=Workload(teacher=7_000_000))
+    assert with_teacher - alone == 2 * 7_000_000  # 16-bit weights
+    assert model_states_per_gpu(size, 3, 8, work=Workload(teacher=8_000_000)) - model_states_per_gpu(size, 3, 8) \
+        == 2 * 8_000_000 // 8  # sharded under ZeRO-3
+
+
+def test_plan_names_the_teacher(write_recipe, capsys):
+    from posttrain.cli import main
+
+    path = write_recipe("method: distill\nmodel: {name_or_path: tiny}\n"
+                        "teacher: {name_or_path: tiny, tiny: {hidden_size: 256, num_layers: 8}}\n"
+                        "data:\n  train: [{task: arithmetic, n: 16}]\n")
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "a frozen 0.005 B teacher" in out and "sequence = prompt" in out

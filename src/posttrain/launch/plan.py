@@ -15,8 +15,10 @@ without activation checkpointing, one layer plus each layer's 2-byte input with 
 What the recipe trains changes the count (`Workload`): with LoRA only the adapter's parameters
 carry gradients and optimizer states, and the frozen base weights cost 2 bytes each (16-bit), 1
 (8-bit) or about 0.56 (4-bit NF4/FP4 with fp32 block constants; 0.52 with double quant) in the
-quantized linear layers; DPO without LoRA and GRPO with beta > 0 without LoRA hold a frozen
-reference copy (16-bit weights, sharded under ZeRO-3); GRPO's sequence is prompt + completion;
+quantized linear layers; DPO, KTO and online DPO without LoRA, and GRPO and RLOO with beta > 0
+without LoRA, hold a frozen reference copy (16-bit weights, sharded under ZeRO-3); distillation
+holds its teacher the same way (its own parameter count); the methods that generate train on
+prompt + completion;
 colocated vLLM takes `vllm_gpu_memory_utilization` of each GPU first. The options are the layouts
 a recipe can ask for (`launch.zero` 0-3, ZeRO-3 with offload).
 """
@@ -52,6 +54,7 @@ class Workload:
     frozen_linear_bytes: float = WEIGHT_BYTES  # per frozen linear-layer weight (16-bit, 8-bit, 4-bit)
     reference: bool = False  # a frozen 16-bit reference copy of the model
     reserved_fraction: float = 0.0  # of each GPU taken before training (colocated vLLM)
+    teacher: int = 0  # parameters of a frozen 16-bit teacher (distillation), sharded under ZeRO-3
 
 
 def model_size(config) -> ModelSize:
@@ -82,13 +85,14 @@ def model_states_per_gpu(size: ModelSize, stage: int, gpus: int, offload: bool =
                          work: Workload | None = None) -> int:
     """Bytes of weights, gradients and optimizer states on each GPU."""
     work = work or Workload()
-    if work.trainable is None and work.frozen_linear_bytes == WEIGHT_BYTES and not work.reference:
+    if work.trainable is None and work.frozen_linear_bytes == WEIGHT_BYTES and not work.reference and not work.teacher:
         return _full_states(size.parameters, size.largest_layer, stage, gpus, offload)
     trainable = size.parameters if work.trainable is None else work.trainable
     frozen_weights = 0.0
     if work.trainable is not None:  # LoRA: the base is frozen; its linear layers may be quantized
         frozen_weights = size.linear * work.frozen_linear_bytes + (size.parameters - size.linear) * WEIGHT_BYTES
     reference = WEIGHT_BYTES * size.parameters if work.reference else 0
+    reference += WEIGHT_BYTES * work.teacher  # TRL prepares the teacher as it does a reference model
     if stage == 3:  # frozen weights are sharded like the trained ones (offloaded with them)
         frozen_weights = 0 if offload else frozen_weights / gpus
         reference = reference / gpus
