@@ -76,11 +76,15 @@ def check_rewards_given(loaded) -> None:
                            "rewards: [{name: math}]")
 
 
+# TRL's default num_generations per config: GRPOConfig 8, RLOOConfig 2.
+DEFAULT_GENERATIONS = {"rlvr": 8, "rloo": 2}
+
+
 def check_generation_groups(loaded) -> None:
     """GRPO samples num_generations completions per prompt; one generation batch must hold
     whole groups. batch.per_device counts completions, not prompts."""
     trainer, per_device, world = loaded.spec.trainer, loaded.spec.batch.per_device, loaded.world_size
-    generations = trainer.get("num_generations", 8)
+    generations = trainer.get("num_generations", DEFAULT_GENERATIONS[loaded.spec.method])
     steps = trainer.get("steps_per_generation") or loaded.accumulation
     batch = trainer.get("generation_batch_size") or per_device * world * steps
     if generations < 2:

@@ -77,6 +77,19 @@ ZEPHYR_TEMPLATE = ("{% for message in messages %}\n{% if message['role'] == 'use
                    "{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
 AH = ("huggingface/alignment-handbook", "925acdfe4b2b4e38c3dabd1851bc418f0b656351")
 
+# TRL's ORPO and CPO example commands share every setting but the output directory.
+TRL_PAIRWISE = {"model_name_or_path": "gpt2", "per_device_train_batch_size": 4, "max_steps": 1000,
+                "learning_rate": 8e-6, "gradient_accumulation_steps": 1, "logging_steps": 10, "eval_steps": 500,
+                "warmup_steps": 150, "report_to": "wandb", "bf16": True, "logging_first_step": True,
+                "remove_unused_columns": False}
+TRL_PAIRWISE_CHECKS = {"report_to": lambda r: bool(r.get("tracking", {}).get("wandb"))}
+RLOO_SYSTEM_PROMPT = (
+    "A conversation between user and assistant. The user asks a question, and the assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
+    "The reasoning process and answer are enclosed within <think></think> tags, i.e., <think>\nThis is my "
+    "reasoning.\n</think>\nThis is my answer."
+)
+
 SOURCES = [
     Published(
         "alignment-handbook/zephyr-7b-beta-sft.yaml", AH[0], "recipes/zephyr-7b-beta/sft/config_full.yaml", AH[1],
@@ -356,6 +369,50 @@ SOURCES += [
         },
         different=("sample_packing", "loss_watchdog_threshold", "loss_watchdog_patience", "evals_per_epoch",
                    "output_dir", "resume_from_checkpoint", "bf16", "lora_model_dir"),
+    ),    # issue 31: the methods posttrain did not ship before, from TRL's documented example commands
+    *[Published(
+        f"trl-examples/{method}-gpt2.yaml", "huggingface/trl", f"examples/scripts/{method}.py", commit, world_size=1,
+        values={**TRL_PAIRWISE, "output_dir": f"gpt2-aligned-{method}", **dataset},
+        checks={**TRL_PAIRWISE_CHECKS,
+                **{key: (lambda r, hub=hub: _hub_sources(r) == [(hub, None, "train", 1.0)]) for key, hub in dataset.items()}},
+        different=("output_dir",),
+    ) for method, commit, dataset in (
+        ("orpo", "21e977460b400555f60ac1dc540b2caab04a8610", {"dataset": "trl-internal-testing/hh-rlhf-helpful-base-trl-style"}),
+        ("cpo", "7bcecc5d28a3e024e4418bf7d50664836166a620", {"dataset_name": "trl-lib/ultrafeedback_binarized"}),
+    )],
+    Published(
+        "trl-examples/rloo-qwen3-numinamath.yaml", "huggingface/trl", "examples/scripts/rloo.py",
+        "96b72316cfadbe8eb1117534c657317c9e51e857", world_size=8,
+        values={"model": "Qwen/Qwen3-0.6B", "model_init_kwargs": {"dtype": "bfloat16"}, "learning_rate": 1e-5,
+                "log_completions": True, "num_completions_to_print": 2, "max_completion_length": 1024,
+                "gradient_accumulation_steps": 2, "steps_per_generation": 8, "use_vllm": True,
+                "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.5, "output_dir": "Qwen3-0.6B-RLOO",
+                "run_name": "Qwen3-0.6B-RLOO-NuminaMath-TIR", "reward_funcs": ["think_format_reward", "accuracy_reward"],
+                "peft_config": "LoraConfig()", "train_dataset": ("AI-MO/NuminaMath-TIR", "train[:5%]"),
+                "SYSTEM_PROMPT": RLOO_SYSTEM_PROMPT, "accelerate_config": "deepspeed_zero3.yaml"},
+        checks={"model": lambda r: r["model"]["name_or_path"] == "Qwen/Qwen3-0.6B",
+                "model_init_kwargs": lambda r: r["model"]["dtype"] == "bfloat16",
+                "reward_funcs": lambda r: [(x["name"], x.get("answer_tag")) for x in r["rewards"]]
+                == [("think_format", False), ("math", None)],
+                "peft_config": lambda r: {k: r["peft"].get(k) for k in ("r", "lora_alpha", "lora_dropout")}
+                == {"r": 8, "lora_alpha": 8, "lora_dropout": 0.0} and "target_modules" not in r["peft"],
+                "train_dataset": lambda r: _hub_sources(r) == [("AI-MO/NuminaMath-TIR", None, "train[:5%]", 1.0)]
+                and r["data"]["train"][0]["format"] == "math",
+                "SYSTEM_PROMPT": lambda r: r["data"]["train"][0]["system_prompt"] == RLOO_SYSTEM_PROMPT,
+                "accelerate_config": lambda r: r["launch"]["zero"] == 3},
+        different=("output_dir", "run_name", "model_init_kwargs"),
+    ),
+    Published(
+        "trl-examples/distillation-qwen2.5.yaml", "huggingface/trl", "examples/scripts/distillation.py",
+        "f196f006122958a19101e5c3616d4efd1b6a2c90", world_size=1,
+        values={"model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct",
+                "teacher_model_name_or_path": "Qwen/Qwen2.5-1.5B-Instruct",
+                "dataset_name": "trl-lib/chatbot_arena_completions", "learning_rate": 2e-5,
+                "per_device_train_batch_size": 4, "gradient_accumulation_steps": 8, "lmbda": 0.5, "beta": 0.5,
+                "output_dir": "distilled-model", "num_train_epochs": 1},
+        checks={"teacher_model_name_or_path": lambda r: r["teacher"]["name_or_path"] == "Qwen/Qwen2.5-1.5B-Instruct",
+                "dataset_name": lambda r: _hub_sources(r) == [("trl-lib/chatbot_arena_completions", None, "train", 1.0)]},
+        different=("output_dir", "lmbda"),
     ),
 ]
 

@@ -11,6 +11,8 @@ _THINK_ANSWER = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$",
 _ANSWER_ONLY_AFTER_THINK = re.compile(r"^.*?</think>\s*<answer>.*?</answer>\s*$", re.S)
 # open-r1's format_reward, exactly: one newline at each seam, and re.M (so `$` also matches
 # before a newline: text after "</answer>\n" still passes, as it does there).
+# TRL's trl.rewards.think_format_reward: one <think>...</think> block first, anything after it.
+_THINK_ONLY = re.compile(r"^<think>(?!.*<think>)(.*?)</think>.*$", re.S)
 _OPEN_R1_LAYOUT = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.S | re.M)
 _OPEN_R1_TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
 
@@ -24,13 +26,14 @@ def _prompt_text(prompt) -> str:
 
 
 def think_format_reward(completions, prompts=None, *, think_prefilled: bool | None = None,
-                        strict: bool = False, **columns) -> list[float]:
+                        strict: bool = False, answer_tag: bool = True, **columns) -> list[float]:
     """1.0 for `<think>...</think><answer>...</answer>` and nothing else around it.
 
     When the chat template already wrote `<think>` (the prompt ends with it, or
     `think_prefilled: true`), the completion starts inside the thinking block. `strict: true`
     is open-r1's format reward: `<think>\n...\n</think>\n<answer>\n...\n</answer>` with exactly
-    those newlines.
+    those newlines. `answer_tag: false` is TRL's think_format_reward: a `<think>...</think>` block
+    first (one `<think>`), then any text, no `<answer>` tag.
 
     >>> think_format_reward(["<think>a</think>\\n<answer>1</answer>", "1"])
     [1.0, 0.0]
@@ -39,6 +42,8 @@ def think_format_reward(completions, prompts=None, *, think_prefilled: bool | No
     """
     if strict:
         return [1.0 if _OPEN_R1_LAYOUT.match(completion_text(c)) else 0.0 for c in completions]
+    if not answer_tag:
+        return [1.0 if _THINK_ONLY.match(completion_text(c)) else 0.0 for c in completions]
     prompts = prompts or [None] * len(completions)
     scores = []
     for completion, prompt in zip(completions, prompts):

@@ -43,8 +43,8 @@ def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data,
         return [{k: v for k, v in r.items() if k != "completion"} for r in rows]
 
     if any("completion" in r for r in records):
-        print("posttrain: data.train: ignored columns: completion (GRPO samples its own; the reference answers "
-              "are not trained on)")
+        print("posttrain: data.train: ignored columns: completion (the policy samples its own answers; the "
+              "reference ones are not trained on)")
     fingerprints = common.source_records(sources + eval_sources)
     if long_train or long_eval:
         fingerprints["long_prompts_dropped"] = {"train": long_train, "eval": long_eval}
