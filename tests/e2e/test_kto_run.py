@@ -114,4 +114,4 @@ def test_kto_errors_name_the_key_before_anything_loads(tmp_path, capsys):
     assert main(["run", str(write(tmp_path, "label", source=f"path: {bad}"))]) == 2
     assert f"{bad}:1: 'label' must be true (a desirable completion) or false, got 'yes'" in capsys.readouterr().err
     assert main(["run", str(write(tmp_path, "rewards", extra="rewards: [{name: numeric}]\n"))]) == 2
-    assert "rewards: rewards are used for method: rlvr, not kto" in capsys.readouterr().err
+    assert "rewards: rewards are used for method: rlvr or rloo or online_dpo, not kto" in capsys.readouterr().err

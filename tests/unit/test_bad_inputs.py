@@ -44,8 +44,8 @@ MORE_BAD_RECIPES = [
      "trainer.loss_weights: 1 weights for 2 loss types"),
     ("DPO exo_pair without smoothing", "method: dpo\ndata:\n  train:\n    - {task: arithmetic_pairs, n: 4}\ntrainer: {loss_type: [exo_pair]}\n",
      "trainer.label_smoothing: loss_type exo_pair needs label_smoothing > 0"),
-    ("KTO batches of one", "method: kto\ndata:\n  train:\n    - {task: arithmetic_pairs, n: 4}\nbatch: {per_device: 1}\n",
-     "batch.per_device: KTO's KL estimate"),
+    ("KTO random sampling", "method: kto\ndata:\n  train:\n    - {task: arithmetic_pairs, n: 4}\n"
+     "trainer: {train_sampling_strategy: random}\n", "trainer.train_sampling_strategy: KTO's KL estimate"),
     ("eval samples at temperature 0", GOOD + EVAL + "  n: 4\n", "eval: n = 4 samples need temperature > 0"),
     ("eval k over n", GOOD + EVAL + "  n: 2\n  temperature: 1.0\n  k: [4]\n", "eval: every k must be between 1 and n"),
     ("decontaminate without an eval set", GOOD.replace("data:\n", "data:\n  decontaminate: {}\n"), "data.decontaminate: there is no evaluation set"),

@@ -293,7 +293,7 @@ def test_the_preflight_is_grpos_own_key(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("method: sft\ndata: {train: [{task: arithmetic, n: 4}]}\nreward_preflight: {prompts: 2}\n")
     assert main(["validate", str(recipe)]) == 2
-    assert "reward_preflight: the reward preflight is for method: rlvr, not sft" in capsys.readouterr().err
+    assert "reward_preflight: the reward preflight is for method: rlvr or rloo, not sft" in capsys.readouterr().err
 
 
 @pytest.mark.e2e

@@ -196,5 +196,5 @@ def test_grpo_group_arithmetic_says_which_numbers_to_change(write_recipe):
 def test_rlvr_needs_rewards_and_sft_takes_none(write_recipe):
     with pytest.raises(RecipeError, match="method rlvr needs at least one reward"):
         load_run(write_recipe("method: rlvr\ndata:\n  train:\n    - {task: arithmetic}\n"))
-    with pytest.raises(RecipeError, match="rewards are used for method: rlvr, not sft"):
+    with pytest.raises(RecipeError, match="rewards are used for method: rlvr or rloo or online_dpo, not sft"):
         load_run(write_recipe(GOOD + "rewards: [{name: numeric}]\n"))

@@ -38,6 +38,7 @@ BOUNDED = {"math": {"timeout": 0.5}, "ifeval": {"timeout": 0.5}, "code": {"timeo
            "verifier": {"timeout": 0.5}, "reasoning_gym": {"timeout": 0.5}}
 COLUMNS = {
     "numeric": {"ground_truth": ["1"]},
+    "gsm8k": {"ground_truth": ["1"]},
     "math": {"ground_truth": ["1"]},
     "countdown": {"numbers": [[1, 2, 3]], "target": [6]},
     "reasoning_gym": {"ground_truth": ["{\"dataset\": \"chain_sum\", \"options\": {}, \"entry\": {\"question\": \"1 + 2 =\", \"answer\": \"3\", \"metadata\": {}}}"]},
