@@ -186,6 +186,12 @@ def check_prm(loaded) -> None:
     threshold = loaded.spec.trainer.get("threshold", 0.5)
     if not 0 < threshold < 1:
         raise loaded.error(("trainer", "threshold"), f"threshold is {threshold}; a probability between 0 and 1")
+    head = loaded.spec.trainer.get("head", "token_classification")
+    if head not in ("token_classification", "causal_lm"):
+        raise loaded.error(("trainer", "head"), f"head is {head!r}; token_classification (a two-label classifier "
+                           "head) or causal_lm (the LM writes positive_token / negative_token at each step)")
+    if loaded.spec.trainer.get("positive_token", "+") == loaded.spec.trainer.get("negative_token", "-"):
+        raise loaded.error(("trainer", "negative_token"), "positive_token and negative_token must differ")
 
 
 def check_kto(loaded) -> None:
@@ -294,6 +300,15 @@ METHODS: dict[str, Method] = {
         checks=(check_teacher,), passes=_distill_passes, tokens_in_state=True, generates=True,
     ),
 }
+
+
+def model_kind(method: str, trainer: dict) -> str:
+    """The model kind a run trains (a key of MODEL_KINDS): its method's, except a process reward
+    model with `head: causal_lm`, which trains the causal LM to write a positive or negative
+    token at each step (Math-Shepherd's and OpenRLHF's PRMs) instead of a classifier head."""
+    if method == "prm" and trainer.get("head", "token_classification") == "causal_lm":
+        return "causal_lm"
+    return METHODS[method].model
 
 
 def methods_taking(key: str) -> list[str]:

@@ -102,3 +102,30 @@ eval: {{data: [{HELD_OUT}], max_new_tokens: 16, baseline: true}}
     assert after > before, report
     resolved = (student / "recipe.resolved.yaml").read_text()
     assert "teacher:" in resolved and str(teacher / "final") in resolved
+
+
+def test_a_prm_trained_as_a_language_model_scores_as_a_reward(tmp_path):
+    """head: causal_lm trains the LM to write + / - at each step; final/ records the tokens and
+    reward_model reads them."""
+    from posttrain.rewards import REWARDS
+    from posttrain.rewards.model_reward import load_verifier_model
+
+    run_dir = run(tmp_path, "prm-lm", f"""\
+method: prm
+model: {{name_or_path: tiny, tiny: {TINY}}}
+data:
+  train:
+    - {{task: arithmetic_trees, n: 32, traces: {{kind: steps}}}}
+  eval_size: 8
+batch: {{per_device: 4}}
+trainer: {{max_steps: 6, learning_rate: 1.0e-3, max_length: 256, head: causal_lm, logging_steps: 1}}
+""")
+    head = json.loads((run_dir / "final" / "prm.json").read_text())
+    assert head == {"head": "causal_lm", "positive_token": "+", "negative_token": "-", "step_separator": "\n"}
+    assert json.loads((run_dir / "final" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    report = json.loads((run_dir / "eval" / "report.json").read_text())["process_reward"]
+    assert next(iter(report.values()))["steps"] > 0
+    load_verifier_model.cache_clear()
+    scores = REWARDS["reward_model"](["2 + 3 = 5\nAnswer: 5", "2 + 3 = 6\nAnswer: 6"], prompts=["Compute 2 + 3."] * 2,
+                                     path=str(run_dir / "final"), device="cpu")
+    assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)

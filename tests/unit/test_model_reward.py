@@ -130,7 +130,7 @@ def test_a_model_reward_loads_whole_while_a_zero3_run_is_set_up(prm):
     try:
         assert is_deepspeed_zero3_enabled()
         load_verifier_model.cache_clear()
-        loaded, _, kind = load_verifier_model(path, "cpu")
+        loaded, _, kind, _ = load_verifier_model(path, "cpu")
         assert is_deepspeed_zero3_enabled()  # the run's setting is back
         assert kind == "process" and not any(hasattr(p, "ds_id") for p in loaded.parameters())
         assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())

@@ -5,6 +5,7 @@ never reached TRL, the options did not exist, or `validate` let the recipe throu
 """
 
 import json
+import math
 
 import pytest
 
@@ -396,3 +397,75 @@ def test_plan_names_the_teacher(write_recipe, capsys):
     assert main(["plan", str(path)]) == 0
     out = capsys.readouterr().out
     assert "a frozen 0.005 B teacher" in out and "sequence = prompt" in out
+
+
+# ----------------------------------------------------------------------------- PRM as a language model
+
+
+@pytest.fixture(scope="module")
+def lm_prm(tmp_path_factory):
+    """The tiny causal LM saved as a PRM with head causal_lm (prm.json, as trainers/prm.py writes)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from posttrain.tiny import tiny_model_path
+
+    base = str(tiny_model_path(TinyModelSpec()))
+    path = tmp_path_factory.mktemp("lm-prm")
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    (path / "prm.json").write_text(json.dumps({"head": "causal_lm", "positive_token": "+", "negative_token": "-"}))
+    return str(path), model.eval()
+
+
+def test_a_causal_lm_prm_scores_each_step_by_its_positive_token_against_a_hand_computation(lm_prm):
+    import torch
+    from transformers import AutoTokenizer
+
+    from posttrain.rewards.model_reward import load_verifier_model
+
+    path, model = lm_prm
+    load_verifier_model.cache_clear()
+    tok = AutoTokenizer.from_pretrained(path)
+    prompt, steps = "Compute 2 + 3 + 4.", ["2 + 3 = 5", "5 + 4 = 9", "Answer: 9"]
+    # by hand: BOS + prompt, each step followed by "\n"; the score is read at each "\n"
+    ids = [tok.bos_token_id, *tok(prompt, add_special_tokens=False).input_ids]
+    positions = []
+    for step in steps:
+        ids += tok(step, add_special_tokens=False).input_ids + tok("\n", add_special_tokens=False).input_ids
+        positions.append(len(ids) - 1)
+    plus, minus = tok("+", add_special_tokens=False).input_ids[0], tok("-", add_special_tokens=False).input_ids[0]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    by_hand = [math.exp(logits[p, plus]) / (math.exp(logits[p, plus]) + math.exp(logits[p, minus])) for p in positions]
+    got = REWARDS["reward_model"](["\n".join(steps)], prompts=[prompt], path=path, aggregate="min", device="cpu")
+    assert got[0] == pytest.approx(min(by_hand), rel=1e-5)
+    last = REWARDS["reward_model"](["\n".join(steps)], prompts=[prompt], path=path, aggregate="last", device="cpu")
+    assert last[0] == pytest.approx(by_hand[-1], rel=1e-5)
+    # Math-Shepherd-style tokens given as options work on a causal LM without prm.json too
+    load_verifier_model.cache_clear()
+    swapped = REWARDS["reward_model"](["\n".join(steps)], prompts=[prompt], path=path, aggregate="last", device="cpu",
+                                      positive_token="-", negative_token="+")
+    assert swapped[0] == pytest.approx(1 - by_hand[-1], rel=1e-5)
+
+
+def test_the_two_token_loss_is_the_cross_entropy_of_the_two_logits():
+    import torch
+
+    from posttrain.trainers.prm import IGNORE, two_token_loss
+
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [1.0, 0.5, -1.0, 0.0], [2.0, 2.0, 2.0, 2.0]]])
+    labels = torch.tensor([[1, IGNORE, 0]])  # a correct step at 0, an incorrect one at 2
+    candidates = [1, 3]  # [negative, positive]
+    # by hand: position 0 wants the positive (index 3): -log(e^3 / (e^1 + e^3)); position 2 the negative: -log(1/2)
+    expected = (-math.log(math.exp(3) / (math.exp(1) + math.exp(3))) + math.log(2)) / 2
+    assert two_token_loss(logits, labels, candidates).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_prm_head_options_are_checked(write_recipe):
+    base = "method: prm\ndata:\n  train: [{task: arithmetic_trees, n: 4, traces: {kind: steps}}]\n"
+    with pytest.raises(RecipeError, match="trainer.head: head is 'lm'"):
+        load_run(write_recipe(base + "trainer: {head: lm}\n"))
+    with pytest.raises(RecipeError, match="must differ"):
+        load_run(write_recipe(base + "trainer: {head: causal_lm, positive_token: x, negative_token: x}\n"))
+    assert load_run(write_recipe(base + "trainer: {head: causal_lm}\n")).spec.trainer["head"] == "causal_lm"

@@ -382,14 +382,14 @@ def prm_scorer(path: str, aggregate: str, device: str = "auto", batch_size: int 
     from posttrain.errors import UserError
     from posttrain.rewards.model_reward import load_verifier_model, step_scores
 
-    model, tokenizer, kind = load_verifier_model(path, device)
+    model, tokenizer, kind, candidates = load_verifier_model(path, device)
     if kind != "process":
         raise UserError(f"eval.test_time.prm: {path} is a reward model of whole answers; search needs a process "
                         "reward model (method: prm)")
 
     def scorer(prompts, steps_lists):
         rated = step_scores(model, tokenizer, [{"prompt": p, "completions": s} for p, s in zip(prompts, steps_lists)],
-                            {"separator": "\n", "max_length": 1024}, batch_size)
+                            {"separator": "\n", "max_length": 1024}, batch_size, candidates)
         return [aggregate_scores(r, aggregate) for r in rated]
 
     return scorer

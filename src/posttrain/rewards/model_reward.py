@@ -171,10 +171,27 @@ def fit(tokenizer, render, values: dict, cuttable: list[str], limit: int, specia
     return text  # still over: the tokenizer's truncation is the last resort
 
 
-def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16) -> list[list[float]]:
-    """Each step's probability of being correct, by a token classifier with two labels
-    (1 = correct), read at the step's separator; steps that truncation cut are left out.
-    Records are `{prompt, completions: [steps]}`; `options` are encode's keyword arguments."""
+def candidate_ids(tokenizer, negative: str, positive: str) -> list[int]:
+    """[negative, positive]: the token ids a causal-LM PRM writes for an incorrect and a correct
+    step; each must be one token of the tokenizer (a ValueError says which is not)."""
+    ids = []
+    for name, text in (("negative_token", negative), ("positive_token", positive)):
+        found = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(found) != 1:
+            raise ValueError(f"{name} {text!r} is {len(found)} tokens of this tokenizer; it must be exactly one")
+        ids += found
+    if ids[0] == ids[1]:
+        raise ValueError(f"negative_token {negative!r} and positive_token {positive!r} are the same token")
+    return ids
+
+
+def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size: int = 16,
+                candidates: list[int] | None = None) -> list[list[float]]:
+    """Each step's probability of being correct, read at the step's separator: by a token
+    classifier with two labels (1 = correct), or, given `candidates` ([negative, positive] token
+    ids), by a causal LM: the softmax of its two logits there, P(positive) (Math-Shepherd's
+    reading). Steps that truncation cut are left out. Records are `{prompt, completions:
+    [steps]}`; `options` are encode's keyword arguments."""
     import torch
 
     device = next(model.parameters()).device
@@ -186,7 +203,10 @@ def step_scores(model, tokenizer, records: list[dict], options: dict, batch_size
         input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded], device=device)
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=device)
         with torch.no_grad():
-            probabilities = model(input_ids=input_ids, attention_mask=mask).logits.float().softmax(-1)[..., 1]
+            logits = model(input_ids=input_ids, attention_mask=mask).logits
+            if candidates is not None:
+                logits = logits[..., candidates]
+            probabilities = logits.float().softmax(-1)[..., 1]
         scores += [probabilities[i, positions].tolist() for i, (_, positions) in enumerate(encoded)]
     return scores
 
@@ -266,9 +286,31 @@ def outside_zero3():
         hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
+PRM_HEAD_FILE = "prm.json"  # a causal-LM PRM's tokens, written into final/ by trainers/prm.py
+
+
+def lm_prm_tokens(path: str, positive: str | None, negative: str | None) -> tuple[str, str] | None:
+    """(positive, negative) when the model at `path` is a causal-LM process reward model: given
+    as the reward's options, or recorded in its prm.json by posttrain's PRM training."""
+    import json
+    from pathlib import Path
+
+    if positive is not None or negative is not None:
+        return positive or "+", negative or "-"
+    marker = Path(path) / PRM_HEAD_FILE
+    if marker.is_file():
+        try:
+            head = json.loads(marker.read_text())
+            return str(head["positive_token"]), str(head["negative_token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"reward_model: {marker} is not a PRM head record ({exc})") from None
+    return None
+
+
 @lru_cache(maxsize=4)
-def load_verifier_model(path: str, device: str):
-    """(model, tokenizer, kind) for the reward or process reward model at `path`, loaded once."""
+def load_verifier_model(path: str, device: str, positive: str | None = None, negative: str | None = None):
+    """(model, tokenizer, kind, candidates) for the reward or process reward model at `path`,
+    loaded once; `candidates` are a causal-LM PRM's [negative, positive] token ids (else None)."""
     from posttrain import models
 
     try:
@@ -277,25 +319,37 @@ def load_verifier_model(path: str, device: str):
         raise UserError(f"reward_model: cannot load a model from {path!r}: {exc}") from None
     tokenizer = models.load_tokenizer(path, what="reward_model")
     architectures = " ".join(config.architectures or [])
+    tokens, candidates = lm_prm_tokens(path, positive, negative), None
     if "TokenClassification" in architectures:
         kind, auto = "process", "AutoModelForTokenClassification"
     elif "SequenceClassification" in architectures and config.num_labels == 1:
         kind, auto = "outcome", "AutoModelForSequenceClassification"
+    elif "CausalLM" in architectures and tokens is not None:
+        kind, auto = "process", "AutoModelForCausalLM"
+        try:
+            candidates = candidate_ids(tokenizer, negative=tokens[1], positive=tokens[0])
+        except ValueError as exc:
+            raise UserError(f"reward_model: {path}: {exc}") from None
     else:
         raise UserError(f"reward_model: {path} is a {architectures or config.model_type}; a reward model is a sequence "
-                        "classifier with one output (method: reward) or a token classifier with two labels (method: prm)")
+                        "classifier with one output (method: reward), a token classifier with two labels (method: "
+                        "prm), or a causal LM that writes a step's verdict token (method: prm with head: causal_lm, "
+                        "or positive_token / negative_token given as options)")
     with outside_zero3():
         model = models.load_pretrained(auto, path, what="reward_model").to(resolve_device(device)).eval()
-    return model, tokenizer, kind
+    return model, tokenizer, kind, candidates
 
 
 def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_separator: str = "\n",
                         max_length: int = 1024, batch_size: int = 16, device: str = "auto",
+                        positive_token: str | None = None, negative_token: str | None = None,
                         prompts=None, **_columns) -> list[float]:
-    """Each completion's score by the reward model or process reward model at `path`."""
+    """Each completion's score by the reward model or process reward model at `path`; a causal-LM
+    PRM (its prm.json, or `positive_token` / `negative_token` given) scores each step
+    P(positive) among its two tokens."""
     if aggregate not in AGGREGATES:
         raise UserError(f"reward_model: aggregate is {aggregate!r}; one of {', '.join(AGGREGATES)}")
-    model, tokenizer, kind = load_verifier_model(path, device)
+    model, tokenizer, kind, candidates = load_verifier_model(path, device, positive_token, negative_token)
     prompts = prompts if prompts is not None else [""] * len(completions)
     if kind == "outcome":
         texts = []
@@ -308,7 +362,7 @@ def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_
     records = [{"prompt": p, "completions": [s for s in as_data(tokenizer, completion_text(c)).split(step_separator)
                                              if s.strip()]} for p, c in zip(prompts, completions)]
     options = {"separator": step_separator, "max_length": max_length}
-    rated = step_scores(model, tokenizer, records, options, batch_size)
+    rated = step_scores(model, tokenizer, records, options, batch_size, candidates)
     return [aggregate_scores(steps, aggregate) for steps in rated]
 
 
@@ -337,13 +391,13 @@ class PRMStepJudge:
     def rate_many(self, items: list[tuple[dict, list[str], str]]) -> list[tuple[str, str] | None]:
         if not items:
             return []
-        model, tokenizer, kind = load_verifier_model(self.path, self.device)
+        model, tokenizer, kind, candidates = load_verifier_model(self.path, self.device)
         if kind != "process":
             raise UserError(f"judge reward_model: {self.path} rates whole answers; a step judge needs a process "
                             "reward model (method: prm)")
         records = [{"prompt": record["prompt"], "completions": [as_data(tokenizer, s) for s in (*previous, step)]}
                    for record, previous, step in items]  # sampled steps are data, as in reward_model_reward
-        rated = step_scores(model, tokenizer, records, self.options, self.batch_size)
+        rated = step_scores(model, tokenizer, records, self.options, self.batch_size, candidates)
         verdicts = []
         for record, scores in zip(records, rated):
             if len(scores) < len(record["completions"]):

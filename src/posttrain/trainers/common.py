@@ -298,10 +298,10 @@ def load_model(loaded: LoadedRecipe, path: str, device: Device, quantize: bool =
     with the model block's dtype, revision, trust_remote_code and attention; quantized as
     model.quantization says when `quantize` (the base model a QLoRA run trains on), with peft's
     k-bit preparation (norms in fp32, input gradients on)."""
-    from posttrain.methods import METHODS, MODEL_KINDS
+    from posttrain.methods import MODEL_KINDS, model_kind
 
     spec = loaded.spec.model
-    auto_class, extra, _ = MODEL_KINDS[kind or METHODS[loaded.spec.method].model]
+    auto_class, extra, _ = MODEL_KINDS[kind or model_kind(loaded.spec.method, loaded.spec.trainer)]
     kwargs = {"dtype": _torch_dtype(spec.dtype, device), **_hub_options(loaded, path), **extra}
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
@@ -509,9 +509,9 @@ def lora_config(loaded: LoadedRecipe):
         return None
     from peft import LoraConfig
 
-    from posttrain.methods import METHODS, MODEL_KINDS
+    from posttrain.methods import MODEL_KINDS, model_kind
 
-    task = MODEL_KINDS[METHODS[loaded.spec.method].model][2]
+    task = MODEL_KINDS[model_kind(loaded.spec.method, loaded.spec.trainer)][2]
     options = dict(loaded.spec.peft)
     if task == "TOKEN_CLS" and options.get("target_modules") == "all-linear":
         # peft trains the head whole (modules_to_save); all-linear would also put LoRA on it

@@ -11,6 +11,13 @@ step): TRL's stepwise-supervision format, PRM800K and Math-Shepherd rows (data/s
 reasoning trees (`traces: {kind: steps}`: every root-to-leaf path, each step labelled by its
 rating). LoRA through `peft:` (peft's TOKEN_CLS task: the head trains with it).
 
+With `trainer.head: causal_lm` the model stays a causal LM and learns to write
+`positive_token` (default `+`) or `negative_token` (`-`) at each label position, as
+Math-Shepherd's released PRMs and OpenRLHF's PRM trainer do: the loss is the cross-entropy of the
+two tokens' logits there (the LM head restricted to them), and a step's score is the softmax
+probability of the positive one. final/ then records the two tokens in prm.json, which
+`reward_model` and search read.
+
 After training, final/ rates the steps of the held-out records, per `data.eval` source (or the
 records held out of the training mixture): step accuracy, precision / recall / F1 of finding
 the incorrect steps, and ProcessBench's first-wrong-step measure (the share of solutions with an
@@ -26,7 +33,7 @@ import time
 
 from posttrain.data.loading import build_mixture, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
-from posttrain.rewards.model_reward import encode, step_scores
+from posttrain.rewards.model_reward import PRM_HEAD_FILE, candidate_ids, encode, step_scores
 from posttrain.rundir import EvalDir, is_main_process, write_atomic
 from posttrain.errors import UserError
 from posttrain.trainers import common
@@ -100,6 +107,7 @@ def tree_builder(context: Context):
 
 def data(context: Context) -> TrainData:
     loaded = context.loaded
+    candidates_of(context.tokenizer, context.args)  # one token each, before anything is sampled or trained
     builder = tree_builder(context)
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed, tree_builder=builder)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed,
@@ -145,6 +153,43 @@ def disable_dropout(model) -> int:
     return changed
 
 
+def candidates_of(tokenizer, args) -> list[int] | None:
+    """[negative, positive] token ids for head causal_lm (None for the classifier head)."""
+    get = args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
+    if get("head", "token_classification") != "causal_lm":
+        return None
+    try:
+        return candidate_ids(tokenizer, negative=get("negative_token", "-"), positive=get("positive_token", "+"))
+    except ValueError as exc:
+        raise UserError(f"trainer: {exc}") from None
+
+
+def two_token_loss(logits, labels, candidates: list[int]):
+    """Cross-entropy of the [negative, positive] tokens' logits at every labelled position
+    (label 1: correct, the positive token), the mean over labelled positions: OpenRLHF's PRM loss."""
+    import torch
+
+    picked = logits[..., candidates].float()
+    return torch.nn.functional.cross_entropy(picked.reshape(-1, 2), labels.reshape(-1), ignore_index=IGNORE)
+
+
+def lm_head_trainer_class():
+    from transformers import Trainer
+
+    class TwoTokenPRMTrainer(Trainer):
+        """transformers' Trainer with the causal-LM PRM loss (two_token_loss)."""
+
+        candidates: list[int] = []
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = two_token_loss(outputs.logits, labels, self.candidates)
+            return (loss, outputs) if return_outputs else loss
+
+    return TwoTokenPRMTrainer
+
+
 def build(context: Context, config, data: TrainData, callbacks: list):
     from transformers import DataCollatorForTokenClassification, Trainer
 
@@ -155,7 +200,14 @@ def build(context: Context, config, data: TrainData, callbacks: list):
         from peft import get_peft_model
 
         model = get_peft_model(model, context.peft_config)
-    return Trainer(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
+    candidates = candidates_of(context.tokenizer, config)
+    trainer_class = Trainer
+    if candidates is not None:
+        trainer_class = lm_head_trainer_class()
+        trainer_class.candidates = candidates
+        print(f"posttrain: the causal LM learns {config.positive_token!r} / {config.negative_token!r} at each step's "
+              f"label token (tokens {candidates[1]} / {candidates[0]})")
+    return trainer_class(model=model, args=config, train_dataset=data.train, eval_dataset=data.eval,
                    data_collator=DataCollatorForTokenClassification(context.tokenizer, label_pad_token_id=IGNORE),
                    processing_class=context.tokenizer, callbacks=callbacks)
 
@@ -192,12 +244,13 @@ def step_metrics(truth: list[list[bool]], predicted: list[list[bool]]) -> dict:
                                  "f1": _f1(error_accuracy, correct_accuracy)}}
 
 
-def evaluate_steps(model, tokenizer, groups: dict[str, list[dict]], options: dict, threshold: float) -> dict:
+def evaluate_steps(model, tokenizer, groups: dict[str, list[dict]], options: dict, threshold: float,
+                   candidates: list[int] | None = None) -> dict:
     report = {}
     for label, records in groups.items():
         if not records:
             continue
-        scores = step_scores(model, tokenizer, records, options)
+        scores = step_scores(model, tokenizer, records, options, candidates=candidates)
         truth = [list(r["labels"][: len(s)]) for r, s in zip(records, scores)]
         predicted = [[p >= threshold for p in s] for s in scores]
         report[label] = step_metrics(truth, predicted)
@@ -210,6 +263,12 @@ def _percent(value) -> str:
 
 def after_training(context: Context, trainer) -> dict:
     """Rate the held-out records' steps with final/, the model the run leaves; eval/report.*."""
+    candidates = candidates_of(context.tokenizer, context.args)
+    if candidates is not None and trainer.is_world_process_zero():  # reward_model and search read it
+        write_atomic(context.run.final / PRM_HEAD_FILE, json.dumps(
+            {"head": "causal_lm", "positive_token": context.args.get("positive_token", "+"),
+             "negative_token": context.args.get("negative_token", "-"),
+             "step_separator": context.args.get("step_separator", "\n")}) + "\n")
     groups = context.extra.get("eval_groups") or {}
     if not groups or not trainer.is_world_process_zero():
         return {}
@@ -217,7 +276,8 @@ def after_training(context: Context, trainer) -> dict:
     if context.device.cuda:
         model = model.to("cuda")
     model.eval()
-    report = evaluate_steps(model, context.tokenizer, groups, lengths(context.args), context.args.get("threshold", 0.5))
+    report = evaluate_steps(model, context.tokenizer, groups, lengths(context.args), context.args.get("threshold", 0.5),
+                            candidates)
     outputs = EvalDir(context.run.eval_dir)
     outputs.path.mkdir(exist_ok=True)
     write_atomic(outputs.report, json.dumps({"process_reward": report}, indent=2) + "\n")

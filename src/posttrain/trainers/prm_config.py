@@ -25,6 +25,12 @@ class PRMConfig(TrainingArguments):
                                                         "sits on the separator's last token."})
     train_on_last_step_only: bool = field(default=False, metadata={"help": "Train on the last step's label only "
                                                                    "(an outcome reward model over steps)."})
+    head: str = field(default="token_classification", metadata={
+        "help": "token_classification: a two-label classifier head on each step's label token; causal_lm: the "
+                "language model itself writes positive_token or negative_token there (Math-Shepherd, OpenRLHF)."})
+    positive_token: str = field(default="+", metadata={"help": "head causal_lm: the token of a correct step "
+                                                                "(one token of the tokenizer)."})
+    negative_token: str = field(default="-", metadata={"help": "head causal_lm: the token of an incorrect step."})
     disable_dropout: bool = field(default=True, metadata={"help": "Turn off every dropout layer of the model "
                                                           "(TRL's former PRMConfig default)."})
     threshold: float = field(default=0.5, metadata={"help": "A step is judged correct when the model's probability "
