@@ -190,6 +190,10 @@ def check_prm(loaded) -> None:
     if head not in ("token_classification", "causal_lm"):
         raise loaded.error(("trainer", "head"), f"head is {head!r}; token_classification (a two-label classifier "
                            "head) or causal_lm (the LM writes positive_token / negative_token at each step)")
+    tag, separator = loaded.spec.trainer.get("step_tag"), loaded.spec.trainer.get("step_separator", "\n")
+    if tag is not None and not (tag and separator.startswith(tag)):
+        raise loaded.error(("trainer", "step_tag"), f"step_tag {tag!r} must begin step_separator {separator!r} "
+                           "(the label sits on the tag; the rest of the separator follows it)")
     if loaded.spec.trainer.get("positive_token", "+") == loaded.spec.trainer.get("negative_token", "-"):
         raise loaded.error(("trainer", "negative_token"), "positive_token and negative_token must differ")
 

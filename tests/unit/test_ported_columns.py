@@ -468,4 +468,20 @@ def test_prm_head_options_are_checked(write_recipe):
         load_run(write_recipe(base + "trainer: {head: lm}\n"))
     with pytest.raises(RecipeError, match="must differ"):
         load_run(write_recipe(base + "trainer: {head: causal_lm, positive_token: x, negative_token: x}\n"))
+    with pytest.raises(RecipeError, match="trainer.step_tag: step_tag .* must begin step_separator"):
+        load_run(write_recipe(base + "trainer: {head: causal_lm, step_tag: \" ки\"}\n"))
     assert load_run(write_recipe(base + "trainer: {head: causal_lm}\n")).spec.trainer["head"] == "causal_lm"
+
+
+def test_a_step_tag_puts_the_label_on_the_tag_with_the_rest_of_the_separator_after_it(tokenizer):
+    from posttrain.rewards.model_reward import encode
+
+    ids, positions = encode(tokenizer, "Q", ["a", "b"], separator=" ки\n", tag=" ки")
+    tag = tokenizer(" ки", add_special_tokens=False).input_ids
+    newline = tokenizer("\n", add_special_tokens=False).input_ids
+    for p in positions:  # each label on the tag's last token, the newline right after it
+        assert ids[p] == tag[-1] and ids[p + 1: p + 1 + len(newline)] == newline
+    plain, plain_positions = encode(tokenizer, "Q", ["a", "b"], separator=" ки\n")
+    assert plain == ids and [p + len(newline) for p in positions] == plain_positions
+    with pytest.raises(ValueError, match="must begin step_separator"):
+        encode(tokenizer, "Q", ["a"], separator="\n", tag=" ки")

@@ -35,11 +35,14 @@ AGGREGATES = ("min", "last", "product", "mean")
 
 
 def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_length: int | None = 1024,
-           max_prompt_length: int | None = 512, max_completion_length: int | None = None) -> tuple[list[int], list[int]]:
+           max_prompt_length: int | None = 512, max_completion_length: int | None = None,
+           tag: str | None = None) -> tuple[list[int], list[int]]:
     """Token ids of prompt + steps (each followed by the separator), and the position of each
-    step's label: the last token of its separator. Positions that truncation cut are dropped,
-    so a long solution keeps the labels of its first steps. A chat prompt is rendered with the
-    chat template (the assistant turn opened); a text prompt starts with the BOS token."""
+    step's label: the last token of its separator, or with `tag` (a prefix of the separator,
+    Math-Shepherd's " ки" of " ки\n"), the tag's last token, the rest of the separator after it.
+    Positions that truncation cut are dropped, so a long solution keeps the labels of its first
+    steps. A chat prompt is rendered with the chat template (the assistant turn opened); a text
+    prompt starts with the BOS token."""
     if isinstance(prompt, list):
         text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -49,7 +52,11 @@ def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_le
             prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
     if max_prompt_length is not None:
         prompt_ids = prompt_ids[-max_prompt_length:]
-    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    if tag is not None and not (tag and separator.startswith(tag)):
+        raise ValueError(f"step_tag {tag!r} must begin step_separator {separator!r}")
+    head, tail = (tag, separator[len(tag):]) if tag is not None else (separator, "")
+    separator_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"] if tail else []
     if not separator_ids:
         raise ValueError(f"step_separator {separator!r} has no tokens")
     limit = len(prompt_ids) + (max_completion_length if max_completion_length is not None else 1 << 62)
@@ -62,6 +69,7 @@ def encode(tokenizer, prompt, steps: list[str], *, separator: str = "\n", max_le
         step_ids = tokenizer(_cut(tokenizer, step, limit - len(ids)), add_special_tokens=False)["input_ids"] + separator_ids
         ids += step_ids
         positions.append(len(ids) - 1)
+        ids += tail_ids
     return ids[:limit], [p for p in positions if p < limit]
 
 
@@ -289,22 +297,31 @@ def outside_zero3():
 PRM_HEAD_FILE = "prm.json"  # a causal-LM PRM's tokens, written into final/ by trainers/prm.py
 
 
-def lm_prm_tokens(path: str, positive: str | None, negative: str | None) -> tuple[str, str] | None:
-    """(positive, negative) when the model at `path` is a causal-LM process reward model: given
-    as the reward's options, or recorded in its prm.json by posttrain's PRM training."""
+def prm_head(path: str) -> dict:
+    """What posttrain's PRM training recorded in final/prm.json (a causal-LM PRM's tokens, step
+    separator and tag); {} when there is none."""
     import json
     from pathlib import Path
 
+    marker = Path(path) / PRM_HEAD_FILE
+    if not marker.is_file():
+        return {}
+    try:
+        head = json.loads(marker.read_text())
+        if not isinstance(head, dict) or not all(isinstance(head.get(k), str) for k in ("positive_token", "negative_token")):
+            raise ValueError("positive_token and negative_token must be strings")
+        return head
+    except ValueError as exc:
+        raise UserError(f"reward_model: {marker} is not a PRM head record ({exc})") from None
+
+
+def lm_prm_tokens(path: str, positive: str | None, negative: str | None) -> tuple[str, str] | None:
+    """(positive, negative) when the model at `path` is a causal-LM process reward model: given
+    as the reward's options, or recorded in its prm.json by posttrain's PRM training."""
     if positive is not None or negative is not None:
         return positive or "+", negative or "-"
-    marker = Path(path) / PRM_HEAD_FILE
-    if marker.is_file():
-        try:
-            head = json.loads(marker.read_text())
-            return str(head["positive_token"]), str(head["negative_token"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"reward_model: {marker} is not a PRM head record ({exc})") from None
-    return None
+    head = prm_head(path)
+    return (head["positive_token"], head["negative_token"]) if head else None
 
 
 @lru_cache(maxsize=4)
@@ -340,13 +357,14 @@ def load_verifier_model(path: str, device: str, positive: str | None = None, neg
     return model, tokenizer, kind, candidates
 
 
-def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_separator: str = "\n",
+def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_separator: str | None = None,
                         max_length: int = 1024, batch_size: int = 16, device: str = "auto",
                         positive_token: str | None = None, negative_token: str | None = None,
-                        prompts=None, **_columns) -> list[float]:
+                        step_tag: str | None = None, prompts=None, **_columns) -> list[float]:
     """Each completion's score by the reward model or process reward model at `path`; a causal-LM
     PRM (its prm.json, or `positive_token` / `negative_token` given) scores each step
-    P(positive) among its two tokens."""
+    P(positive) among its two tokens. The step separator and tag default to what the PRM was
+    trained with (its prm.json), else "\n" and none."""
     if aggregate not in AGGREGATES:
         raise UserError(f"reward_model: aggregate is {aggregate!r}; one of {', '.join(AGGREGATES)}")
     model, tokenizer, kind, candidates = load_verifier_model(path, device, positive_token, negative_token)
@@ -359,9 +377,16 @@ def reward_model_reward(completions, *, path: str, aggregate: str = "min", step_
             render = (lambda v, p=p: sequence_text(tokenizer, p, v["answer"]))
             texts.append(fit(tokenizer, render, answer, ["answer"], max_length) if max_length else render(answer))
         return sequence_scores(model, tokenizer, texts, max_length, batch_size)
-    records = [{"prompt": p, "completions": [s for s in as_data(tokenizer, completion_text(c)).split(step_separator)
+    head = prm_head(path)
+    step_separator = step_separator if step_separator is not None else head.get("step_separator", "\n")
+    step_tag = step_tag if step_tag is not None else head.get("step_tag")
+    # a completion's steps: split where the separator's text after the tag is (a tagged PRM's
+    # " ки\n" -> lines: the policy does not write the tags), else at the separator
+    tail = step_separator[len(step_tag):] if step_tag and step_separator.startswith(step_tag) else ""
+    split_on = tail or step_separator
+    records = [{"prompt": p, "completions": [s for s in as_data(tokenizer, completion_text(c)).split(split_on)
                                              if s.strip()]} for p, c in zip(prompts, completions)]
-    options = {"separator": step_separator, "max_length": max_length}
+    options = {"separator": step_separator, "max_length": max_length, "tag": step_tag}
     rated = step_scores(model, tokenizer, records, options, batch_size, candidates)
     return [aggregate_scores(steps, aggregate) for steps in rated]
 

@@ -51,7 +51,7 @@ def lengths(args: dict) -> dict:
     """The tokenisation options of a PRM run's trainer arguments (PRMConfig's defaults)."""
     return {"separator": args.get("step_separator", "\n"), "max_length": args.get("max_length", 1024),
             "max_prompt_length": args.get("max_prompt_length", 512),
-            "max_completion_length": args.get("max_completion_length")}
+            "max_completion_length": args.get("max_completion_length"), "tag": args.get("step_tag")}
 
 
 def training_example(tokenizer, record: dict, options: dict, last_step_only: bool) -> dict | None:
@@ -268,7 +268,8 @@ def after_training(context: Context, trainer) -> dict:
         write_atomic(context.run.final / PRM_HEAD_FILE, json.dumps(
             {"head": "causal_lm", "positive_token": context.args.get("positive_token", "+"),
              "negative_token": context.args.get("negative_token", "-"),
-             "step_separator": context.args.get("step_separator", "\n")}) + "\n")
+             "step_separator": context.args.get("step_separator", "\n"),
+             "step_tag": context.args.get("step_tag")}) + "\n")
     groups = context.extra.get("eval_groups") or {}
     if not groups or not trainer.is_world_process_zero():
         return {}

@@ -23,6 +23,9 @@ class PRMConfig(TrainingArguments):
     max_completion_length: int | None = field(default=None, metadata={"help": "Tokens kept of the steps."})
     step_separator: str = field(default="\n", metadata={"help": "Written after each step; the classifier's label "
                                                         "sits on the separator's last token."})
+    step_tag: str | None = field(default=None, metadata={"help": "Where the label sits when step_separator has "
+                                                         "text after it: a prefix of step_separator (Math-Shepherd: "
+                                                         "step_tag ' ки' of step_separator ' ки\\n')."})
     train_on_last_step_only: bool = field(default=False, metadata={"help": "Train on the last step's label only "
                                                                    "(an outcome reward model over steps)."})
     head: str = field(default="token_classification", metadata={
