@@ -485,3 +485,27 @@ def test_a_step_tag_puts_the_label_on_the_tag_with_the_rest_of_the_separator_aft
     assert plain == ids and [p + len(newline) for p in positions] == plain_positions
     with pytest.raises(ValueError, match="must begin step_separator"):
         encode(tokenizer, "Q", ["a"], separator="\n", tag=" ки")
+
+
+def test_on_policy_pairs_are_sampled_and_trained_in_the_rows_rendering_mode(tokenizer, monkeypatch):
+    """Sampling renders with the rows' chat_template_kwargs, and the pairs carry them to DPO."""
+    import copy
+
+    from posttrain.data import onpolicy
+    from posttrain.recipe.schema import OnPolicySpec
+
+    tok = copy.deepcopy(tokenizer)
+    seen = []
+
+    def fake_generate(model, tokenizer, prompts, **options):  # what generation would render
+        seen.append(tokenizer.apply_chat_template(prompts[0], tokenize=False, add_generation_prompt=True))
+        return [["Answer: 1", "Answer: 2"] for _ in prompts]
+
+    records = [{"prompt": [{"role": "user", "content": "1?"}], "ground_truth": "1",
+                "chat_template_kwargs": {"enable_thinking": False}}]
+    monkeypatch.setattr(onpolicy, "generate_answers", fake_generate)
+    pairs, _ = onpolicy.sample_pairs(None, tok, records, OnPolicySpec(samples=2, reward="numeric"))
+    assert seen[0].endswith("<think></think>")  # rendered in the rows' mode
+    assert pairs[0]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert not tok.apply_chat_template(records[0]["prompt"], tokenize=False,
+                                       add_generation_prompt=True).endswith("<think></think>")  # restored after
