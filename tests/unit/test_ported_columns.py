@@ -509,3 +509,22 @@ def test_on_policy_pairs_are_sampled_and_trained_in_the_rows_rendering_mode(toke
     assert pairs[0]["chat_template_kwargs"] == {"enable_thinking": False}
     assert not tok.apply_chat_template(records[0]["prompt"], tokenize=False,
                                        add_generation_prompt=True).endswith("<think></think>")  # restored after
+
+
+def test_evaluation_renders_in_the_eval_rows_mode_and_refuses_mixed_ones(tokenizer, write_recipe):
+    import copy
+
+    from posttrain.runs import _rows_template_kwargs
+
+    loaded = load_run(write_recipe("method: sft\nmodel: {chat_template_kwargs: {other: 1}}\n"
+                                   "data:\n  train: [{task: arithmetic, n: 4}]\n"))
+    prompt = [{"role": "user", "content": "q"}]
+    rows = {"a": [{"prompt": prompt, "chat_template_kwargs": {"enable_thinking": False}}]}
+    tok = _rows_template_kwargs(loaded, copy.deepcopy(tokenizer), rows)
+    assert render(tok, prompt, add_generation_prompt=True).endswith("<think></think>")
+    from posttrain.chat_templates import template_kwargs
+
+    assert template_kwargs(tok) == {"other": 1, "enable_thinking": False}  # the model's, with the rows' on top
+    rows["b"] = [{"prompt": prompt}]
+    with pytest.raises(DataError, match="eval.data: rows give different chat_template_kwargs"):
+        _rows_template_kwargs(loaded, copy.deepcopy(tokenizer), rows)
