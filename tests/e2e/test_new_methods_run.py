@@ -129,3 +129,23 @@ trainer: {{max_steps: 6, learning_rate: 1.0e-3, max_length: 256, head: causal_lm
     scores = REWARDS["reward_model"](["2 + 3 = 5\nAnswer: 5", "2 + 3 = 6\nAnswer: 6"], prompts=["Compute 2 + 3."] * 2,
                                      path=str(run_dir / "final"), device="cpu")
     assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
+
+
+def test_grpo_with_greedy_in_training_evaluation_runs_and_logs_it(tmp_path):
+    run_dir = run(tmp_path, "greedy", f"""\
+method: rlvr
+model: {{name_or_path: tiny, tiny: {TINY}}}
+data:
+  train:
+    - {{task: arithmetic, n: 16}}
+  eval_size: 4
+rewards: [{{name: numeric}}]
+reward_preflight: {{enabled: false}}
+eval_greedy: true
+batch: {{per_device: 4}}
+trainer: {{max_steps: 2, logging_steps: 1, num_generations: 4, num_generations_eval: 2, max_completion_length: 8,
+          eval_strategy: steps, eval_steps: 2}}
+""")
+    evaluated = [m for m in logged(run_dir) if "eval_reward" in m]
+    assert evaluated and evaluated[0]["step"] == 2
+    assert "eval_greedy: true" in (run_dir / "recipe.resolved.yaml").read_text()

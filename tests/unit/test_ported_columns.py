@@ -528,3 +528,27 @@ def test_evaluation_renders_in_the_eval_rows_mode_and_refuses_mixed_ones(tokeniz
     rows["b"] = [{"prompt": prompt}]
     with pytest.raises(DataError, match="eval.data: rows give different chat_template_kwargs"):
         _rows_template_kwargs(loaded, copy.deepcopy(tokenizer), rows)
+
+
+# ----------------------------------------------------------------------------- greedy GRPO evaluation
+
+
+def test_greedy_evaluation_swaps_the_generation_config_only_while_evaluating():
+    from transformers import GenerationConfig
+
+    from posttrain.trainers.rlvr import greedy_eval_class
+
+    class Probe:  # stands in for GRPOTrainer: what generation would use during evaluate
+        def __init__(self):
+            self.generation_kwargs = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "top_p": 0.9,
+                                      "top_k": 0, "min_p": None, "pad_token_id": 0}
+            self.generation_config = GenerationConfig(**self.generation_kwargs)
+
+        def evaluate(self, *args, **kwargs):
+            return {"do_sample": self.generation_config.do_sample, "kwargs": dict(self.generation_kwargs)}
+
+    trainer = greedy_eval_class(Probe)()
+    seen = trainer.evaluate()
+    assert seen["do_sample"] is False and seen["kwargs"]["do_sample"] is False
+    assert seen["kwargs"]["temperature"] is None and seen["kwargs"]["max_new_tokens"] == 8
+    assert trainer.generation_config.do_sample is True and trainer.generation_kwargs["temperature"] == 1.0  # restored
