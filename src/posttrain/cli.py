@@ -317,7 +317,7 @@ def _workload(recipe, size, args):
     if spec.peft is None and (method in ("dpo", "kto", "online_dpo") or rl_reference):
         work.reference = True
         notes.append("a frozen reference model")
-    if method == "distill":
+    if method in ("distill", "gkd"):
         from posttrain.launch.plan import model_size
 
         work.teacher = model_size(_teacher_config(recipe)).parameters

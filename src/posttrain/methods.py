@@ -303,6 +303,15 @@ METHODS: dict[str, Method] = {
                  "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
         checks=(check_teacher,), passes=_distill_passes, tokens_in_state=True, generates=True,
     ),
+    "gkd": Method(
+        name="gkd", summary="generalised knowledge distillation: SFT data, a fraction lmbda of it answered by the "
+                            "student itself, a teacher's distributions as the target (TRL GKDTrainer, experimental)",
+        config=("trl.experimental.gkd.gkd_config", "GKDConfig"), data="sft", trainer="posttrain.trainers.gkd",
+        keys=frozenset({"teacher"}),
+        managed={"teacher_model_name_or_path": "use the teacher block: teacher: {name_or_path: ...}",
+                 "teacher_model_init_kwargs": "use the teacher block (dtype, revision, gguf_file)"},
+        checks=(check_teacher,), passes=_distill_passes, counts_tokens=False, trl_status="experimental",
+    ),
 }
 
 

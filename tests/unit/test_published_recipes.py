@@ -414,6 +414,30 @@ SOURCES += [
                 "dataset_name": lambda r: _hub_sources(r) == [("trl-lib/chatbot_arena_completions", None, "train", 1.0)]},
         different=("output_dir", "lmbda"),
     ),
+    Published(
+        "trl-examples/online-dpo-pythia-tldr.yaml", "huggingface/trl", "examples/scripts/dpo_online.py",
+        "7bcecc5d28a3e024e4418bf7d50664836166a620", world_size=1,
+        values={"model_name_or_path": "trl-lib/pythia-1b-deduped-tldr-sft",
+                "reward_model_path": "trl-lib/pythia-1b-deduped-tldr-rm", "dataset_name": "trl-lib/tldr",
+                "learning_rate": 5.0e-7, "output_dir": "pythia-1b-tldr-online-dpo", "per_device_train_batch_size": 8,
+                "gradient_accumulation_steps": 16, "warmup_ratio": 0.1, "missing_eos_penalty": 1.0},
+        checks={"reward_model_path": lambda r: [(x["name"], x.get("path"), x.get("weight", 1.0)) for x in r["rewards"]]
+                == [("reward_model", "trl-lib/pythia-1b-deduped-tldr-rm", 1.0)],
+                "dataset_name": lambda r: _hub_sources(r) == [("trl-lib/tldr", None, "train", 1.0)]},
+        different=("output_dir",),
+    ),
+    Published(
+        "trl-examples/gkd-qwen2.yaml", "huggingface/trl", "examples/scripts/gkd.py",
+        "d56a0fcca5a335f89611555f4bf95ec5cf571215", world_size=1,
+        values={"model_name_or_path": "Qwen/Qwen2-0.5B-Instruct", "teacher_model_name_or_path": "Qwen/Qwen2-1.5B-Instruct",
+                "dataset_name": "trl-lib/chatbot_arena_completions", "learning_rate": 2e-5,
+                "per_device_train_batch_size": 4, "gradient_accumulation_steps": 8, "output_dir": "gkd-model",
+                "logging_steps": 10, "num_train_epochs": 1, "push_to_hub": True, "gradient_checkpointing": True},
+        checks={"teacher_model_name_or_path": lambda r: r["teacher"]["name_or_path"] == "Qwen/Qwen2-1.5B-Instruct",
+                "dataset_name": lambda r: _hub_sources(r) == [("trl-lib/chatbot_arena_completions", None, "train", 1.0)],
+},
+        different=("output_dir",),
+    ),
 ]
 
 

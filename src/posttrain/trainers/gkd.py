@@ -1,0 +1,58 @@
+"""Generalised knowledge distillation over TRL's GKDTrainer (Agarwal et al., 2024, arXiv
+2306.13649), which TRL keeps in `trl.experimental.gkd`: SFT conversations, of which a fraction
+`lmbda` is answered by the student itself (on-policy) and the rest taken as written, trained
+towards the teacher's token distributions (`beta`: the generalised Jensen-Shannon divergence's
+interpolation, 0 forward KL, 1 reverse KL; `seq_kd`: sequence-level KD on the teacher's own
+answers). The teacher is the recipe's `teacher:` block, as for `distill`.
+
+    posttrain run recipes/trl-examples/smoke-gkd-qwen2.yaml
+
+Records are SFT records (every shape SFT reads); GKD's collator reads conversations, so
+prompt/completion records are joined into `messages`.
+"""
+
+from __future__ import annotations
+
+from posttrain.errors import UserError
+from posttrain.data.loading import to_dataset
+from posttrain.recipe import LoadedRecipe
+from posttrain.trainers import sft
+from posttrain.trainers.distill import load_teacher
+from posttrain.trainers.skeleton import Context, TrainData
+
+
+def own_arguments(loaded: LoadedRecipe) -> dict:
+    return {}
+
+
+def as_conversation(record: dict) -> dict:
+    """A record as GKD's ChatML collator reads it: `messages` (the rendering columns kept)."""
+    if record.get("loss_mask"):
+        raise UserError("GKD trains on whole conversations: journey traces with traces.mask are not supported")
+    if "messages" in record:
+        messages = record["messages"]
+    else:
+        prompt, completion = record["prompt"], record["completion"]
+        prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        completion = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
+        messages = [*prompt, *completion]
+    return {"messages": messages, **{k: record[k] for k in ("chat_template_kwargs", "tools") if k in record}}
+
+
+def data(context: Context) -> TrainData:
+    train, evaluation, fingerprints = sft.sft_data(context.loaded, context.data_seed, context.data_kind)
+    fingerprints.pop("_traces", None)
+    train = [as_conversation(r) for r in train]
+    evaluation = [as_conversation(r) for r in evaluation] if evaluation else None
+    return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
+
+
+def build(context: Context, config, data: TrainData, callbacks: list):
+    from trl.experimental.gkd import GKDTrainer
+
+    teacher = load_teacher(context)
+    print(f"posttrain: teacher {context.loaded.spec.teacher.name_or_path}: "
+          f"{sum(p.numel() for p in teacher.parameters()):,} parameters")
+    return GKDTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
+                      eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
+                      callbacks=callbacks)
