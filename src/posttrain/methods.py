@@ -142,13 +142,27 @@ def check_generation_settings(loaded, generations: int) -> None:
 
 
 def check_teacher(loaded) -> None:
+    """A teacher, and what DistillationConfig / GKDConfig.__post_init__ refuse: beta (and GKD's
+    lmbda) outside [0, 1]."""
     if loaded.spec.teacher is None:
-        raise loaded.error(("teacher",), "on-policy distillation needs a teacher model: teacher: {name_or_path: ...}")
+        raise loaded.error(("teacher",), "distillation needs a teacher model: teacher: {name_or_path: ...}")
+    for key, default in (("beta", 1.0 if loaded.spec.method == "distill" else 0.5), ("lmbda", 0.5)):
+        if key == "lmbda" and loaded.spec.method != "gkd":
+            continue
+        value = loaded.spec.trainer.get(key, default)
+        if not 0.0 <= value <= 1.0:
+            what = "the divergence's interpolation (0 forward KL, 1 reverse KL)" if key == "beta" else \
+                "the fraction of batches the student answers itself"
+            raise loaded.error(("trainer", key), f"{key} is {value}; it is {what}, in [0, 1]")
 
 
 def check_online_dpo(loaded) -> None:
     check_rewards_given(loaded)
     trainer = loaded.spec.trainer
+    new, length = trainer.get("max_new_tokens", 64), trainer.get("max_length", 512)
+    if new >= length:
+        raise loaded.error(("trainer", "max_new_tokens"), f"max_new_tokens ({new}) >= max_length ({length}): every "
+                           "prompt would be cut away in the forward pass (TRL only warns); raise max_length")
     if trainer.get("reward_model_path"):
         raise loaded.error(("trainer", "reward_model_path"), "posttrain scores the pairs with its rewards: "
                            "rewards: [{name: reward_model, path: ...}] (or a verifier, or llm_judge)")

@@ -275,6 +275,20 @@ batch: {per_device: 4}
     ("method: sft\ndata:\n  train: [{task: arithmetic, n: 4}]\n  max_prompt_length: 64\n", "data.max_prompt_length",
      "does not generate"),
     ("method: sft\ndata:\n  train: [{task: arithmetic, n: 4}]\neval_greedy: true\n", "eval_greedy", "rlvr"),
+    # what DistillationConfig, GKDConfig and OnlineDPOConfig refuse (or only warn about) once built
+    ("method: distill\nteacher: {name_or_path: tiny}\ndata:\n  train: [{task: arithmetic, n: 4}]\n"
+     "trainer: {beta: 1.5}\n", "trainer.beta", "in [0, 1]"),
+    ("method: gkd\nteacher: {name_or_path: tiny}\ndata:\n  train: [{task: arithmetic, n: 4}]\n"
+     "trainer: {lmbda: -0.1}\n", "trainer.lmbda", "in [0, 1]"),
+    ("method: distill\ndata:\n  train: [{task: arithmetic, n: 4}]\n", "teacher", "needs a teacher model"),
+    ("method: online_dpo\nrewards: [{name: numeric}]\ndata:\n  train: [{task: arithmetic, n: 4}]\n"
+     "trainer: {max_new_tokens: 600}\n", "trainer.max_new_tokens", "max_length (512)"),
+    ("method: online_dpo\nrewards: [{name: numeric}]\ndata:\n  train: [{task: arithmetic, n: 4}]\n"
+     "trainer: {reward_model_path: x}\n", "trainer.reward_model_path", "scores the pairs with its rewards"),
+    ("method: orpo\ndata:\n  train: [{task: arithmetic_pairs, n: 4}]\nrun: {max_train_tokens: 1000}\n",
+     "run.max_train_tokens", "does not count the tokens"),
+    ("method: sft\nteacher: {name_or_path: tiny}\ndata:\n  train: [{task: arithmetic, n: 4}]\n", "teacher",
+     "for method: distill or gkd"),
 ])
 def test_validate_refuses_what_trl_would_refuse_at_run(write_recipe, text, key, fragment):
     with pytest.raises(RecipeError) as info:
