@@ -8,13 +8,16 @@ answers). The teacher is the recipe's `teacher:` block, as for `distill`.
     posttrain run recipes/trl-examples/smoke-gkd-qwen2.yaml
 
 Records are SFT records (every shape SFT reads); GKD's collator reads conversations, so
-prompt/completion records are joined into `messages`.
+prompt/completion records are joined into `messages`. Its collator renders each conversation
+with the tokenizer alone, so rows' `chat_template_kwargs` must agree (they then apply to the
+run), and a `tools` column is refused.
 """
 
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.data.loading import to_dataset
+from posttrain.chat_templates import set_template_kwargs
+from posttrain.data.loading import to_dataset, uniform_template_kwargs
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import sft
 from posttrain.trainers.distill import load_teacher
@@ -36,12 +39,19 @@ def as_conversation(record: dict) -> dict:
         prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         completion = completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
         messages = [*prompt, *completion]
-    return {"messages": messages, **{k: record[k] for k in ("chat_template_kwargs", "tools") if k in record}}
+    if record.get("tools") is not None:
+        raise UserError("GKD's collator renders conversations without tools: remove the 'tools' column")
+    return {"messages": messages}
 
 
 def data(context: Context) -> TrainData:
     train, evaluation, fingerprints = sft.sft_data(context.loaded, context.data_seed, context.data_kind)
     fingerprints.pop("_traces", None)
+    # GKD's collator renders every row with the tokenizer's own template call: one mode per run
+    row = uniform_template_kwargs(train + (evaluation or []), "data")
+    if row:
+        set_template_kwargs(context.tokenizer, {**context.loaded.spec.model.chat_template_kwargs, **row})
+        print(f"posttrain: conversations are rendered with the rows' chat_template_kwargs {row}")
     train = [as_conversation(r) for r in train]
     evaluation = [as_conversation(r) for r in evaluation] if evaluation else None
     return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
