@@ -85,8 +85,10 @@ def check_generation_groups(loaded) -> None:
     whole groups. batch.per_device counts completions, not prompts."""
     trainer, per_device, world = loaded.spec.trainer, loaded.spec.batch.per_device, loaded.world_size
     generations = trainer.get("num_generations", DEFAULT_GENERATIONS[loaded.spec.method])
-    steps = trainer.get("steps_per_generation") or loaded.accumulation
-    batch = trainer.get("generation_batch_size") or per_device * world * steps
+    given = trainer.get("generation_batch_size")
+    steps = trainer.get("steps_per_generation") or (  # as TRL derives it from generation_batch_size
+        given // (per_device * world) if given and given % (per_device * world) == 0 else loaded.accumulation)
+    batch = given or per_device * world * steps
     if generations < 2:
         raise loaded.error(("trainer", "num_generations"), "GRPO needs at least 2 generations per prompt "
                            "(advantages compare completions of the same prompt)")

@@ -113,6 +113,7 @@ def evaluate_test_time(loaded: LoadedRecipe, outputs: EvalDir, device: Device, d
         tokenizer = common.load_tokenizer(loaded, policy)
     if device.cuda:
         model = model.to("cuda")
+    _rows_template_kwargs(loaded, tokenizer, datasets)
     records = [r for rs in datasets.values() for r in rs]
     report, rows = run_test_time(model, tokenizer, records, loaded.spec.eval, prm=prm, verifier=verifier,
                                  policy_name=policy,
@@ -132,7 +133,7 @@ def report_header(loaded: LoadedRecipe) -> dict:
 
 
 # What a resumed run must train with as before: these recipe sections, and every trainer key but these.
-TRAINING_SECTIONS = ("method", "model", "data", "batch", "peft", "rewards", "dynamic_sampling")
+TRAINING_SECTIONS = ("method", "model", "data", "batch", "peft", "rewards", "dynamic_sampling", "teacher")
 NOT_TRAINING = {"logging_steps", "logging_first_step", "logging_strategy", "logging_nan_inf_filter", "save_steps",
                 "save_strategy", "save_total_limit", "save_only_model", "report_to", "run_name", "output_dir",
                 "disable_tqdm", "log_level", "eval_steps", "eval_strategy", "per_device_eval_batch_size",

@@ -121,7 +121,8 @@ batch: {{per_device: 4}}
 trainer: {{max_steps: 6, learning_rate: 1.0e-3, max_length: 256, head: causal_lm, logging_steps: 1}}
 """)
     head = json.loads((run_dir / "final" / "prm.json").read_text())
-    assert head == {"head": "causal_lm", "positive_token": "+", "negative_token": "-", "step_separator": "\n"}
+    assert head == {"head": "causal_lm", "positive_token": "+", "negative_token": "-", "step_separator": "\n",
+                    "step_tag": None}
     assert json.loads((run_dir / "final" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     report = json.loads((run_dir / "eval" / "report.json").read_text())["process_reward"]
     assert next(iter(report.values()))["steps"] > 0

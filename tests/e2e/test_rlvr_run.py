@@ -121,9 +121,10 @@ def test_dynamic_sampling_replaces_groups_whose_rewards_all_agree(tmp_path):
 
 def test_dynamic_sampling_needs_whole_groups_per_process(tmp_path, capsys):
     recipe = tmp_path / "bad.yaml"
+    # two processes of 6 completions: the generation batch (12) holds whole groups of 4, each
+    # process's share (6) does not
     recipe.write_text(RECIPE.replace("batch: {per_device: 8}", "batch: {per_device: 6}").replace(
-        "num_generations: 4", "num_generations: 4\n  generation_batch_size: 12").replace(
-        "max_steps: 2", "max_steps: 2\n  steps_per_generation: 1")
-        + "dynamic_sampling: {}\n")
+        "num_generations: 4", "num_generations: 4\n  generation_batch_size: 12")
+        + "launch: {nodes: 1, gpus_per_node: 2}\ndynamic_sampling: {}\n")
     assert main(["validate", str(recipe)]) == 2
     assert "must hold whole groups of num_generations (4)" in capsys.readouterr().err

@@ -15,7 +15,10 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SMOKES = {"sft": "recipes/tulu3/smoke-sft.yaml", "dpo": "recipes/tulu3/smoke-dpo.yaml",
           "rlvr": "recipes/tulu3/smoke-rlvr.yaml", "kto": "recipes/kto/smoke.yaml",
-          "reward": "recipes/quickstart/reward.yaml", "prm": "tests/e2e/prm-smoke.yaml"}
+          "reward": "recipes/quickstart/reward.yaml", "prm": "tests/e2e/prm-smoke.yaml",
+          "rloo": "recipes/trl-examples/smoke-rloo-qwen3-numinamath.yaml", "orpo": "recipes/trl-examples/smoke-orpo-gpt2.yaml",
+          "cpo": "recipes/trl-examples/smoke-cpo-gpt2.yaml", "online_dpo": "recipes/online-dpo/smoke.yaml",
+          "distill": "recipes/trl-examples/smoke-distillation-qwen2.5.yaml", "gkd": "recipes/trl-examples/smoke-gkd-qwen2.yaml"}
 
 
 def test_every_method_has_a_smoke_recipe_here():

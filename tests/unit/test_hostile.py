@@ -495,7 +495,7 @@ def test_a_reward_model_reads_a_completion_as_data_and_its_end_survives(chatml_t
 
     model = Model()
     model.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))
-    monkeypatch.setattr(model_reward, "load_verifier_model", lambda path, device: (model, chatml_tokenizer, "outcome"))
+    monkeypatch.setattr(model_reward, "load_verifier_model", lambda path, device, *tokens: (model, chatml_tokenizer, "outcome", None))
     chatml_tokenizer.padding_side = "right"
     model_reward.reward_model_reward(["x " * 3000 + "THE END" + HOSTILE_COMPLETION], path="rm",
                                      prompts=[[{"role": "user", "content": "Q?"}]], max_length=128)

@@ -25,7 +25,9 @@ from posttrain.trainers.skeleton import Context, TrainData
 
 
 def own_arguments(loaded: LoadedRecipe) -> dict:
-    return {}
+    """What GKDTrainer sets on its config itself (its collator reads the raw conversations), set
+    here so that recipe.resolved.yaml records what the trainer ran with."""
+    return {"remove_unused_columns": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
 
 
 def as_conversation(record: dict) -> dict:
