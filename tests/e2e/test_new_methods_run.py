@@ -150,3 +150,23 @@ trainer: {{max_steps: 2, logging_steps: 1, num_generations: 4, num_generations_e
     evaluated = [m for m in logged(run_dir) if "eval_reward" in m]
     assert evaluated and evaluated[0]["step"] == 2
     assert "eval_greedy: true" in (run_dir / "recipe.resolved.yaml").read_text()
+
+
+@pytest.mark.parametrize("method, beta", [("distill", 0.0), ("gkd", 1.0)])
+def test_a_lora_student_distils_with_the_losses_beta_chooses(tmp_path, method, beta):
+    """A LoRA student (the teacher's vocabulary, its own width), forward KL (beta 0) or reverse KL
+    (beta 1): the adapter trains, final/ and adapter/ are saved."""
+    extra = "max_completion_length: 8" if method == "distill" else "max_new_tokens: 8, max_length: 128"
+    run_dir = run(tmp_path, method, f"""\
+method: {method}
+model: {{name_or_path: tiny, tiny: {TINY}}}
+teacher: {{name_or_path: tiny}}
+peft: {{r: 4, lora_alpha: 8, target_modules: all-linear}}
+data: {{train: [{{task: arithmetic, n: 16}}]}}
+batch: {{per_device: 4}}
+trainer: {{max_steps: 2, logging_steps: 1, learning_rate: 1.0e-3, beta: {beta}, {extra}}}
+""")
+    losses = [m["loss"] for m in logged(run_dir) if "loss" in m]
+    assert len(losses) == 2 and all(loss == loss and loss >= 0 for loss in losses)
+    assert (run_dir / "adapter" / "adapter_config.json").is_file() and (run_dir / "final" / "config.json").is_file()
+    assert f"beta: {beta}" in (run_dir / "recipe.resolved.yaml").read_text()
