@@ -148,9 +148,8 @@ def check_teacher(loaded) -> None:
     lmbda) outside [0, 1]."""
     if loaded.spec.teacher is None:
         raise loaded.error(("teacher",), "distillation needs a teacher model: teacher: {name_or_path: ...}")
-    for key, default in (("beta", 1.0 if loaded.spec.method == "distill" else 0.5), ("lmbda", 0.5)):
-        if key == "lmbda" and loaded.spec.method != "gkd":
-            continue
+    defaults = {"beta": 1.0} if loaded.spec.method == "distill" else {"beta": 0.5, "lmbda": 0.5}  # TRL's
+    for key, default in defaults.items():
         value = loaded.spec.trainer.get(key, default)
         if not 0.0 <= value <= 1.0:
             what = "the divergence's interpolation (0 forward KL, 1 reverse KL)" if key == "beta" else \

@@ -8,8 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from posttrain.chat_templates import set_template_kwargs
-from posttrain.data.loading import load_source, uniform_template_kwargs
+from posttrain.data.loading import apply_rows_template_kwargs, load_source, uniform_template_kwargs
 from posttrain.errors import UserError
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report, write_samples
 from posttrain.evaluation.stats import (describe_difference, differences_table, mean_std, paired_difference,
@@ -53,9 +52,8 @@ def eval_datasets(loaded: LoadedRecipe) -> dict[str, list[dict]]:
 
 def _rows_template_kwargs(loaded: LoadedRecipe, tokenizer, datasets: dict):
     """The eval rows' own chat_template_kwargs (one set for all) over model.chat_template_kwargs."""
-    row = uniform_template_kwargs([r for rows in datasets.values() for r in rows], "eval.data")
-    if row:
-        set_template_kwargs(tokenizer, {**loaded.spec.model.chat_template_kwargs, **row})
+    apply_rows_template_kwargs(tokenizer, [r for rows in datasets.values() for r in rows], "eval.data",
+                               loaded.spec.model.chat_template_kwargs)
     return tokenizer
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,6 +328,37 @@ def uniform_template_kwargs(records: list[dict], where: str) -> dict:
         raise DataError(f"{where}: rows give different chat_template_kwargs ({shown}); generation renders every "
                         "prompt one way: split the data into runs, or set model.chat_template_kwargs")
     return json.loads(values.pop()) if values else {}
+
+
+def apply_rows_template_kwargs(tokenizer, rows: list[dict], where: str, defaults: dict) -> dict:
+    """Render with the rows' own chat_template_kwargs (one set for all, uniform_template_kwargs)
+    over `defaults` (model.chat_template_kwargs) from now on; the merged set, or {} when the
+    rows give none (the tokenizer is then left as it is)."""
+    from posttrain.chat_templates import set_template_kwargs
+
+    row = uniform_template_kwargs(rows, where)
+    if not row:
+        return {}
+    merged = {**defaults, **row}
+    set_template_kwargs(tokenizer, merged)
+    return merged
+
+
+@contextmanager
+def rows_rendering(tokenizer, rows: list[dict], where: str):
+    """apply_rows_template_kwargs for a while (sampling on-policy pairs, trees), over the
+    tokenizer's own set, which is back after; yields the rows' own set ({} for none)."""
+    from posttrain.chat_templates import set_template_kwargs, template_kwargs
+
+    before = template_kwargs(tokenizer)
+    row = uniform_template_kwargs(rows, where)
+    if row:
+        set_template_kwargs(tokenizer, {**before, **row})
+    try:
+        yield row
+    finally:
+        if row:
+            set_template_kwargs(tokenizer, before)
 
 
 def _same_template_kwargs(records: list[dict], labels: list[str]) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from posttrain.chat_templates import set_template_kwargs, template_kwargs
-from posttrain.data.loading import uniform_template_kwargs
+from posttrain.data.loading import rows_rendering
 from posttrain.sampling import generate_answers, score_answers
 
 
@@ -62,17 +61,10 @@ def sample_pairs(model, tokenizer, records: list[dict], spec) -> tuple[list[dict
     """Generate `spec.samples` answers per task record with `model`, score them with
     `spec.reward`, and pair them (see pair_answers)."""
     prompts = [_prompt_messages(r["prompt"]) for r in records]
-    row = uniform_template_kwargs(records, "on-policy prompts")  # sampled and trained in the rows' mode
-    before = template_kwargs(tokenizer)
-    if row:
-        set_template_kwargs(tokenizer, {**before, **row})
-    try:
+    with rows_rendering(tokenizer, records, "on-policy prompts") as row:  # sampled and trained in the rows' mode
         answers = generate_answers(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens,
                                    batch_size=spec.batch_size, n=spec.samples, temperature=spec.temperature,
                                    top_p=spec.top_p, seed=spec.seed)
-    finally:
-        if row:
-            set_template_kwargs(tokenizer, before)
     scores = score_answers(spec.reward, records, answers)
     pairs, stats = pair_answers(records, answers, scores, spec.pairs, spec.threshold, spec.seed)
     return ([{**pair, "chat_template_kwargs": row} for pair in pairs] if row else pairs), stats

@@ -11,7 +11,6 @@ Pairs come from anything DPO reads, checked and counted as DPO's are.
 
 from __future__ import annotations
 
-from posttrain.errors import UserError
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import dpo
 from posttrain.trainers.skeleton import Context, TrainData
@@ -22,11 +21,7 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 
 
 def data(context: Context) -> TrainData:
-    data = dpo.data(context)
-    if "tools" in data.train.column_names:  # TRL's CPOTrainer renders rows without their tools
-        raise UserError(f"{context.loaded.source}: data.train: a 'tools' column: TRL's CPOTrainer renders each row "
-                        "without it; remove the column (or use method: dpo, which reads it)")
-    return data
+    return dpo.pairs_without_tools(context, "CPOTrainer")
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):

@@ -21,8 +21,7 @@ from posttrain.trainers.skeleton import Context, TrainData
 
 
 def own_arguments(loaded: LoadedRecipe) -> dict:
-    kwargs = loaded.spec.model.chat_template_kwargs
-    return {"chat_template_kwargs": dict(kwargs)} if kwargs else {}
+    return rlvr.rendering_arguments(loaded)
 
 
 def data(context: Context) -> TrainData:
@@ -55,17 +54,15 @@ def load_teacher(context: Context):
     except UserError as exc:
         raise loaded.error(("teacher", "name_or_path"), str(exc)) from None
     teacher.requires_grad_(False)
+    print(f"posttrain: teacher {spec.name_or_path}: {sum(p.numel() for p in teacher.parameters()):,} parameters")
     return teacher.eval()
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import DistillationTrainer
 
-    if "chat_template_kwargs" in context.extra:
-        config.chat_template_kwargs = context.extra["chat_template_kwargs"]
+    rlvr.row_rendering(context, config)
     teacher = load_teacher(context)
-    parameters = sum(p.numel() for p in teacher.parameters())
-    print(f"posttrain: teacher {context.loaded.spec.teacher.name_or_path}: {parameters:,} parameters")
     return DistillationTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
                                eval_dataset=data.eval, processing_class=context.tokenizer,
                                peft_config=context.peft_config, callbacks=callbacks)

@@ -20,6 +20,7 @@ from collections import Counter
 from posttrain.chat_templates import render
 from posttrain.data.loading import build_mixture, drop_long_prompts, held_out, to_dataset
 from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
+from posttrain.errors import UserError
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
 from posttrain.trainers import common
@@ -137,6 +138,16 @@ def data(context: Context) -> TrainData:
     if sampled:
         fingerprints["on_policy"] = sampled
     return TrainData(to_dataset(records), evaluation and to_dataset(evaluation), fingerprints)
+
+
+def pairs_without_tools(context: Context, trainer: str) -> TrainData:
+    """DPO's pairs for a trainer that renders rows without their `tools` (TRL's experimental
+    ORPO and CPO trainers): a tools column is refused, not dropped."""
+    data_ = data(context)
+    if "tools" in data_.train.column_names:
+        raise UserError(f"{context.loaded.source}: data.train: a 'tools' column: TRL's {trainer} renders each row "
+                        "without it; remove the column (or use method: dpo, which reads it)")
+    return data_
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):

@@ -16,8 +16,7 @@ run), and a `tools` column is refused.
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.chat_templates import set_template_kwargs
-from posttrain.data.loading import to_dataset, uniform_template_kwargs
+from posttrain.data.loading import apply_rows_template_kwargs, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import sft
 from posttrain.trainers.distill import load_teacher
@@ -50,10 +49,10 @@ def data(context: Context) -> TrainData:
     train, evaluation, fingerprints = sft.sft_data(context.loaded, context.data_seed, context.data_kind)
     fingerprints.pop("_traces", None)
     # GKD's collator renders every row with the tokenizer's own template call: one mode per run
-    row = uniform_template_kwargs(train + (evaluation or []), "data")
-    if row:
-        set_template_kwargs(context.tokenizer, {**context.loaded.spec.model.chat_template_kwargs, **row})
-        print(f"posttrain: conversations are rendered with the rows' chat_template_kwargs {row}")
+    merged = apply_rows_template_kwargs(context.tokenizer, train + (evaluation or []), "data",
+                                        context.loaded.spec.model.chat_template_kwargs)
+    if merged:
+        print(f"posttrain: conversations are rendered with the rows' chat_template_kwargs {merged}")
     train = [as_conversation(r) for r in train]
     evaluation = [as_conversation(r) for r in evaluation] if evaluation else None
     return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
@@ -63,8 +62,6 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     from trl.experimental.gkd import GKDTrainer
 
     teacher = load_teacher(context)
-    print(f"posttrain: teacher {context.loaded.spec.teacher.name_or_path}: "
-          f"{sum(p.numel() for p in teacher.parameters()):,} parameters")
     return GKDTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
                       eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
                       callbacks=callbacks)

@@ -13,7 +13,6 @@ needs none); data, the prompt-length filter and the chat_template_kwargs are rlv
 from __future__ import annotations
 
 from posttrain.recipe import LoadedRecipe
-from posttrain.rewards import build_reward_ref
 from posttrain.trainers import rlvr
 from posttrain.trainers.skeleton import Context, TrainData
 
@@ -29,9 +28,7 @@ def data(context: Context) -> TrainData:
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl.experimental.online_dpo import OnlineDPOTrainer
 
-    rewards = [build_reward_ref(r) for r in context.loaded.spec.rewards]
-    for reward in rewards:
-        reward.warm()
+    rewards = rlvr.warm_rewards(context.loaded.spec.rewards)
     return OnlineDPOTrainer(model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
                             eval_dataset=data.eval, processing_class=context.tokenizer,
                             peft_config=context.peft_config, callbacks=callbacks)

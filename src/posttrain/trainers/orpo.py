@@ -10,7 +10,6 @@ checked and counted as DPO's are. The order of a run is trainers/skeleton.py's.
 
 from __future__ import annotations
 
-from posttrain.errors import UserError
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import dpo
 from posttrain.trainers.skeleton import Context, TrainData
@@ -21,11 +20,7 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 
 
 def data(context: Context) -> TrainData:
-    data = dpo.data(context)
-    if "tools" in data.train.column_names:  # TRL's ORPOTrainer renders rows without their tools
-        raise UserError(f"{context.loaded.source}: data.train: a 'tools' column: TRL's ORPOTrainer renders each row "
-                        "without it; remove the column (or use method: dpo, which reads it)")
-    return data
+    return dpo.pairs_without_tools(context, "ORPOTrainer")
 
 
 def build(context: Context, config, data: TrainData, callbacks: list):

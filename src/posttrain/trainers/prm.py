@@ -31,8 +31,7 @@ import json
 import math
 import time
 
-from posttrain.chat_templates import set_template_kwargs, template_kwargs
-from posttrain.data.loading import build_mixture, held_out, to_dataset, uniform_template_kwargs
+from posttrain.data.loading import build_mixture, held_out, rows_rendering, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import PRM_HEAD_FILE, candidate_ids, encode, step_scores
 from posttrain.rundir import EvalDir, is_main_process, write_atomic
@@ -86,17 +85,10 @@ def tree_builder(context: Context):
 
         spec = source.build_trees
         started = time.monotonic()
-        row = uniform_template_kwargs(tasks, source.label)  # the trees are sampled in the rows' mode
-        before = template_kwargs(context.tokenizer)
-        if row:
-            set_template_kwargs(context.tokenizer, {**before, **row})
-        try:
+        with rows_rendering(context.tokenizer, tasks, source.label):  # the trees are sampled in the rows' mode
             trees, stats = build_trees(common.starting_policy(context), context.tokenizer, tasks,
                                        **spec.model_dump(exclude={"reward", "judge"}), reward=spec.reward,
                                        judge=spec.judge)
-        finally:
-            if row:
-                set_template_kwargs(context.tokenizer, before)
         trees, stats = agree_across_ranks((trees, dict(stats)))  # every rank trains on rank 0's trees
         path = context.run.sampled_trees(len(sampled))
         if is_main_process():

@@ -9,7 +9,6 @@ only TRL's trainer differs.
 from __future__ import annotations
 
 from posttrain.recipe import LoadedRecipe
-from posttrain.rewards import build_reward_ref
 from posttrain.trainers import rlvr
 from posttrain.trainers.skeleton import Context, TrainData
 
@@ -25,13 +24,7 @@ def data(context: Context) -> TrainData:
 def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import RLOOTrainer
 
-    loaded = context.loaded
-    if "chat_template_kwargs" in context.extra:
-        config.chat_template_kwargs = context.extra["chat_template_kwargs"]
-    rewards = [build_reward_ref(r, config.max_completion_length) for r in loaded.spec.rewards]
-    for reward in rewards:
-        reward.warm()
-    rlvr.reward_preflight(context, config, data.train, rewards)
+    rewards = rlvr.prepared_rewards(context, config, data)
     return RLOOTrainer(model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
                        eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
                        callbacks=callbacks)

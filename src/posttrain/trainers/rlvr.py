@@ -11,9 +11,7 @@ trainers/skeleton.py's.
 
 from __future__ import annotations
 
-from posttrain.chat_templates import set_template_kwargs
-from posttrain.data.loading import (build_mixture, drop_long_prompts, held_out, to_dataset,
-                                    uniform_template_kwargs)
+from posttrain.data.loading import apply_rows_template_kwargs, build_mixture, drop_long_prompts, held_out, to_dataset
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe, check_vllm_installed
 from posttrain.errors import UserError
@@ -83,22 +81,25 @@ def explain_zero_loss(beta: float):
     return ZeroLoss()
 
 
+def rendering_arguments(loaded: LoadedRecipe) -> dict:
+    """The config key of the methods that generate whose TRL config renders prompts itself
+    (GRPO, RLOO, distillation): model.chat_template_kwargs (a managed key)."""
+    kwargs = loaded.spec.model.chat_template_kwargs
+    return {"chat_template_kwargs": dict(kwargs)} if kwargs else {}
+
+
 def own_arguments(loaded: LoadedRecipe) -> dict:
     """GRPO sums the rewards with these weights (a managed key: rewards[i].weight sets them), and
     renders prompts with model.chat_template_kwargs."""
     check_vllm_installed(loaded)  # use_vllm without a GPU is an error earlier, at resolution
-    kwargs = loaded.spec.model.chat_template_kwargs
-    return {"reward_weights": [reward.weight for reward in loaded.spec.rewards],
-            **({"chat_template_kwargs": dict(kwargs)} if kwargs else {})}
+    return {"reward_weights": [reward.weight for reward in loaded.spec.rewards], **rendering_arguments(loaded)}
 
 
 def template_kwargs(context: Context, rows: list[dict]) -> None:
     """The rows' own chat_template_kwargs (one set for all: generation renders every prompt one
     way) over model.chat_template_kwargs, for the tokenizer and, at build, GRPO's config."""
-    row = uniform_template_kwargs(rows, "data")
-    if row:
-        merged = {**context.loaded.spec.model.chat_template_kwargs, **row}
-        set_template_kwargs(context.tokenizer, merged)
+    merged = apply_rows_template_kwargs(context.tokenizer, rows, "data", context.loaded.spec.model.chat_template_kwargs)
+    if merged:
         context.extra["chat_template_kwargs"] = merged
         print(f"posttrain: prompts are rendered with the rows' chat_template_kwargs {merged}")
 
@@ -180,6 +181,29 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     return summary
 
 
+def row_rendering(context: Context, config) -> None:
+    """The rows' chat_template_kwargs (template_kwargs found them) into the TRL config too."""
+    if "chat_template_kwargs" in context.extra:
+        config.chat_template_kwargs = context.extra["chat_template_kwargs"]
+
+
+def warm_rewards(refs, max_completion_length: int | None = None) -> list:
+    """The recipe's rewards built (composed with their gate and truncation rule) and started."""
+    rewards = [build_reward_ref(r, max_completion_length) for r in refs]
+    for reward in rewards:
+        reward.warm()
+    return rewards
+
+
+def prepared_rewards(context: Context, config, data: TrainData) -> list:
+    """What GRPO and RLOO do before their trainer: the rows' rendering into the config, the
+    rewards built and started, and the reward preflight (which may stop the run)."""
+    row_rendering(context, config)
+    rewards = warm_rewards(context.loaded.spec.rewards, config.max_completion_length)
+    reward_preflight(context, config, data.train, rewards)
+    return rewards
+
+
 def greedy_eval_class(base):
     """`base` (a GRPOTrainer class) whose in-training evaluation generates greedily (eval_greedy):
     during `evaluate` its generation config samples nothing; training generation is untouched."""
@@ -204,12 +228,7 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import GRPOTrainer
 
     loaded = context.loaded
-    if "chat_template_kwargs" in context.extra:
-        config.chat_template_kwargs = context.extra["chat_template_kwargs"]
-    rewards = [build_reward_ref(r, config.max_completion_length) for r in loaded.spec.rewards]
-    for reward in rewards:
-        reward.warm()
-    reward_preflight(context, config, data.train, rewards)
+    rewards = prepared_rewards(context, config, data)
     trainer_class, extra = GRPOTrainer, {}
     if loaded.spec.dynamic_sampling is not None:
         from posttrain.trainers.dynamic import dynamic_grpo_class
