@@ -259,3 +259,33 @@ def test_a_completions_control_strings_stay_text_to_the_real_models_tokenizer(sm
     for token in tokenizer.added_tokens_decoder.values():  # every added string, one at a time
         if len(token.content) > 1:
             assert markers(as_data(tokenizer, "a" + token.content + "b")) == markers("ab"), token.content
+
+
+def test_the_methods_of_issue_31_run_on_the_real_model(smollm2, tmp_path):
+    """ORPO, CPO with SimPO's loss, RLOO, online DPO ranked by the verifier, on-policy
+    distillation and GKD (SmolLM2 as its own teacher: the same vocabulary, a frozen copy), and
+    the PRM trained as a language model, one step each on the real model with LoRA."""
+    pairs = f"{{task: arithmetic_pairs, n: 4, options: {ARITHMETIC}}}"
+    prompts = f"{{task: arithmetic, n: 4, options: {ARITHMETIC}}}"
+    step = "max_steps: 1, learning_rate: 1.0e-5, logging_steps: 1"
+    bodies = {
+        "orpo": f"method: orpo\ndata: {{train: [{pairs}]}}\ntrainer: {{{step}, max_length: 128}}\n",
+        "cpo": f"method: cpo\ndata: {{train: [{pairs}]}}\n"
+               f"trainer: {{{step}, max_length: 128, loss_type: simpo, cpo_alpha: 0.0, simpo_gamma: 0.5, beta: 2.0}}\n",
+        "rloo": f"method: rloo\ndata: {{train: [{prompts}]}}\nrewards: [{{name: verifier}}]\n"
+                f"reward_preflight: {{enabled: false}}\ntrainer: {{{step}, num_generations: 2, max_completion_length: 16}}\n",
+        "online_dpo": f"method: online_dpo\ndata: {{train: [{prompts}]}}\nrewards: [{{name: verifier}}]\n"
+                      f"trainer: {{{step}, max_new_tokens: 16}}\n",
+        "distill": f"method: distill\nteacher: {{name_or_path: {NAME}}}\ndata: {{train: [{prompts}]}}\n"
+                   f"trainer: {{{step}, max_completion_length: 16}}\n",
+        "gkd": f"method: gkd\nteacher: {{name_or_path: {NAME}}}\ndata: {{train: [{prompts}]}}\n"
+               f"trainer: {{{step}, max_new_tokens: 16, max_length: 128}}\n",
+        "prm_lm": "method: prm\ndata: {train: [{task: arithmetic_trees, n: 4, traces: {kind: steps}}]}\n"
+                  f"trainer: {{{step}, max_length: 128, head: causal_lm}}\n",
+    }
+    for name, body in bodies.items():
+        assert main(["run", str(recipe(tmp_path, name, body + f"batch: {{per_device: 2, global: 2}}\n{LORA}"))]) == 0, name
+        losses = [m["loss"] for m in logged(tmp_path / "runs" / name) if "loss" in m]
+        assert len(losses) == 1 and math.isfinite(losses[0]), (name, losses)
+        assert (tmp_path / "runs" / name / "final" / "config.json").is_file(), name
+    assert json.loads((tmp_path / "runs" / "prm_lm" / "final" / "prm.json").read_text())["head"] == "causal_lm"
