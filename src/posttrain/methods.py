@@ -41,6 +41,9 @@ class Method:
     # The method samples completions from prompts (RL, online DPO, on-policy distillation): the
     # template preflight checks what generation needs, and data.max_prompt_length applies.
     generates: bool = False
+    # Part of its records is answered by the model from their prompts (GKD's lmbda), the rest as
+    # written: data.max_prompt_length applies; the template preflight stays the one for training.
+    samples_some: bool = False
     # Whether its TRL trainer counts the tokens it trains on at all (TRL's experimental ORPO,
     # CPO and online DPO trainers do not): run.max_train_tokens / max_train_flops need it.
     counts_tokens: bool = True
@@ -326,6 +329,7 @@ METHODS: dict[str, Method] = {
         managed={"teacher_model_name_or_path": "use the teacher block: teacher: {name_or_path: ...}",
                  "teacher_model_init_kwargs": "use the teacher block (dtype, revision, gguf_file)"},
         checks=(check_teacher,), passes=_distill_passes, counts_tokens=False, trl_status="experimental",
+        samples_some=True,
     ),
 }
 

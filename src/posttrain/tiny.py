@@ -22,6 +22,9 @@ from posttrain.tasks import arithmetic
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 TOKENIZER_VERSION = 1  # bump when the corpus or the training procedure changes
+# 2: build_tiny writes the weights itself (a cache a launched rank built under version 1 could
+# hold the tokenizer only: transformers 5's save_pretrained writes nothing on ranks other than 0)
+LAYOUT_VERSION = 2
 
 _ENGLISH = (
     "The quick brown fox jumps over the lazy dog. A model learns from examples; it is scored on "
@@ -68,7 +71,7 @@ def train_tokenizer(vocab_size: int):
 
 
 def _key(spec) -> str:
-    blob = json.dumps({"spec": spec.model_dump(), "tokenizer": TOKENIZER_VERSION}, sort_keys=True)
+    blob = json.dumps({"spec": spec.model_dump(), "tokenizer": TOKENIZER_VERSION, "layout": LAYOUT_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -99,7 +102,17 @@ def build_tiny(spec, directory: Path) -> None:
         pad_token_id=tokenizer.pad_token_id,
         do_sample=False,
     )
-    model.save_pretrained(directory)
+    # Written directly, not by model.save_pretrained: transformers 5 writes nothing on a rank other
+    # than 0 once torch.distributed is up, and a launched rank can be the one that builds the cache.
+    from safetensors.torch import save_file
+
+    weights = {name: tensor.contiguous() for name, tensor in model.state_dict().items()
+               if name != "lm_head.weight"}  # tied to the input embeddings, as save_pretrained leaves it out
+    save_file(weights, str(Path(directory) / "model.safetensors"), metadata={"format": "pt"})
+    model.config.architectures = [type(model).__name__]
+    model.config.dtype = torch.float32
+    model.config.save_pretrained(directory)
+    model.generation_config.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
 

@@ -170,3 +170,35 @@ trainer: {{max_steps: 2, logging_steps: 1, learning_rate: 1.0e-3, beta: {beta}, 
     assert len(losses) == 2 and all(loss == loss and loss >= 0 for loss in losses)
     assert (run_dir / "adapter" / "adapter_config.json").is_file() and (run_dir / "final" / "config.json").is_file()
     assert f"beta: {beta}" in (run_dir / "recipe.resolved.yaml").read_text()
+
+
+
+MIXED = "{task: arithmetic, n: 8, options: {min_operands: 2, max_operands: 5, max_value: 99}}"  # prompts of 27-39 tokens
+
+
+@pytest.mark.parametrize("method", ["prm", "gkd"])
+def test_long_prompts_are_dropped_where_part_of_the_data_is_sampled(tmp_path, capsys, method):
+    """data.max_prompt_length before a PRM's trees are sampled (build_trees) and before GKD's
+    student answers its share: counted in the log; only the short prompts reach training."""
+    import re
+
+    source = (MIXED[:-1] + ", traces: {kind: steps}, build_trees: {width: 2, depth: 2, step_tokens: 8, "
+              "judge: arithmetic, keep_unsolved: true}}" if method == "prm" else MIXED)
+    extra = "teacher: {name_or_path: tiny}\n" if method == "gkd" else ""
+    trainer = "max_new_tokens: 8, max_length: 128" if method == "gkd" else "max_length: 256"
+    run_dir = run(tmp_path, method, f"""\
+method: {method}
+model: {{name_or_path: tiny, tiny: {TINY}}}
+{extra}data:
+  train: [{source}]
+  max_prompt_length: 34
+batch: {{per_device: 2}}
+trainer: {{max_steps: 1, logging_steps: 1, {trainer}}}
+""")
+    found = re.search(r": dropped (\d) of 8 prompts longer than data.max_prompt_length \(34 tokens\)",
+                      capsys.readouterr().out)
+    assert found and 0 < int(found.group(1)) < 8
+    if method == "prm":
+        trees = (run_dir / "trees").glob("*.jsonl")
+        assert sum(len(f.read_text().splitlines()) for f in trees) == 8 - int(found.group(1))
+    assert [m for m in logged(run_dir) if "loss" in m]

@@ -215,6 +215,28 @@ def test_long_prompts_are_dropped_and_counted(tokenizer, capsys):
         drop_long_prompts(records, tokenizer, 1, "data.train")
 
 
+def test_gkd_drops_conversations_whose_prompt_is_too_long(tokenizer, capsys):
+    """GKD's student answers a share of the conversations from every turn but the last: those
+    prompts are what data.max_prompt_length bounds."""
+    from posttrain.trainers.gkd import drop_long_conversations
+
+    rows = [{"messages": [{"role": "user", "content": "w " * n}, {"role": "assistant", "content": "a " * 300}]}
+            for n in (2, 200)]
+    kept = drop_long_conversations(tokenizer, rows, 64, "data.train")
+    assert kept == rows[:1]  # the long answer does not count, the long question does
+    assert "data.train: dropped 1 of 2 prompts longer than data.max_prompt_length (64 tokens)" in capsys.readouterr().out
+    assert drop_long_conversations(tokenizer, rows, None, "data.train") == rows
+
+
+@pytest.mark.parametrize("text", [
+    "method: gkd\nteacher: {name_or_path: tiny}\ndata:\n  train: [{task: arithmetic, n: 4}]\n  max_prompt_length: 64\n",
+    "method: prm\ndata:\n  train: [{task: arithmetic, n: 4, traces: {kind: steps}, build_trees: {width: 2, depth: 2}}]\n"
+    "  max_prompt_length: 64\n",
+])
+def test_the_prompt_filter_is_a_key_where_part_of_the_data_is_sampled(write_recipe, text):
+    assert load_run(write_recipe(text)).spec.data.max_prompt_length == 64
+
+
 # ----------------------------------------------------------------------------- rewards
 
 

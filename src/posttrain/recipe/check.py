@@ -349,8 +349,11 @@ def _check_trainer_flags(loaded: LoadedRecipe) -> None:
 
 
 def _generates(spec) -> bool:
-    """Whether the method samples from prompts: RL methods, and sources sampled on-policy."""
-    return METHODS[spec.method].generates or any(s.on_policy is not None for s in spec.data.train)
+    """Whether the run samples from prompts (data.max_prompt_length applies): RL methods, GKD's
+    share of student answers, sources sampled on-policy, and sampled reasoning trees."""
+    row = METHODS[spec.method]
+    return row.generates or row.samples_some or any(s.on_policy is not None or s.build_trees is not None
+                                                    for s in spec.data.train)
 
 
 def _check_vllm_server(loaded: LoadedRecipe) -> None:

@@ -8,7 +8,9 @@ name, a GGUF, tiny); it must share the student's vocabulary (TRL checks it).
     posttrain run recipes/distill/smoke.yaml
 
 Prompts are `prompts` records; data, the prompt-length filter and the chat_template_kwargs are
-rlvr's. The teacher runs where TRL's accelerator places it: the student's device.
+rlvr's. The teacher runs where TRL's accelerator places it: the student's device (TRL 1.16 has
+no separate teacher device, docs/recipes.md says why); under ZeRO-3 TRL shards it over the ranks
+like the student, and `teacher_shard` prints each rank's share.
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ def build(context: Context, config, data: TrainData, callbacks: list):
 
     rlvr.row_rendering(context, config)
     teacher = load_teacher(context)
-    return DistillationTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
-                               eval_dataset=data.eval, processing_class=context.tokenizer,
-                               peft_config=context.peft_config, callbacks=callbacks)
+    trainer = DistillationTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
+                                  eval_dataset=data.eval, processing_class=context.tokenizer,
+                                  peft_config=context.peft_config, callbacks=callbacks)
+    teacher_shard(trainer.teacher_model, trainer.accelerator.process_index)
+    return trainer
+
+
+def teacher_shard(teacher, rank: int) -> tuple[int, int] | None:
+    """Under ZeRO-3 (DeepSpeed partitions each parameter; `ds_tensor` is this rank's part):
+    print and return (elements held on this rank, elements in all), else None."""
+    parameters = list(teacher.parameters())
+    if not parameters or not all(hasattr(p, "ds_tensor") for p in parameters):
+        return None
+    held = sum(p.ds_tensor.numel() for p in parameters)
+    total = sum(p.ds_numel for p in parameters)
+    print(f"posttrain: teacher sharded by ZeRO-3: rank {rank} holds {held:,} of its {total:,} parameters", flush=True)
+    return held, total

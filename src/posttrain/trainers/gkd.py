@@ -16,10 +16,10 @@ run), and a `tools` column is refused.
 from __future__ import annotations
 
 from posttrain.errors import UserError
-from posttrain.data.loading import apply_rows_template_kwargs, to_dataset
+from posttrain.data.loading import apply_rows_template_kwargs, drop_long_prompts, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import sft
-from posttrain.trainers.distill import load_teacher
+from posttrain.trainers.distill import load_teacher, teacher_shard
 from posttrain.trainers.skeleton import Context, TrainData
 
 
@@ -45,6 +45,12 @@ def as_conversation(record: dict) -> dict:
     return {"messages": messages}
 
 
+def drop_long_conversations(tokenizer, rows: list[dict], limit: int | None, where: str) -> list[dict]:
+    """The conversations whose prompt (every turn but the last) fits data.max_prompt_length."""
+    kept, _ = drop_long_prompts([{"prompt": r["messages"][:-1], "row": r} for r in rows], tokenizer, limit, where)
+    return [k["row"] for k in kept]
+
+
 def data(context: Context) -> TrainData:
     train, evaluation, fingerprints = sft.sft_data(context.loaded, context.data_seed, context.data_kind)
     fingerprints.pop("_traces", None)
@@ -55,6 +61,10 @@ def data(context: Context) -> TrainData:
         print(f"posttrain: conversations are rendered with the rows' chat_template_kwargs {merged}")
     train = [as_conversation(r) for r in train]
     evaluation = [as_conversation(r) for r in evaluation] if evaluation else None
+    # the student answers a share (lmbda) of the conversations from their prompts: all turns but the last
+    limit = context.loaded.spec.data.max_prompt_length
+    train = drop_long_conversations(context.tokenizer, train, limit, "data.train")
+    evaluation = evaluation and drop_long_conversations(context.tokenizer, evaluation, limit, "data.eval")
     return TrainData(to_dataset(train), evaluation and to_dataset(evaluation), fingerprints)
 
 
@@ -62,6 +72,8 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     from trl.experimental.gkd import GKDTrainer
 
     teacher = load_teacher(context)
-    return GKDTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
-                      eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
-                      callbacks=callbacks)
+    trainer = GKDTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
+                         eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
+                         callbacks=callbacks)
+    teacher_shard(trainer.teacher_model, trainer.accelerator.process_index)
+    return trainer

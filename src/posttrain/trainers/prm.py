@@ -31,7 +31,7 @@ import json
 import math
 import time
 
-from posttrain.data.loading import build_mixture, held_out, rows_rendering, to_dataset
+from posttrain.data.loading import build_mixture, drop_long_prompts, held_out, rows_rendering, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import PRM_HEAD_FILE, candidate_ids, encode, step_scores
 from posttrain.rundir import EvalDir, is_main_process, write_atomic
@@ -85,6 +85,7 @@ def tree_builder(context: Context):
 
         spec = source.build_trees
         started = time.monotonic()
+        tasks, _ = drop_long_prompts(tasks, context.tokenizer, context.loaded.spec.data.max_prompt_length, source.label)
         with rows_rendering(context.tokenizer, tasks, source.label):  # the trees are sampled in the rows' mode
             trees, stats = build_trees(common.starting_policy(context), context.tokenizer, tasks,
                                        **spec.model_dump(exclude={"reward", "judge"}), reward=spec.reward,
