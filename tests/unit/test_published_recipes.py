@@ -186,6 +186,7 @@ SOURCES.append(Published(
 R1 = ("huggingface/open-r1", "1416fa0cf21595d2083b399a2a0bbddd7f6e9563")
 OI = ("allenai/open-instruct", "e6c3044aa6201c8bfa4573c1b03142af599e730d")
 LF = ("hiyouga/LLaMA-Factory", "ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30")
+LF_KTO = "dc85995aba68a5d29cbe47951a843491c0795737"
 AX = ("axolotl-ai-cloud/axolotl", "067b021c8b87a9e5e380b9173c704cf7340e30f5")
 OPEN_R1_SYSTEM = ("You are a helpful AI Assistant that provides well-reasoned and detailed responses. You first think "
                   "about the reasoning process as an internal monologue and then provide the user with the answer. "
@@ -339,6 +340,15 @@ SOURCES += [
                 "pref_loss": lambda r: r["trainer"]["loss_type"] == ["sigmoid"],
                 "cutoff_len": lambda r: r["trainer"]["max_length"] == 2048 and r["data"]["overlong"] == "truncate"},
         different=(*LF_DIFFERENT, "max_samples", "cutoff_len"),
+    ),
+    Published(  # the KTO file was read at a later commit than the SFT and DPO ones (LF_KTO)
+        "llama-factory/qwen3-lora-kto.yaml", LF[0], "examples/train_lora/qwen3_lora_kto.yaml", LF_KTO, world_size=1,
+        values={**{k: v for k, v in LF_COMMON.items() if k not in ("save_only_model", "resume_from_checkpoint")},
+                **LF_LORA, "stage": "kto", "pref_beta": 0.1, "dataset": "kto_en_demo",
+                "output_dir": "saves/qwen3-4b/lora/kto", "learning_rate": 5.0e-6},
+        checks={**LF_CHECKS, "dataset": lambda r: [Path(s["path"]).name for s in r["data"]["train"]]
+                == ["kto_en_demo.json"], "stage": lambda r: r["method"] == "kto"},
+        different=(*(k for k in LF_DIFFERENT if k != "resume_from_checkpoint"), "max_samples"),
     ),
     Published(
         "axolotl/llama-3.2-1b-lora.yaml", AX[0], "examples/llama-3/lora-1b.yml", AX[1], world_size=1,
