@@ -17,6 +17,8 @@ with its options (`{name: math, timeout: 2}`), as in a recipe's `rewards:` list.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from posttrain.chat_templates import render
 from posttrain.rewards import build_reward_ref
 
@@ -237,14 +239,15 @@ def _pad_left(rows: list[list[int]], pad: int, device):
 def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, batch_size: int,
                      n: int = 1, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
                      prefixes: list[str] | None = None, trim_unfinished: bool = False,
-                     stats: dict | None = None, progress=None) -> list[list[str]]:
+                     stats: dict | None = None, progress=None, plain_generate: bool = False) -> list[list[str]]:
     """n completions per chat prompt: greedy when temperature is 0, else sampled (seeded).
     `prefixes` continue a partly written assistant answer (one per prompt). With
     `trim_unfinished`, a completion that max_new_tokens cut loses its last line, which may be
     cut mid-way (`Answer: 14` of `Answer: 148`), unless that line is all it has: step-by-step
     sampling reads whole lines only. `batch_size` counts prompts (each with its n samples).
     `stats`, if given, gets "generated_tokens" (up to and including each end token) added;
-    `progress(done, total)`, if given, is called after each batch (prompts answered so far)."""
+    `progress(done, total)`, if given, is called after each batch (prompts answered so far).
+    `plain_generate` uses model.generate for every batch (GenerateEngine)."""
     import torch
 
     texts = [render(tokenizer, as_messages(p), add_generation_prompt=True) for p in prompts]
@@ -255,7 +258,7 @@ def generate_answers(model, tokenizer, prompts: list, *, max_new_tokens: int, ba
     answers: list[list[str]] = [[] for _ in texts]
     stops = _stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(stops), 0)
-    fallback = unsupported_settings(model)
+    fallback = plain_generate or unsupported_settings(model)
     torch.manual_seed(seed)
     model.eval()
     for start in range(0, len(order), batch_size):
@@ -370,3 +373,96 @@ def score_answers(reward, records: list[dict], answers: list[list[str]], extra: 
     columns.update(extra or {})
     scores = iter(reward(flat, **columns))
     return [[float(next(scores) or 0.0) for _ in group] for group in answers]
+
+
+# ----------------------------------------------------------------------------- engines
+#
+# One interface for every caller that generates (evaluation, test-time search, tree building,
+# on-policy pairs, the reward preflight, GRPO's rollouts): `engine.generate(prompts, n, sampling,
+# prefixes)`. Which engine runs is chosen once, from the recipe (`engine_name`); the callers do
+# not branch on it. As nanochat's Engine and verl's rollout classes, an engine owns how tokens are
+# produced, not what is done with them.
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How completions are drawn: greedy at temperature 0, else sampled (seeded)."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+class Engine:
+    """generate(prompts, n, sampling, prefixes) -> n answers per prompt (text)."""
+
+    name = ""
+
+    def generate(self, prompts: list, n: int, sampling: Sampling, prefixes: list[str] | None = None, *,
+                 trim_unfinished: bool = False, stats: dict | None = None, progress=None) -> list[list[str]]:
+        raise NotImplementedError
+
+
+class LoopEngine(Engine):
+    """posttrain's decoding loop (`decode`) over a transformers model in memory: one prefill per
+    prompt shared by its n samples, finished rows leaving the batch. A generation config with
+    settings the loop does not apply goes through model.generate (said once, when built)."""
+
+    name = "posttrain"
+    plain = False  # GenerateEngine: model.generate for every call
+
+    def __init__(self, model, tokenizer, batch_size: int):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def generate(self, prompts, n, sampling, prefixes=None, *, trim_unfinished=False, stats=None, progress=None):
+        return generate_answers(self.model, self.tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
+                                batch_size=self.batch_size, n=n, temperature=sampling.temperature,
+                                top_p=sampling.top_p, seed=sampling.seed, prefixes=prefixes,
+                                trim_unfinished=trim_unfinished, stats=stats, progress=progress,
+                                plain_generate=self.plain)
+
+
+class GenerateEngine(LoopEngine):
+    """transformers' model.generate, batch by batch: the fallback, and the reference the loop is
+    tested against."""
+
+    name = "generate"
+    plain = True
+
+
+class VLLMEngine(Engine):
+    """vLLM over a saved model directory (it loads the weights itself; GPU only)."""
+
+    name = "vllm"
+
+    def __init__(self, model_dir: str, tokenizer, options: dict | None = None):
+        self.model_dir, self.tokenizer, self.options = model_dir, tokenizer, options
+
+    def generate(self, prompts, n, sampling, prefixes=None, *, trim_unfinished=False, stats=None, progress=None):
+        return generate_answers_vllm(self.model_dir, self.tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
+                                     n=n, temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                                     prefixes=prefixes, trim_unfinished=trim_unfinished, options=self.options)
+
+
+ENGINES = {"hf": LoopEngine, "generate": GenerateEngine, "vllm": VLLMEngine}  # eval.engine's values
+
+
+def make_engine(name: str, *, model=None, tokenizer, batch_size: int = 16, model_dir: str | None = None,
+                options: dict | None = None) -> Engine:
+    """The engine `name` (recipe/device.py's eval_engine chooses it): vllm needs `model_dir`;
+    the others a model in memory."""
+    if name == "vllm":
+        if model_dir is None:
+            raise ValueError("the vllm engine generates from a saved model directory")
+        return VLLMEngine(model_dir, tokenizer, options)
+    return ENGINES[name](model, tokenizer, batch_size)
+
+
+def as_engine(model_or_engine, tokenizer, batch_size: int = 16) -> Engine:
+    """An engine as it is, or a transformers model in memory behind posttrain's loop: what the
+    functions that generate take (build_trees, sample_pairs, ModelPolicy), so a caller passes a
+    model (the common case) or the engine its recipe chose."""
+    if isinstance(model_or_engine, Engine):
+        return model_or_engine
+    return LoopEngine(model_or_engine, tokenizer, batch_size)

@@ -530,17 +530,19 @@ def test_on_policy_pairs_are_sampled_and_trained_in_the_rows_rendering_mode(toke
     from posttrain.data import onpolicy
     from posttrain.recipe.schema import OnPolicySpec
 
+    from posttrain.sampling import Engine
+
     tok = copy.deepcopy(tokenizer)
     seen = []
 
-    def fake_generate(model, tokenizer, prompts, **options):  # what generation would render
-        seen.append(tokenizer.apply_chat_template(prompts[0], tokenize=False, add_generation_prompt=True))
-        return [["Answer: 1", "Answer: 2"] for _ in prompts]
+    class Rendering(Engine):  # an engine that records what generation would render
+        def generate(self, prompts, n, sampling, prefixes=None, **options):
+            seen.append(tok.apply_chat_template(prompts[0], tokenize=False, add_generation_prompt=True))
+            return [["Answer: 1", "Answer: 2"] for _ in prompts]
 
     records = [{"prompt": [{"role": "user", "content": "1?"}], "ground_truth": "1",
                 "chat_template_kwargs": {"enable_thinking": False}}]
-    monkeypatch.setattr(onpolicy, "generate_answers", fake_generate)
-    pairs, _ = onpolicy.sample_pairs(None, tok, records, OnPolicySpec(samples=2, reward="numeric"))
+    pairs, _ = onpolicy.sample_pairs(Rendering(), tok, records, OnPolicySpec(samples=2, reward="numeric"))
     assert seen[0].endswith("<think></think>")  # rendered in the rows' mode
     assert pairs[0]["chat_template_kwargs"] == {"enable_thinking": False}
     assert not tok.apply_chat_template(records[0]["prompt"], tokenize=False,

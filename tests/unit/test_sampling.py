@@ -226,3 +226,37 @@ def test_the_sandbox_runs_single_threaded():
     result = sandbox.run_untrusted("import os\nprint(os.environ.get('OMP_NUM_THREADS'), os.environ.get('OPENBLAS_NUM_THREADS'))")
     assert result.stdout.split() == ["1", "1"]
 
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def test_the_engines_share_one_interface_and_greedy_answers_agree(tiny):
+    """make_engine("hf") (posttrain's loop) and make_engine("generate") (model.generate) through
+    the same generate(prompts, n, sampling, prefixes): greedy answers equal, with and without
+    prefixes; as_engine passes an engine through and wraps a model in the loop."""
+    model, tokenizer = tiny
+    loop = sampling.make_engine("hf", model=model, tokenizer=tokenizer, batch_size=3)
+    plain = sampling.make_engine("generate", model=model, tokenizer=tokenizer, batch_size=3)
+    assert (loop.name, plain.name) == ("posttrain", "generate")
+    greedy = sampling.Sampling(max_new_tokens=16)
+    assert loop.generate(PROMPTS, 1, greedy) == plain.generate(PROMPTS, 1, greedy)
+    assert loop.generate(PROMPTS, 1, greedy) == [[a] for a in _plain(model, tokenizer, PROMPTS, max_new_tokens=16,
+                                                                     batch_size=len(PROMPTS))]
+    prefixes = ["Step", "", "1", "The", "", "a", "b", "Answer:"]
+    assert loop.generate(PROMPTS, 1, greedy, prefixes) == plain.generate(PROMPTS, 1, greedy, prefixes)
+    assert sampling.as_engine(loop, tokenizer) is loop
+    assert isinstance(sampling.as_engine(model, tokenizer), sampling.LoopEngine)
+    with pytest.raises(ValueError, match="saved model directory"):
+        sampling.make_engine("vllm", tokenizer=tokenizer)
+
+
+def test_the_engines_sample_n_seeded_answers_per_prompt(tiny):
+    model, tokenizer = tiny
+    for name in ("hf", "generate"):
+        engine = sampling.make_engine(name, model=model, tokenizer=tokenizer, batch_size=4)
+        drawn = sampling.Sampling(max_new_tokens=8, temperature=1.0, seed=3)
+        first = engine.generate(PROMPTS, 4, drawn)
+        assert [len(group) for group in first] == [4] * len(PROMPTS)
+        assert first == engine.generate(PROMPTS, 4, drawn)  # seeded
+        assert len({a for group in first for a in group}) > len(PROMPTS), name

@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from posttrain.rewards.answers import extract_final_answer
-from posttrain.sampling import generate_answers, score_answers
+from posttrain.sampling import Sampling, as_engine, score_answers
 from posttrain.tasks import resolve_judge
 
 
@@ -62,6 +62,7 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
                 temperature: float = 1.0, step_tokens: int = 32, batch_size: int = 64, reward: str = "verifier",
                 judge=None, include_gold: bool = False, keep_unsolved: bool = False,
                 seed: int = 0) -> tuple[list[dict], Counter]:
+    engine = as_engine(model, tokenizer, batch_size)  # a model in memory, or an engine
     judge = resolve_judge(judge)
     rng = random.Random(f"build_trees/{seed}")
     nodes: list[dict[str, Node]] = [{} for _ in records]
@@ -80,10 +81,8 @@ def build_trees(model, tokenizer, records: list[dict], *, width: int = 4, depth:
         if not jobs:
             break
         prefixes = ["".join(step + "\n" for step in path(i, node)) for i, node in jobs]
-        samples = generate_answers(model, tokenizer, [records[i]["prompt"] for i, _ in jobs],
-                                   max_new_tokens=step_tokens, batch_size=batch_size, n=width,
-                                   temperature=temperature, seed=seed + level, prefixes=prefixes,
-                                   trim_unfinished=True)
+        samples = engine.generate([records[i]["prompt"] for i, _ in jobs], width,
+                                  Sampling(step_tokens, temperature, seed=seed + level), prefixes, trim_unfinished=True)
         created: list[tuple[int, Node]] = []
         for (i, parent), group in zip(jobs, samples):
             seen = set()

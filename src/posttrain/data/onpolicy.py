@@ -12,7 +12,7 @@ import random
 from collections import Counter
 
 from posttrain.data.loading import rows_rendering
-from posttrain.sampling import generate_answers, score_answers
+from posttrain.sampling import Sampling, as_engine, score_answers
 
 
 def _prompt_messages(prompt) -> list[dict]:
@@ -58,13 +58,12 @@ def pair_answers(records: list[dict], answers: list[list[str]], scores: list[lis
 
 
 def sample_pairs(model, tokenizer, records: list[dict], spec) -> tuple[list[dict], Counter]:
-    """Generate `spec.samples` answers per task record with `model`, score them with
-    `spec.reward`, and pair them (see pair_answers)."""
+    """Generate `spec.samples` answers per task record with `model` (a model in memory, or an
+    engine: sampling.as_engine), score them with `spec.reward`, and pair them (see pair_answers)."""
     prompts = [_prompt_messages(r["prompt"]) for r in records]
     with rows_rendering(tokenizer, records, "on-policy prompts") as row:  # sampled and trained in the rows' mode
-        answers = generate_answers(model, tokenizer, prompts, max_new_tokens=spec.max_new_tokens,
-                                   batch_size=spec.batch_size, n=spec.samples, temperature=spec.temperature,
-                                   top_p=spec.top_p, seed=spec.seed)
+        sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
+        answers = as_engine(model, tokenizer, spec.batch_size).generate(prompts, spec.samples, sampling)
     scores = score_answers(spec.reward, records, answers)
     pairs, stats = pair_answers(records, answers, scores, spec.pairs, spec.threshold, spec.seed)
     return ([{**pair, "chat_template_kwargs": row} for pair in pairs] if row else pairs), stats

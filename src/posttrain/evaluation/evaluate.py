@@ -13,22 +13,16 @@ from pathlib import Path
 
 from posttrain.evaluation.metrics import answer_key, summarize
 from posttrain.rundir import EvalDir, write_atomic
-from posttrain.sampling import generate_answers, generate_answers_vllm, score_answers
+from posttrain.sampling import Engine, Sampling, score_answers
 
 
-def evaluate_datasets(model, tokenizer, datasets: dict[str, list[dict]], spec,
-                      vllm_model_dir: str | None = None) -> tuple[dict, list[dict]]:
-    """Score `datasets` ({label: task records}) as `spec` (the recipe's eval block) says; with
-    `vllm_model_dir`, vLLM generates from that directory (`model` may then be None)."""
+def evaluate_datasets(engine: Engine, datasets: dict[str, list[dict]], spec) -> tuple[dict, list[dict]]:
+    """Score `datasets` ({label: task records}) as `spec` (the recipe's eval block) says, with
+    answers from `engine` (sampling.make_engine: the one eval.engine chose)."""
     labels = [label for label, records in datasets.items() for _ in records]
     records = [r for rs in datasets.values() for r in rs]
-    settings = dict(max_new_tokens=spec.max_new_tokens, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                    seed=spec.seed)
-    prompts = [r["prompt"] for r in records]
-    if vllm_model_dir is not None:
-        answers = generate_answers_vllm(vllm_model_dir, tokenizer, prompts, options=spec.vllm, **settings)
-    else:
-        answers = generate_answers(model, tokenizer, prompts, batch_size=spec.batch_size, progress=_progress, **settings)
+    sampling = Sampling(spec.max_new_tokens, spec.temperature, spec.top_p, spec.seed)
+    answers = engine.generate([r["prompt"] for r in records], spec.n, sampling, progress=_progress)
     scores = score_answers(spec.reward, records, answers)
     selectors = score_answers(spec.select_reward, records, answers) if spec.select_reward else [None] * len(records)
     groups = [{"correct": [s >= 1.0 for s in sc], "keys": [answer_key(a) for a in an], "selector": sel,

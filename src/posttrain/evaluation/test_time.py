@@ -351,20 +351,21 @@ def plot(report: dict, path: Path) -> None:
 
 
 class ModelPolicy:
-    """A causal LM through posttrain's sampling path (the one evaluation samples with)."""
+    """A causal LM through a generation engine (a model in memory runs posttrain's loop:
+    sampling.as_engine)."""
 
     def __init__(self, model, tokenizer, spec, max_new_tokens: int):
         self.model, self.tokenizer, self.spec, self.max_new_tokens = model, tokenizer, spec, max_new_tokens
         self.calls = 0
 
     def _generate(self, prompts, n, max_new_tokens, greedy=False, prefixes=None):
-        from posttrain.sampling import generate_answers
+        from posttrain.sampling import Sampling, as_engine
 
         self.calls += 1
-        return generate_answers(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                batch_size=self.spec.batch_size, n=n, temperature=0.0 if greedy else self.spec.temperature,
-                                top_p=self.spec.top_p, seed=self.spec.seed + self.calls, prefixes=prefixes,
-                                trim_unfinished=prefixes is not None)
+        sampling = Sampling(max_new_tokens, 0.0 if greedy else self.spec.temperature, self.spec.top_p,
+                            self.spec.seed + self.calls)
+        return as_engine(self.model, self.tokenizer, self.spec.batch_size).generate(
+            prompts, n, sampling, prefixes, trim_unfinished=prefixes is not None)
 
     def sample(self, prompts, n):
         return self._generate(prompts, n, self.max_new_tokens)

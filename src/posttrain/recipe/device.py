@@ -149,7 +149,8 @@ def to_yaml(data: dict) -> str:
 
 
 def eval_engine(loaded: LoadedRecipe, device: Device) -> str:
-    """The engine that generates eval answers: "vllm" or "hf". `engine: vllm` where the run
+    """The engine that generates eval answers: "vllm", "hf" (posttrain's loop) or "generate"
+    (model.generate) — a key of sampling.ENGINES. `engine: vllm` where the run
     starts without a GPU or without the package is an error that names the key (before
     training, not after); `auto` takes vllm only where both are there."""
     spec = loaded.spec.eval
@@ -158,4 +159,6 @@ def eval_engine(loaded: LoadedRecipe, device: Device) -> str:
     if requested == "vllm" and not usable:
         lacking = "a GPU, and this machine has none" if not device.cuda else "the vllm package: pip install vllm"
         raise loaded.error(("eval", "engine"), f"engine: vllm needs {lacking}; use engine: hf (or auto)")
+    if requested in ("hf", "generate"):
+        return requested
     return "vllm" if requested == "vllm" or (requested == "auto" and usable) else "hf"

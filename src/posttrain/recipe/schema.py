@@ -492,7 +492,9 @@ class EvalSpec(_Block):
     test_time: TestTimeSpec | None = None  # test-time compute curves (docs/verifiers.md)
     # What generates the answers: vllm (needs the package and a GPU), hf (posttrain's loop over
     # the transformers model), or auto: vllm where both are there, else hf (docs/evaluation.md).
-    engine: Literal["auto", "hf", "vllm"] = "auto"
+    # hf: posttrain's decoding loop over the transformers model; generate: model.generate (the
+    # reference the loop is tested against); vllm: vLLM (GPU); auto: vllm where usable, else hf
+    engine: Literal["auto", "hf", "generate", "vllm"] = "auto"
     vllm: dict[str, Any] = {}  # keyword arguments of vllm.LLM (gpu_memory_utilization, ...)
 
     @model_validator(mode="after")

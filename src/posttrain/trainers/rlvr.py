@@ -145,7 +145,7 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     """Before GRPO spends its steps: sample `prompts` x num_generations completions from the
     starting policy as GRPO will (its temperature, top-p and completion length), score them with
     every reward, print the distribution, and stop (exit 2) when no group has any spread."""
-    from posttrain.sampling import generate_answers, score_answers
+    from posttrain.sampling import Sampling, as_engine, score_answers
 
     spec = context.loaded.spec.reward_preflight
     if spec is not None and not spec.enabled:
@@ -159,9 +159,9 @@ def reward_preflight(context: Context, config, dataset, rewards) -> dict | None:
     examples = spec.examples if spec is not None else 3
     records = [dataset[i] for i in range(min(prompts, len(dataset)))]
     n = config.num_generations
-    answers = generate_answers(context.model, context.tokenizer, [r["prompt"] for r in records],
-                               max_new_tokens=config.max_completion_length, batch_size=len(records), n=n,
-                               temperature=config.temperature or 1.0, top_p=config.top_p, seed=config.seed)
+    sampling = Sampling(config.max_completion_length, config.temperature or 1.0, config.top_p, config.seed)
+    answers = as_engine(context.model, context.tokenizer, len(records)).generate([r["prompt"] for r in records], n,
+                                                                                 sampling)
     # token ids of each completion, as TRL passes them (length rewards read them): the answer
     # re-tokenised, which can differ from the sampled ids by a token at a merge
     ids = {"completion_ids": [context.tokenizer(a, add_special_tokens=False).input_ids for group in answers for a in group]}
