@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # Recipe keys that only some methods take (every other top-level key is common to all).
-METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight", "eval_greedy", "teacher")
+METHOD_KEYS = ("rewards", "dynamic_sampling", "on_policy", "reward_preflight", "eval_greedy", "teacher", "rollouts")
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ METHODS: dict[str, Method] = {
     "rlvr": Method(
         name="rlvr", summary="RL with verifiable rewards: GRPO and its variants (TRL GRPOTrainer)",
         config=("trl.trainer.grpo_config", "GRPOConfig"), data="task", trainer="posttrain.trainers.rlvr",
-        keys=frozenset({"rewards", "dynamic_sampling", "reward_preflight", "eval_greedy"}),
+        keys=frozenset({"rewards", "dynamic_sampling", "reward_preflight", "eval_greedy", "rollouts"}),
         managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]",
                  "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
         checks=(check_rewards_given, check_generation_groups),
@@ -283,7 +283,7 @@ METHODS: dict[str, Method] = {
     "rloo": Method(
         name="rloo", summary="REINFORCE leave-one-out with verifiable rewards (TRL RLOOTrainer)",
         config=("trl.trainer.rloo_config", "RLOOConfig"), data="task", trainer="posttrain.trainers.rloo",
-        keys=frozenset({"rewards", "reward_preflight"}),
+        keys=frozenset({"rewards", "reward_preflight", "rollouts"}),
         managed={"reward_weights": "set from each reward's weight: rewards: [{name: ..., weight: W}]",
                  "chat_template_kwargs": "set from model.chat_template_kwargs (every rendering uses them)"},
         checks=(check_rewards_given, check_generation_groups),

@@ -290,7 +290,8 @@ def _check_test_time(loaded: LoadedRecipe) -> None:
 
 _KEY_NAMES = {"rewards": "rewards are used", "dynamic_sampling": "dynamic sampling is",
               "on_policy": "on-policy pairs are", "reward_preflight": "the reward preflight is",
-              "eval_greedy": "greedy in-training evaluation is", "teacher": "a teacher model is"}
+              "eval_greedy": "greedy in-training evaluation is", "teacher": "a teacher model is",
+              "rollouts": "the rollout engine is"}
 
 
 def _check_method_keys(loaded: LoadedRecipe) -> None:
@@ -301,6 +302,7 @@ def _check_method_keys(loaded: LoadedRecipe) -> None:
             "reward_preflight": [("reward_preflight",)] if spec.reward_preflight is not None else [],
             "eval_greedy": [("eval_greedy",)] if spec.eval_greedy else [],
             "teacher": [("teacher",)] if spec.teacher is not None else [],
+            "rollouts": [("rollouts",)] if spec.rollouts is not None else [],
             "on_policy": [("data", "train", i, "on_policy") for i, s in enumerate(spec.data.train)
                           if s.on_policy is not None]}
     for key in METHOD_KEYS:

@@ -525,6 +525,9 @@ class Recipe(_Block):
     # training temperature (HF generation; set num_generations_eval to spare identical samples)
     eval_greedy: bool = False
     teacher: "TeacherSpec | None" = None  # distill: the model whose distributions the student learns
+    # rlvr, rloo: who generates the rollouts where TRL would call model.generate (no vLLM):
+    # posttrain's decoding loop (unset: the default) or TRL's own (trainers/rollouts.py)
+    rollouts: Literal["posttrain", "trl"] | None = None
 
     @field_validator("method")
     @classmethod

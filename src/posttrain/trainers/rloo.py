@@ -25,6 +25,6 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     from trl import RLOOTrainer
 
     rewards = rlvr.prepared_rewards(context, config, data)
-    return RLOOTrainer(model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
+    return rlvr.rollout_class(context.loaded, RLOOTrainer)(model=context.model, reward_funcs=rewards, args=config, train_dataset=data.train,
                        eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
                        callbacks=callbacks)

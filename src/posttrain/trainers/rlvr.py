@@ -204,6 +204,16 @@ def prepared_rewards(context: Context, config, data: TrainData) -> list:
     return rewards
 
 
+def rollout_class(loaded: LoadedRecipe, base):
+    """`base` with its rollouts through posttrain's loop (trainers/rollouts.py), unless the
+    recipe says `rollouts: trl`."""
+    if loaded.spec.rollouts == "trl":
+        return base
+    from posttrain.trainers.rollouts import engine_rollouts
+
+    return engine_rollouts(base)
+
+
 def greedy_eval_class(base):
     """`base` (a GRPOTrainer class) whose in-training evaluation generates greedily (eval_greedy):
     during `evaluate` its generation config samples nothing; training generation is untouched."""
@@ -229,11 +239,11 @@ def build(context: Context, config, data: TrainData, callbacks: list):
 
     loaded = context.loaded
     rewards = prepared_rewards(context, config, data)
-    trainer_class, extra = GRPOTrainer, {}
+    trainer_class, extra = rollout_class(loaded, GRPOTrainer), {}
     if loaded.spec.dynamic_sampling is not None:
         from posttrain.trainers.dynamic import dynamic_grpo_class
 
-        trainer_class = dynamic_grpo_class(GRPOTrainer)
+        trainer_class = dynamic_grpo_class(trainer_class)
         extra = {"max_retries": loaded.spec.dynamic_sampling.max_retries}
     if loaded.spec.eval_greedy:
         trainer_class = greedy_eval_class(trainer_class)
