@@ -41,11 +41,14 @@ def eval_datasets(loaded: LoadedRecipe) -> dict[str, list[dict]]:
     spec = loaded.spec.eval
     rewards = [build_reward_ref(r) for r in (spec.reward, spec.select_reward) if r is not None]
     datasets = {}
+    labels = [source.label for source in spec.data]
     for i, source in enumerate(spec.data):
         records = load_source(source, "task").records[: source.max_samples]
         for reward in rewards:
             check_ground_truths(reward, records, f"eval.data.{i} ({source.label})")
-        datasets[source.label] = records
+        # two sources of one task and split (other options) are two datasets, each reported
+        label = source.label if labels.count(source.label) == 1 else f"{source.label} (eval.data.{i})"
+        datasets[label] = records
     uniform_template_kwargs([r for rows in datasets.values() for r in rows], "eval.data")  # one rendering mode
     return datasets
 

@@ -355,3 +355,21 @@ def test_every_verifier_says_which_ground_truths_it_cannot_read(name, readable, 
 
     assert unreadable_truth(REWARDS[name], {"prompt": "q", **readable}) is None
     assert unreadable_truth(REWARDS[name], {"prompt": "q", **unreadable})
+
+
+def test_two_eval_sources_of_one_task_and_split_are_both_scored(tmp_path):
+    """Sources that differ only in their options (numbers up to 20, up to 49) share a label: each
+    is its own dataset, none replaces the other (it did, silently)."""
+    from posttrain.recipe import load_recipe
+    from posttrain.runs import eval_datasets
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: sft\ndata: {train: [{task: arithmetic, n: 4}]}\neval: {data: [\n"
+                      "  {task: arithmetic, split: heldout, n: 5, options: {max_value: 20}},\n"
+                      "  {task: arithmetic, split: heldout, n: 7, options: {max_value: 49}},\n"
+                      "  {task: countdown, split: heldout, n: 2}]}\n")
+    loaded = load_recipe(str(recipe), []).only_stage("").recipe
+    datasets = eval_datasets(loaded)
+    assert {k: len(v) for k, v in datasets.items()} == {
+        "task:arithmetic:heldout (eval.data.0)": 5, "task:arithmetic:heldout (eval.data.1)": 7,
+        "task:countdown:heldout": 2}
