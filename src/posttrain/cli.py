@@ -529,6 +529,13 @@ def _judge_pairs(args) -> int:
           f"{percent(report['first_position_rate'])}; decided by position {report['position_decided']} of "
           f"{report['parsed_both_orders']} pairs parsed both times; {report['unparsed']} of {report['judgements']} "
           "replies did not parse (counted as not right)")
+    ci = report["right_verdicts_interval"]
+    verdict = ("better than" if report["better_than_a_coin"] else "worse than" if report["worse_than_a_coin"]
+               else "not distinguishable from")
+    print(f"against a coin flip: right in {percent(report['right_verdicts'])} of verdicts [95 % "
+          f"{percent(ci and ci[0])}, {percent(ci and ci[1])}] (a coin: 50 %): {verdict} a coin; "
+          f"{'a position bias' if report['position_bias'] else 'no position bias shown'}; "
+          f"{percent(report['parsed_share'])} of replies parsed (a coin: 100 %)")
     return 0
 
 

@@ -220,6 +220,8 @@ SHORT = {  # the shipped settings, fewer steps and records
     "sft.yaml": ["trainer.max_steps=1", "trainer.logging_steps=1", "data.train.0.n=8"],
     "dpo.yaml": ["trainer.max_steps=1", "trainer.logging_steps=1", "data.train.0.n=8"],
     "grpo.yaml": ["trainer.max_steps=1"],  # all its records: the preflight samples 16 of them
+    # one seed, one GRPO step (its preflight's 8 prompts), SFT for that step's FLOPs
+    "grpo-vs-sft.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=16"],
 }
 
 
@@ -230,6 +232,17 @@ def test_each_shipped_smollm2_recipe_runs_shortened(smollm2, recipe, tmp_path):
     if recipe.name == "ifeval.yaml":
         assert main(["eval", str(recipe), *shorter, "--model", NAME, "--output", str(tmp_path / "out")]) == 0
         assert json.loads((tmp_path / "out" / "report.json").read_text())["model"]["ifeval"]["prompts"] == 2
+        return
+    if recipe.name == "judge.yaml":
+        out = tmp_path / "judge.json"
+        assert main(["data", "judge-pairs", str(recipe), "--judge", NAME, "--max-pairs", "2", "-o", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["judgements"] == 4 and len(report["right_verdicts_interval"]) == 2
+        return
+    if recipe.name == "grpo-vs-sft.yaml":
+        assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
+        comparison = json.loads((tmp_path / "smollm2-grpo-vs-sft" / "comparison.json").read_text())
+        assert comparison  # both arms ran and were compared
         return
     assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
     run = tmp_path / f"smollm2-{recipe.stem}"  # each recipe's run.name

@@ -104,7 +104,7 @@ def test_gpu_sh_dry_run_prints_the_install_and_resolves_every_recipe(tmp_path):
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "pip install -e '.[gpu]'" in result.stdout
-    assert "6 recipes" in result.stdout and "resolve for a GPU target" in result.stdout
+    assert "9 recipes" in result.stdout and "resolve for a GPU target" in result.stdout
     assert (tmp_path / "pairs.jsonl").read_text().count("\n") == 2000
 
 
@@ -114,7 +114,8 @@ def test_every_suite_recipe_resolves_for_the_gpu_with_the_plain_trl_settings(tmp
 
     bench = _bench()
     texts = bench.recipes(tmp_path, steps=40)
-    assert set(texts) == {"sft", "grpo_vllm", "grpo_hf", "dpo_zero3", "qlora", "eval"}
+    assert set(texts) == {"sft", "grpo_vllm", "grpo_hf", "dpo_zero3", "qlora", "eval", "real_sft", "real_grpo_hf",
+                          "real_grpo_vllm"}
     (tmp_path / "pairs.jsonl").write_text("")
     resolved = {}
     for name, text in texts.items():
@@ -136,6 +137,10 @@ def test_every_suite_recipe_resolves_for_the_gpu_with_the_plain_trl_settings(tmp
     assert resolved["dpo_zero3"][0].spec.launch.zero == 3
     assert resolved["qlora"][0].spec.model.quantization.bits == 4
     assert resolved["eval"][0].spec.eval.engine == "vllm"
+    # the real model's recipes: SmolLM2, GRPO with vLLM against posttrain's HF rollouts
+    assert all(resolved[n][0].spec.model.name_or_path == "smollm2-135m-instruct"
+               for n in ("real_sft", "real_grpo_hf", "real_grpo_vllm"))
+    assert resolved["real_grpo_vllm"][1]["use_vllm"] and not resolved["real_grpo_hf"][1].get("use_vllm")
 
 
 def test_the_suite_without_cuda_says_so(tmp_path, capsys):

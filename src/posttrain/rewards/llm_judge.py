@@ -20,6 +20,8 @@ pairs whose verdict followed the position instead of the answer.
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections import Counter
 from functools import lru_cache
@@ -274,4 +276,47 @@ def pair_report(first: list[str | None], second: list[str | None]) -> dict:
         # the same letter in both orders: the position decided, not the answer
         "position_decided": sum(f == s for f, s in both),
         "parsed_both_orders": len(both),
+        **against_a_coin(first, second),
+    }
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float] | None:
+    """The 95 % Wilson score interval of a proportion (None for n = 0).
+
+    >>> [round(x, 3) for x in wilson(30, 48)]
+    [0.484, 0.748]
+    """
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def against_a_coin(first: list[str | None], second: list[str | None]) -> dict:
+    """The judge against a coin flip, which is right in half its verdicts (a quarter of pairs in
+    both orders), picks the first position half the time and always parses: the share of right
+    verdicts and of first-position verdicts with their 95 % intervals, and whether each interval
+    excludes the coin's value.
+
+    >>> r = against_a_coin(["a"] * 20, ["a"] * 20)  # always "A": right half the time, all position
+    >>> r["right_verdicts"], r["better_than_a_coin"], r["position_bias"]
+    (0.5, False, True)
+    """
+    verdicts = [*first, *second]
+    right = sum(c == "a" for c in first) + sum(c == "b" for c in second)
+    parsed = [c for c in verdicts if c is not None]
+    a_count = sum(c == "a" for c in parsed)
+    right_ci, first_ci = wilson(right, len(verdicts)), wilson(a_count, len(parsed))
+    return {
+        "right_verdicts": right / len(verdicts) if verdicts else 0.0,  # unparsed replies count as wrong
+        "right_verdicts_interval": right_ci,
+        "first_position_interval": first_ci,
+        "parsed_share": len(parsed) / len(verdicts) if verdicts else 0.0,
+        "coin_flip": {"right_verdicts": 0.5, "accuracy_both_orders": 0.25, "first_position_rate": 0.5,
+                      "parsed_share": 1.0},
+        "better_than_a_coin": bool(right_ci and right_ci[0] > 0.5),
+        "worse_than_a_coin": bool(right_ci and right_ci[1] < 0.5),
+        "position_bias": bool(first_ci and (first_ci[0] > 0.5 or first_ci[1] < 0.5)),
     }
