@@ -222,6 +222,7 @@ SHORT = {  # the shipped settings, fewer steps and records
     "grpo.yaml": ["trainer.max_steps=1"],  # all its records: the preflight samples 16 of them
     # one seed, one GRPO step (its preflight's 8 prompts), SFT for that step's FLOPs
     "grpo-vs-sft.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=16"],
+    "dpo-self.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=8"],
 }
 
 
@@ -239,10 +240,10 @@ def test_each_shipped_smollm2_recipe_runs_shortened(smollm2, recipe, tmp_path):
         report = json.loads(out.read_text())
         assert report["judgements"] == 4 and len(report["right_verdicts_interval"]) == 2
         return
-    if recipe.name == "grpo-vs-sft.yaml":
+    if recipe.name in ("grpo-vs-sft.yaml", "dpo-self.yaml"):  # pipelines over seeds
         assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
-        comparison = json.loads((tmp_path / "smollm2-grpo-vs-sft" / "comparison.json").read_text())
-        assert comparison  # both arms ran and were compared
+        comparison = json.loads((tmp_path / f"smollm2-{recipe.stem}" / "comparison.json").read_text())
+        assert comparison  # every stage ran and was compared
         return
     assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
     run = tmp_path / f"smollm2-{recipe.stem}"  # each recipe's run.name
