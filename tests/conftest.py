@@ -40,3 +40,26 @@ def write_recipe(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def noisy_tiny():
+    """A factory: the tiny model of a TinyModelSpec with noise added to its weights, and its
+    tokenizer. An untrained model repeats one token; noisy weights write varied text, so
+    generation tests see rows that differ and stop at different steps."""
+
+    def load(spec):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from posttrain.tiny import tiny_model_path
+
+        path = tiny_model_path(spec)
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+        return model, tokenizer
+
+    return load

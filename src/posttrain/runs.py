@@ -110,6 +110,7 @@ def evaluate_test_time(loaded: LoadedRecipe, outputs: EvalDir, device: Device, d
                        model_dir: str | None = None) -> dict:
     """eval.test_time: the curves, on every eval.data record together, into `outputs`."""
     from posttrain.evaluation.test_time import run_test_time, write_test_time
+    from posttrain.sampling import make_engine
 
     policy, prm, verifier = test_time_models(loaded, model_dir)
     if generates(loaded):
@@ -121,8 +122,6 @@ def evaluate_test_time(loaded: LoadedRecipe, outputs: EvalDir, device: Device, d
         model = model.to("cuda")
     _rows_template_kwargs(loaded, tokenizer, datasets)
     records = [r for rs in datasets.values() for r in rs]
-    from posttrain.sampling import make_engine
-
     # step-by-step search calls the engine once per level: vLLM would start once per call, so
     # eval.engine vllm searches with posttrain's loop here
     name = eval_engine(loaded, device)

@@ -31,6 +31,24 @@ _APPLIED = {"temperature", "top_k", "top_p", "do_sample", "max_length", "max_new
             "length_penalty", "num_beam_groups", "diversity_penalty"}
 
 
+def settings_not_applied(config, applied: set[str], neutral: dict | None = None) -> list[str]:
+    """Names of a GenerationConfig's fields set away from generate's defaults (and from
+    `neutral`: values that change nothing, such as a repetition penalty of 1.0), other than the
+    `applied` ones: what posttrain's loop would not reproduce."""
+    defaults = config._get_default_generation_params() if hasattr(config, "_get_default_generation_params") else {}
+    neutral = neutral or {}
+    problems = []
+    for key, value in config.to_diff_dict().items():
+        if key in applied or key.startswith("_"):
+            continue
+        if value is None or value == defaults.get(key, None) or value in ({}, [], False):
+            continue
+        if key in neutral and value == neutral[key]:
+            continue
+        problems.append(key)
+    return problems
+
+
 def unsupported_settings(model) -> list[str]:
     """The model's generation-config settings that posttrain's loop would not apply (so
     generation falls back to model.generate): names of fields set away from generate's
@@ -38,14 +56,7 @@ def unsupported_settings(model) -> list[str]:
     config = getattr(model, "generation_config", None)
     if config is None:
         return []
-    defaults = config._get_default_generation_params() if hasattr(config, "_get_default_generation_params") else {}
-    problems = []
-    for key, value in config.to_diff_dict().items():
-        if key in _APPLIED or key.startswith("_"):
-            continue
-        if value is None or value == defaults.get(key, None) or value in ({}, [], False):
-            continue
-        problems.append(key)
+    problems = settings_not_applied(config, _APPLIED)
     if getattr(config, "num_beams", 1) not in (None, 1):
         problems.append("num_beams")
     return problems
@@ -73,21 +84,35 @@ def stop_ids(config, tokenizer) -> set[int]:
     return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
 
 
+def warpers_for(config) -> list | None:
+    """transformers' own warpers for a GenerationConfig (or anything with its sampling fields),
+    in generate's order: temperature, top-k, top-p, min-p; None where it is greedy."""
+    from transformers.generation import (MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
+                                         TopPLogitsWarper)
+
+    if not config.do_sample:
+        return None
+    warpers = []
+    if config.temperature is not None and config.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(config.temperature))
+    if config.top_k is not None and config.top_k != 0:
+        warpers.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
+    if config.top_p is not None and config.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
+    if config.min_p is not None:
+        warpers.append(MinPLogitsWarper(min_p=config.min_p, min_tokens_to_keep=1))
+    return warpers
+
+
 def _warpers(model, temperature: float, top_p: float):
-    """transformers' own warpers, in generate's order: temperature, top-k, top-p."""
-    from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    """The warpers for sampling at `temperature` and `top_p` with the model's generation-config
+    top-k (generate's default 50)."""
+    from types import SimpleNamespace
 
     config = getattr(model, "generation_config", None)
     top_k = getattr(config, "top_k", None) if config is not None else None
-    top_k = 50 if top_k is None else top_k  # generate's default
-    warpers = []
-    if temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(temperature))
-    if top_k and top_k != 0:
-        warpers.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
-    if top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
-    return warpers
+    return warpers_for(SimpleNamespace(do_sample=True, temperature=temperature, top_p=top_p, min_p=None,
+                                       top_k=50 if top_k is None else top_k))
 
 
 class _Buffers:
@@ -379,8 +404,8 @@ def score_answers(reward, records: list[dict], answers: list[list[str]], extra: 
 #
 # One interface for every caller that generates (evaluation, test-time search, tree building,
 # on-policy pairs, the reward preflight, GRPO's rollouts): `engine.generate(prompts, n, sampling,
-# prefixes)`. Which engine runs is chosen once, from the recipe (`engine_name`); the callers do
-# not branch on it. As nanochat's Engine and verl's rollout classes, an engine owns how tokens are
+# prefixes)`. Which engine runs is chosen once, from the recipe (recipe/device.eval_engine, then
+# make_engine); the callers do not branch on it. As nanochat's Engine and verl's rollout classes, an engine owns how tokens are
 # produced, not what is done with them.
 
 
@@ -407,7 +432,7 @@ class Engine:
 class LoopEngine(Engine):
     """posttrain's decoding loop (`decode`) over a transformers model in memory: one prefill per
     prompt shared by its n samples, finished rows leaving the batch. A generation config with
-    settings the loop does not apply goes through model.generate (said once, when built)."""
+    settings the loop does not apply goes through model.generate (generate_answers)."""
 
     name = "posttrain"
     plain = False  # GenerateEngine: model.generate for every call

@@ -13,20 +13,13 @@ SPEC = TinyModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_siz
 TEXTS = ["Compute 3 + 4.", "Compute 12 - 5 + 100 - 7.", "Hi", "What is 2 + 2? Think.", "x"]
 
 
-def _trainer(tmp_path, **generation):
+def _trainer(noisy_tiny, tmp_path, **generation):
     import datasets
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from posttrain.tiny import tiny_model_path
     from posttrain.trainers.rollouts import engine_rollouts
 
-    path = tiny_model_path(SPEC)
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
-    with torch.no_grad():  # an untrained model repeats one token; noisy weights write varied text
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
+    model, tokenizer = noisy_tiny(SPEC)
     data = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": t}]} for t in TEXTS])
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, report_to=[], bf16=False, use_cpu=True,
                       max_completion_length=generation.pop("max_completion_length", 24), **generation)
@@ -40,10 +33,10 @@ def _ids(tokenizer, texts):
                                           tokenize=True, return_dict=True)["input_ids"] for t in texts]
 
 
-def test_greedy_rollouts_equal_trls_token_for_token(tmp_path, capsys):
+def test_greedy_rollouts_equal_trls_token_for_token(noisy_tiny, tmp_path, capsys):
     from trl import GRPOTrainer
 
-    trainer, tokenizer = _trainer(tmp_path, generation_kwargs={"do_sample": False})
+    trainer, tokenizer = _trainer(noisy_tiny, tmp_path, generation_kwargs={"do_sample": False})
     eos = set(trainer.eos_token_ids)
     grouped = [ids for ids in _ids(tokenizer, TEXTS) for _ in range(4)]  # as TRL's RepeatSampler batches them
     distinct = _ids(tokenizer, TEXTS)
@@ -57,13 +50,13 @@ def test_greedy_rollouts_equal_trls_token_for_token(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("settings", [{"temperature": 1.0}, {"temperature": 0.7, "top_p": 0.9, "top_k": 20}])
-def test_sampled_rollouts_follow_trls_distribution(tmp_path, capsys, settings):
+def test_sampled_rollouts_follow_trls_distribution(noisy_tiny, tmp_path, capsys, settings):
     """The first token, 3,000 times from one prompt, from our path and from TRL's: each within
     4.5 standard errors of the softmax of the logits after TRL's warpers."""
     from transformers.generation import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
     from trl import GRPOTrainer
 
-    trainer, tokenizer = _trainer(tmp_path, max_completion_length=1, **settings)
+    trainer, tokenizer = _trainer(noisy_tiny, tmp_path, max_completion_length=1, **settings)
     prompt = _ids(tokenizer, TEXTS[1:2])[0]
     with torch.no_grad():
         logits = trainer.model(torch.tensor([prompt])).logits[:, -1, :].float()
@@ -88,8 +81,8 @@ def test_sampled_rollouts_follow_trls_distribution(tmp_path, capsys, settings):
     assert "TRL's own generation" not in capsys.readouterr().out
 
 
-def test_settings_the_loop_does_not_apply_take_trls_path(tmp_path, capsys):
-    trainer, tokenizer = _trainer(tmp_path, repetition_penalty=1.3, generation_kwargs={"do_sample": False})
+def test_settings_the_loop_does_not_apply_take_trls_path(noisy_tiny, tmp_path, capsys):
+    trainer, tokenizer = _trainer(noisy_tiny, tmp_path, repetition_penalty=1.3, generation_kwargs={"do_sample": False})
     prompts = _ids(tokenizer, TEXTS[:2])
     from trl import GRPOTrainer
 

@@ -20,17 +20,8 @@ PROMPTS = [[{"role": "user", "content": text}] for text in
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from posttrain.tiny import tiny_model_path
-
-    path = tiny_model_path(SPEC)
-    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(0)
-    with torch.no_grad():  # an untrained model repeats one token; noisy weights write varied text
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
+def tiny(noisy_tiny):
+    model, tokenizer = noisy_tiny(SPEC)
     model.eval()
     return model, tokenizer
 

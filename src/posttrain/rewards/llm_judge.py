@@ -21,7 +21,6 @@ pairs whose verdict followed the position instead of the answer.
 from __future__ import annotations
 
 import math
-
 import re
 from collections import Counter
 from functools import lru_cache

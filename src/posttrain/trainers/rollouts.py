@@ -26,39 +26,11 @@ _APPLIED = {"max_new_tokens", "do_sample", "pad_token_id", "bos_token_id", "eos_
             "top_k", "min_p", "disable_compile", "transformers_version"}
 
 
-def warpers_for(config) -> list | None:
-    """transformers' warpers for a sampling GenerationConfig, in generate's order (temperature,
-    top-k, top-p, min-p); None where it is greedy."""
-    from transformers.generation import (MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper,
-                                         TopPLogitsWarper)
-
-    if not config.do_sample:
-        return None
-    warpers = []
-    if config.temperature is not None and config.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(config.temperature))
-    if config.top_k is not None and config.top_k != 0:
-        warpers.append(TopKLogitsWarper(top_k=config.top_k, min_tokens_to_keep=1))
-    if config.top_p is not None and config.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=config.top_p, min_tokens_to_keep=1))
-    if config.min_p is not None:
-        warpers.append(MinPLogitsWarper(min_p=config.min_p, min_tokens_to_keep=1))
-    return warpers
-
-
 def unapplied(config) -> list[str]:
     """The settings of TRL's generation config that the loop would not apply."""
-    defaults = config._get_default_generation_params() if hasattr(config, "_get_default_generation_params") else {}
-    out = []
-    for key, value in config.to_diff_dict().items():
-        if key in _APPLIED or key.startswith("_") or value is None or value in ({}, [], False):
-            continue
-        if key == "repetition_penalty" and value == 1.0:
-            continue
-        if value == defaults.get(key, None):
-            continue
-        out.append(key)
-    return out
+    from posttrain.sampling import settings_not_applied
+
+    return settings_not_applied(config, _APPLIED, neutral={"repetition_penalty": 1.0})
 
 
 def groups(prompt_ids: list[list[int]]) -> int:
@@ -109,6 +81,8 @@ def engine_rollouts(base):
             import torch
             from trl.extras.profiling import profiling_context
             from trl.models import unwrap_model_for_generation
+
+            from posttrain.sampling import warpers_for
 
             reason = self._trl_path_reason(images, multimodal_fields)
             if reason is not None:
