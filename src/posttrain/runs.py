@@ -479,10 +479,25 @@ def seeds_comparison(pipeline: Pipeline) -> dict:
                      "train_flops_mean": _mean_of(r.get("train_flops") for r in seen),
                      "steps_mean": _mean_of(r.get("steps") for r in seen)})
     names = {s.name: s for s in pipeline.stages}
+
+    def start_scores(stage) -> list[float] | None:
+        """The base model's scores on the held-out problems, where eval.baseline scored it
+        before this stage (or before the pipeline's first stage of any seed)."""
+        for candidate in (stage, *pipeline.stages):
+            samples = EvalDir(group.stage(candidate.name).eval_dir).baseline_samples
+            if samples.is_file():
+                return problem_scores(samples)
+        return None
+
     differences = []
     for base, stages in by_base.items():
         against = stages[0].instead_of or stages[0].starts_from
         if against is None:
+            # a stage trained from the base model: paired with the base model's own answers, when
+            # eval.baseline scored them (the same greedy answers for every seed)
+            a, b = [scores(s) for s in stages], [start_scores(s) for s in stages]
+            if baseline is not None and not any(x is None for x in a + b):
+                differences.append({"a": base, "b": "start", "kind": "after", **paired_difference(a, b)})
             continue
         other = [names[(s.instead_of or s.starts_from)] for s in stages]
         a, b = [scores(s) for s in stages], [scores(o) for o in other]
@@ -504,6 +519,8 @@ def seeds_comparison_markdown(comparison: dict) -> str:
     seeds = comparison["seeds"]
     lines = [f"# Pipeline over seeds {seeds}", "", "| stage | method | held-out accuracy (mean +- std) | per seed "
              "| tokens trained (mean) | est. FLOPs (mean) | steps (mean) |", "|---|---|---|---|---|---|---|"]
+    if comparison.get("start"):
+        lines.append(f"| start (the base model, eval.baseline) | - | {100 * comparison['start']['accuracy']:.1f} | | | | |")
     for row in comparison["stages"]:
         stage = row["stage"] + (f" (instead of {row['instead_of']}, same {row['budget'] or 'steps'})"
                                 if row["instead_of"] else "") + (" (one run, shared by every seed)" if row["seeds"] == [None] else "")

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from posttrain.cli import main
+from posttrain.evaluation.stats import problem_scores
 
 pytestmark = pytest.mark.e2e
 
@@ -172,13 +173,20 @@ def test_seeds_run_every_stage_per_seed_and_compare_them_paired(tmp_path, capsys
     assert [row["stage"] for row in comparison["stages"]] == ["sft", "dpo", "rlvr", "more-sft"]
     assert all(row["seeds"] == [3, 4] and len(row["per_seed"]) == 2 for row in comparison["stages"])
     pairs = {(d["a"], d["b"]): d for d in comparison["differences"]}
-    assert set(pairs) == {("dpo", "sft"), ("rlvr", "dpo"), ("more-sft", "rlvr")}
+    # sft trained from the base model: paired with the base model's answers (eval.baseline)
+    assert set(pairs) == {("sft", "start"), ("dpo", "sft"), ("rlvr", "dpo"), ("more-sft", "rlvr")}
+    start = problem_scores(root / "sft-seed3" / "eval" / "baseline_samples.jsonl")
+    assert comparison["start"]["accuracy"] == pytest.approx(sum(start) / len(start))
+    assert pairs[("sft", "start")]["problems"] == 16
+    assert pairs[("sft", "start")]["difference"] == pytest.approx(
+        comparison["stages"][0]["accuracy_mean"] - comparison["start"]["accuracy"])
     for d in pairs.values():  # the difference is the one the per-stage accuracies give
         assert d["problems"] == 16 and d["low"] <= d["difference"] <= d["high"]
     rows = {row["stage"]: row for row in comparison["stages"]}
     assert pairs[("dpo", "sft")]["difference"] == pytest.approx(rows["dpo"]["accuracy_mean"] - rows["sft"]["accuracy_mean"])
     table = (root / "comparison.md").read_text()
     assert "| more-sft (instead of rlvr, same flops) |" in table and "| dpo - sft |" in table
+    assert "| start (the base model, eval.baseline) |" in table and "| sft - start |" in table
 
 
 def test_seeds_from_shares_the_stages_above_it_and_pairs_every_seed_against_them(tmp_path):
