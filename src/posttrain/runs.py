@@ -11,6 +11,7 @@ from pathlib import Path
 from posttrain.data.loading import apply_rows_template_kwargs, load_source, uniform_template_kwargs
 from posttrain.errors import UserError
 from posttrain.evaluation.evaluate import evaluate_datasets, write_report, write_samples
+from posttrain.evaluation.test_time import curves_over_seeds, curves_over_seeds_markdown
 from posttrain.evaluation.stats import (describe_difference, differences_table, mean_std, paired_difference,
                                         problem_scores, sample_scores)
 from posttrain.hub import go_offline_if_unreachable
@@ -128,8 +129,8 @@ def evaluate_test_time(loaded: LoadedRecipe, outputs: EvalDir, device: Device, d
     engine = make_engine("hf" if name == "vllm" else name, model=model, tokenizer=tokenizer,
                          batch_size=loaded.spec.eval.test_time.batch_size)
     report, rows = run_test_time(engine, tokenizer, records, loaded.spec.eval, prm=prm, verifier=verifier,
-                                 policy_name=policy,
-                                 hardware=common.hardware_name(device))
+                                 policy_name=policy, hardware=common.hardware_name(device),
+                                 seed=int(loaded.spec.trainer.get("seed", 42)))
     write_test_time(outputs, report, rows)
     for strategy, points in report["curves"].items():
         print(f"posttrain: test-time {strategy}: " + ", ".join(f"N={p['budget']} {100 * p['accuracy']:.1f}%"
@@ -361,14 +362,16 @@ def matched_budget(stage, replaced: dict) -> dict:
     return {BUDGETS[stage.budget]: int(value) if stage.budget == "tokens" else float(value)}
 
 
-def stage_for_running(stage, start: Path | None, budget: dict | None) -> LoadedRecipe:
+def stage_for_running(stage, start: Path | None, budget: dict | None, first_seed: int | None = None) -> LoadedRecipe:
     """The stage's recipe as it runs: from `start` (an earlier stage's final model) when it has
-    one, without a baseline score when it does not start from the base model, with the budget
-    (run keys) of the stage it stands in for. A new recipe, validated; the pipeline's is unchanged."""
+    one, without a baseline score when it does not start from the base model or when another
+    seed (`first_seed`) scores the same base model, with the budget (run keys) of the stage it
+    stands in for. A new recipe, validated; the pipeline's is unchanged."""
     changes: dict = {}
     if start is not None:
         changes["model"] = {"name_or_path": str(start.resolve()), "chat_template": None}  # the earlier stage saved its template
-    if (start is not None or stage.instead_of) and stage.recipe.spec.eval is not None:
+    other_seed = stage.seed is not None and first_seed is not None and stage.seed != first_seed
+    if (start is not None or stage.instead_of or other_seed) and stage.recipe.spec.eval is not None:
         changes["eval"] = {"baseline": False}
     if budget:
         changes["run"] = dict(budget)
@@ -405,7 +408,7 @@ def _run_pipeline_locked(pipeline: Pipeline, overwrite: bool, allow_changes: boo
         else:
             start = group.stage(stage.starts_from).final if stage.starts_from else None
             budget = matched_budget(stage, by_name[stage.instead_of]) if stage.instead_of else {}
-            recipe = stage_for_running(stage, start, budget)
+            recipe = stage_for_running(stage, start, budget, pipeline.seeds[0] if pipeline.seeds else None)
             given = ", ".join(f"{key} {value:.4g}" for key, value in budget.items())
             what = f"{stage.name} ({recipe.spec.method}" + (
                 f", instead of {stage.instead_of}" + (f", for as much as it spent: {given})" if given else ")")
@@ -469,7 +472,9 @@ def seeds_comparison(pipeline: Pipeline) -> dict:
     baseline = records(first).get("baseline") if group.stage(first.name).stage_record.is_file() else None
     for base, stages in by_base.items():
         seen = [records(s) for s in stages]
-        accuracy = mean_std([r["accuracy"] for r in seen])
+        # a stage that generates nothing (a reward model, a PRM) has no held-out accuracy
+        found = [r["accuracy"] for r in seen]
+        accuracy = mean_std(found) if None not in found else (None, None)
         rows.append({"stage": base, "method": seen[0]["method"], "instead_of": stages[0].instead_of and
                      next(s.base for s in pipeline.stages if s.name == stages[0].instead_of),
                      "budget": stages[0].budget, "seeds": [s.seed for s in stages],
@@ -506,8 +511,19 @@ def seeds_comparison(pipeline: Pipeline) -> dict:
         result = paired_difference(a, b)
         differences.append({"a": base, "b": other[0].base, "kind": "instead of" if stages[0].instead_of else "after",
                             **result})
+    test_time = {}
+    for base, stages in by_base.items():  # eval.test_time's curves, over the seeds
+        files = [EvalDir(group.stage(s.name).eval_dir).test_time_questions for s in stages]
+        if len(stages) > 1 and all(f.is_file() for f in files):
+            runs = [[json.loads(line) for line in f.read_text().splitlines() if line.strip()] for f in files]
+            if all(rows and "outcomes" in rows[0] for rows in runs):  # older runs kept no outcomes
+                test_time[base] = curves_over_seeds(runs)
+                reports = [EvalDir(group.stage(s.name).eval_dir).test_time for s in stages]
+                aucs = [json.loads(r.read_text()).get("verifier_auc_within_questions") if r.is_file() else None
+                        for r in reports]
+                test_time[base]["verifier_auc_per_seed"] = aucs
     return {"seeds": pipeline.seeds, "stages": rows, "differences": differences,
-            "start": baseline and {"accuracy": baseline["accuracy"]}}
+            "start": baseline and {"accuracy": baseline["accuracy"]}, "test_time": test_time}
 
 
 def _mean_of(values):
@@ -524,18 +540,23 @@ def seeds_comparison_markdown(comparison: dict) -> str:
     for row in comparison["stages"]:
         stage = row["stage"] + (f" (instead of {row['instead_of']}, same {row['budget'] or 'steps'})"
                                 if row["instead_of"] else "") + (" (one run, shared by every seed)" if row["seeds"] == [None] else "")
-        per_seed = ", ".join(f"{100 * a:.1f}" for a in row["per_seed"])
+        per_seed = ", ".join("-" if a is None else f"{100 * a:.1f}" for a in row["per_seed"])
         tokens = "" if row["train_tokens_mean"] is None else f"{row['train_tokens_mean']:,.0f}"
         flops = "" if row["train_flops_mean"] is None else f"{row['train_flops_mean']:.3g}"
         steps = "" if row["steps_mean"] is None else f"{row['steps_mean']:.0f}"
-        lines.append(f"| {stage} | {row['method']} | {100 * row['accuracy_mean']:.1f} +- {100 * row['accuracy_std']:.1f} "
+        held_out = ("-" if row["accuracy_mean"] is None else
+                    f"{100 * row['accuracy_mean']:.1f} +- {100 * row['accuracy_std']:.1f}")
+        lines.append(f"| {stage} | {row['method']} | {held_out} "
                      f"| {per_seed} | {tokens} | {flops} | {steps} |")
-    lines += ["", *differences_table(comparison["differences"])]
-    problems = comparison["differences"][0]["problems"] if comparison["differences"] else 0
-    lines += ["", f"Paired over the same {problems} held-out problems and seeds {seeds}; the interval counts the "
-              "spread over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding "
-              "only when its interval excludes 0. Exact figures reproduce on the same hardware and software only."]
+    if comparison["differences"]:
+        problems = comparison["differences"][0]["problems"]
+        lines += ["", *differences_table(comparison["differences"])]
+        lines += ["", f"Paired over the same {problems} held-out problems and seeds {seeds}; the interval counts the "
+                  "spread over problems and over seeds (posttrain/evaluation/stats.py). A difference is a finding "
+                  "only when its interval excludes 0. Exact figures reproduce on the same hardware and software only."]
     if any(row["seeds"] == [None] for row in comparison["stages"]):
         lines += ["", "A stage run once (seeds_from) is the same model for every seed: a difference against it "
                   "counts the seeds of the other stage only, not that stage's own seed noise."]
+    for stage, result in (comparison.get("test_time") or {}).items():
+        lines += ["", *curves_over_seeds_markdown(stage, result)]
     return "\n".join(lines) + "\n"

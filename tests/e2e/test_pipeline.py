@@ -176,6 +176,7 @@ def test_seeds_run_every_stage_per_seed_and_compare_them_paired(tmp_path, capsys
     # sft trained from the base model: paired with the base model's answers (eval.baseline)
     assert set(pairs) == {("sft", "start"), ("dpo", "sft"), ("rlvr", "dpo"), ("more-sft", "rlvr")}
     start = problem_scores(root / "sft-seed3" / "eval" / "baseline_samples.jsonl")
+    assert not (root / "sft-seed4" / "eval" / "baseline_samples.jsonl").exists()  # the base model is scored once
     assert comparison["start"]["accuracy"] == pytest.approx(sum(start) / len(start))
     assert pairs[("sft", "start")]["problems"] == 16
     assert pairs[("sft", "start")]["difference"] == pytest.approx(

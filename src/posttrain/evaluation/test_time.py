@@ -292,6 +292,78 @@ def summarise(outcomes: dict, levels: list[int], budgets: list[int], bins: int) 
     return {"curves": curves, "bins": per_bin}
 
 
+def curves_over_seeds(runs: list[list[dict]]) -> dict:
+    """The curves of one stage over a pipeline's seeds: `runs` holds, per seed, the rows of its
+    test_time.jsonl (the same questions in the same order, each with its `outcomes`). Per
+    strategy and budget, the accuracy over seeds and questions with its 95 % interval (the spread
+    over questions and over seeds, evaluation/stats.py); and paired differences, on the same
+    questions and seeds: each ranked strategy against majority voting at the same budget, and
+    each strategy at its largest budget against its smallest.
+
+    >>> row = lambda ok: {"prompt": "q", "outcomes": {"majority": {"1": ok, "4": True}}}
+    >>> out = curves_over_seeds([[row(False), row(True)], [row(True), row(True)]])
+    >>> [(p["budget"], p["accuracy"]) for p in out["curves"]["majority"]]
+    [(1, 0.75), (4, 1.0)]
+    >>> [(d["a"], d["b"], d["difference"]) for d in out["differences"]]
+    [('majority@4', 'majority@1', 0.25)]
+    """
+    from posttrain.evaluation.stats import paired_difference
+
+    prompts = [r["prompt"] for r in runs[0]]
+    for rows in runs[1:]:
+        if [r["prompt"] for r in rows] != prompts:
+            raise ValueError("the seeds' test-time curves are over different questions; they cannot be paired")
+    strategies = list(runs[0][0]["outcomes"])
+    budgets = sorted(runs[0][0]["outcomes"][strategies[0]], key=int)
+
+    def scores(strategy, budget):
+        return [[float(r["outcomes"][strategy][budget]) for r in rows] for rows in runs]
+
+    zeros = [[0.0] * len(prompts) for _ in runs]
+    curves = {}
+    for strategy in strategies:
+        curves[strategy] = []
+        for budget in budgets:
+            cell = paired_difference(scores(strategy, budget), zeros)
+            curves[strategy].append({"budget": int(budget), "accuracy": cell["difference"],
+                                     "low": max(0.0, cell["low"]), "high": min(1.0, cell["high"]),  # a share
+                                     "per_seed": cell["per_seed"]})
+    differences = []
+    if "majority" in strategies:
+        for budget in budgets:
+            for strategy in strategies:
+                if strategy not in ("majority", "oracle") and int(budget) > 1:
+                    differences.append({"a": f"{strategy}@{budget}", "b": f"majority@{budget}",
+                                        **paired_difference(scores(strategy, budget), scores("majority", budget))})
+    if len(budgets) > 1:
+        for strategy in strategies:
+            differences.append({"a": f"{strategy}@{budgets[-1]}", "b": f"{strategy}@{budgets[0]}",
+                                **paired_difference(scores(strategy, budgets[-1]), scores(strategy, budgets[0]))})
+    return {"seeds": len(runs), "questions": len(prompts), "budgets": [int(b) for b in budgets],
+            "curves": curves, "differences": differences}
+
+
+def curves_over_seeds_markdown(stage: str, result: dict) -> list[str]:
+    """Markdown lines for curves_over_seeds' result."""
+    from posttrain.evaluation.stats import differences_table
+
+    budgets = result["budgets"]
+    lines = [f"## Test-time compute of {stage} over {result['seeds']} seeds", "",
+             f"Accuracy (mean over seeds and {result['questions']} questions, [95 % interval]):", "",
+             "| strategy | " + " | ".join(f"N={b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+    for strategy, points in result["curves"].items():
+        name = "oracle pass@N (ceiling)" if strategy == "oracle" else strategy
+        lines.append(f"| {name} | " + " | ".join(
+            f"{100 * p['accuracy']:.1f} [{100 * p['low']:.1f}, {100 * p['high']:.1f}]" for p in points) + " |")
+    aucs = [a for a in result.get("verifier_auc_per_seed") or [] if a is not None]
+    if aucs:
+        lines += ["", "The verifier ranks a correct sample above an incorrect one of the same question "
+                  + ", ".join(f"{100 * a:.1f}%" for a in aucs) + " of the time, per seed (50 %: it cannot tell them apart)."]
+    return lines + ["", *differences_table(result["differences"]),
+                    "", "Intervals count the spread over questions and over seeds (posttrain/evaluation/stats.py), "
+                    "an accuracy's clipped to [0, 100].", ""]
+
+
 def report_markdown(report: dict) -> str:
     budgets = report["budgets"]
     lines = ["# Test-time compute", "",
@@ -354,8 +426,9 @@ class ModelPolicy:
     """A causal LM through a generation engine (a model in memory runs posttrain's loop:
     sampling.as_engine)."""
 
-    def __init__(self, model, tokenizer, spec, max_new_tokens: int):
+    def __init__(self, model, tokenizer, spec, max_new_tokens: int, seed: int = 0):
         self.model, self.tokenizer, self.spec, self.max_new_tokens = model, tokenizer, spec, max_new_tokens
+        self.seed = spec.seed if spec.seed is not None else seed
         self.calls = 0
 
     def _generate(self, prompts, n, max_new_tokens, greedy=False, prefixes=None):
@@ -363,7 +436,7 @@ class ModelPolicy:
 
         self.calls += 1
         sampling = Sampling(max_new_tokens, 0.0 if greedy else self.spec.temperature, self.spec.top_p,
-                            self.spec.seed + self.calls)
+                            self.seed + self.calls)
         return as_engine(self.model, self.tokenizer, self.spec.batch_size).generate(
             prompts, n, sampling, prefixes, trim_unfinished=prefixes is not None)
 
@@ -397,16 +470,17 @@ def prm_scorer(path: str, aggregate: str, device: str = "auto", batch_size: int 
 
 
 def run_test_time(model, tokenizer, records: list[dict], eval_spec, *, prm: str | None, verifier, policy_name: str,
-                  hardware: str) -> tuple[dict, list[dict]]:
+                  hardware: str, seed: int = 0) -> tuple[dict, list[dict]]:
     """The curves for `records` (task records), as `eval_spec.test_time` says: `prm` (a path)
-    guides search, `verifier` (a reward reference) ranks whole answers."""
+    guides search, `verifier` (a reward reference) ranks whole answers; `seed` samples unless
+    test_time.seed is set."""
     import time
 
     from posttrain.sampling import score_answers
 
     spec = eval_spec.test_time
     began = time.monotonic()
-    policy = ModelPolicy(model, tokenizer, spec, eval_spec.max_new_tokens)
+    policy = ModelPolicy(model, tokenizer, spec, eval_spec.max_new_tokens, seed)
     prompts = [r["prompt"] for r in records]
     top = max(spec.budgets)
     answers = policy.sample(prompts, top)
@@ -439,7 +513,7 @@ def run_test_time(model, tokenizer, records: list[dict], eval_spec, *, prm: str 
     levels = difficulty_bins(pass_rates, spec.bins)
     report = {"questions": len(records), "budgets": spec.budgets, "strategies": spec.strategies,
               "policy": policy_name, "prm": prm, "verifier": verifier and verifier.label, "temperature": spec.temperature, "beam_width": spec.beam_width,
-              "lookahead": spec.lookahead, "max_steps": spec.max_steps, "bins_by": "the policy's pass rate over "
+              "seed": policy.seed, "lookahead": spec.lookahead, "max_steps": spec.max_steps, "bins_by": "the policy's pass rate over "
               f"{top} samples", "verifier_auc_within_questions": ranking_auc(correct, selectors) if selectors else None,
               **summarise(ordered, levels, spec.budgets, spec.bins),
               "seconds": time.monotonic() - began, "hardware": hardware}
@@ -447,7 +521,10 @@ def run_test_time(model, tokenizer, records: list[dict], eval_spec, *, prm: str 
     for i, record in enumerate(records):
         row = {"prompt": record["prompt"], "ground_truth": record.get("ground_truth"), "level": levels[i],
                "pass_rate": pass_rates[i], "samples": answers[i], "tokens": tokens[i],
-               **({"selector": selectors[i]} if selectors else {})}
+               **({"selector": selectors[i]} if selectors else {}),
+               # each strategy's verdict on this question at each budget (what curves_over_seeds pairs)
+               "outcomes": {strategy: {str(b): bool(by_budget[b][i][0]) for b in spec.budgets}
+                            for strategy, by_budget in ordered.items()}}
         for strategy, by_budget in searched.items():
             row[strategy] = {str(b): {"answer": res[i].answer, "tokens": res[i].tokens} for b, res in by_budget.items()}
         rows.append(row)

@@ -174,7 +174,9 @@ class TreeBuildSpec(_Block):
     # otherwise they are dropped and counted, as shortcut and journey traces need a correct path.
     keep_unsolved: bool = False
     batch_size: int = Field(64, gt=0)  # prompts per generate call
-    seed: int = 0
+    # the sampling seed; unset: the run's trainer.seed, so each seed of a `seeds:` pipeline draws
+    # its own samples
+    seed: int | None = None
 
 
 class DataSource(_Block):
@@ -464,7 +466,9 @@ class TestTimeSpec(_Block):
     top_p: float = Field(1.0, gt=0, le=1)
     bins: int = Field(5, gt=0)  # difficulty levels, by the model's own pass rate (1: easiest)
     batch_size: int = Field(64, gt=0)  # prompts per generate call
-    seed: int = 0
+    # the sampling seed; unset: the run's trainer.seed, so each seed of a `seeds:` pipeline draws
+    # its own samples
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _budgets(self):

@@ -13,13 +13,14 @@ from typing import Callable
 from posttrain.rewards import MODEL_JUDGES, resolve_reward
 from posttrain.tasks.arithmetic import arithmetic, arithmetic_judge, arithmetic_pairs, arithmetic_solution, arithmetic_trees
 from posttrain.tasks.common import split_of
+from posttrain.tasks.constraints import constraints
 from posttrain.tasks.countdown import countdown, countdown_apply, countdown_judge, countdown_search_trees, countdown_trees
 from posttrain.tasks.gym import check_gym_task, gym_task, is_gym_task
 
 TASKS: dict[str, Callable[..., list[dict]]] = {
     "arithmetic": arithmetic, "countdown": countdown, "arithmetic_pairs": arithmetic_pairs,
     "arithmetic_trees": arithmetic_trees, "countdown_trees": countdown_trees,
-    "countdown_search_trees": countdown_search_trees,
+    "countdown_search_trees": countdown_search_trees, "constraints": constraints,
 }
 # Step judges, `judge(record, previous_steps, step) -> (rating, critique) | None`, by task name.
 JUDGES: dict[str, Callable] = {"arithmetic": arithmetic_judge, "countdown": countdown_judge}
