@@ -320,8 +320,15 @@ def _workload(recipe, size, args):
     if method in ("distill", "gkd"):
         from posttrain.launch.plan import model_size
 
-        work.teacher = model_size(_teacher_config(recipe)).parameters
+        config = _teacher_config(recipe)
+        size = model_size(config)
+        work.teacher = size.parameters
         notes.append(f"a frozen {work.teacher / 1e9:.3f} B teacher")
+        if recipe.spec.teacher.device is not None:  # only its embeddings and output layer stay here
+            kept = size.vocab * size.hidden * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+            work.teacher = min(kept, size.parameters)
+            notes[-1] += (f", its layers on {recipe.spec.teacher.device} ({(size.parameters - work.teacher) / 1e6:,.1f} M "
+                          f"parameters), its embeddings and output layer ({work.teacher / 1e6:,.1f} M) on the student's")
     sequence = args.seq_len or trainer.get("max_length") or 1024
     if METHODS[method].generates:
         completion = trainer.get("max_new_tokens", 64) if method == "online_dpo" else \

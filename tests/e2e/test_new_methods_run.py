@@ -202,3 +202,26 @@ trainer: {{max_steps: 1, logging_steps: 1, {trainer}}}
         trees = (run_dir / "trees").glob("*.jsonl")
         assert sum(len(f.read_text().splitlines()) for f in trees) == 8 - int(found.group(1))
     assert [m for m in logged(run_dir) if "loss" in m]
+
+
+def test_a_teacher_dispatched_to_a_device_of_its_own_trains_the_student_exactly_as_before(tmp_path, capsys):
+    """teacher.device: cpu puts the teacher's layers behind accelerate's device hooks (the path a
+    cuda:1 teacher takes, on one device here): TRL accepts the dispatched teacher and the losses
+    equal those of the undispatched one. A device the machine lacks stops the run, naming the key."""
+    recipe = f"""\
+method: distill
+model: {{name_or_path: tiny, tiny: {TINY}}}
+teacher: {{name_or_path: tiny DEVICE}}
+data: {{train: [{{task: arithmetic, n: 16}}]}}
+batch: {{per_device: 4}}
+trainer: {{max_steps: 3, logging_steps: 1, learning_rate: 1.0e-3, max_completion_length: 8, seed: 0}}
+"""
+    plain = run(tmp_path, "plain", recipe.replace(" DEVICE", ""))
+    placed = run(tmp_path, "placed", recipe.replace(" DEVICE", ", device: cpu"))
+    assert "posttrain: teacher layers on cpu" in capsys.readouterr().out
+    losses = [[m["loss"] for m in logged(d) if "loss" in m] for d in (plain, placed)]
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(recipe.replace(" DEVICE", ", device: cuda:7") + f"run: {{name: missing, dir: {tmp_path / 'runs'}}}\n")
+    assert main(["run", str(missing)]) == 2
+    assert "teacher.device: cuda:7 is not on this machine" in capsys.readouterr().err

@@ -433,6 +433,19 @@ def test_plan_names_the_teacher(write_recipe, capsys):
     assert main(["plan", str(path)]) == 0
     out = capsys.readouterr().out
     assert "a frozen 0.005 B teacher" in out and "sequence = prompt" in out
+    # teacher.device: only the teacher's embeddings and output layer count on the student's GPU
+    path = write_recipe(path.read_text().replace("num_layers: 8}", "num_layers: 8}, device: 'cuda:1'"))
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    from posttrain.launch.plan import model_size
+    from posttrain.tiny import tiny_config
+    from posttrain.recipe.schema import TinyModelSpec
+
+    config = tiny_config(TinyModelSpec(hidden_size=256, num_layers=8))
+    size = model_size(config)
+    kept = size.vocab * 256 * (1 if config.tie_word_embeddings else 2)
+    assert f"its layers on cuda:1 ({(size.parameters - kept) / 1e6:,.1f} M parameters)" in out
+    assert f"its embeddings and output layer ({kept / 1e6:,.1f} M) on the student's" in out
 
 
 # ----------------------------------------------------------------------------- PRM as a language model

@@ -245,6 +245,7 @@ def check(loaded: LoadedRecipe) -> None:
     _check_chat_template(loaded)
     _check_deepspeed_config(loaded)
     _check_quantization(loaded)
+    _check_teacher_device(loaded)
     _check_vllm_server(loaded)
     for i, reward in enumerate(spec.rewards):
         check_reward(loaded.error, loaded.raw, ("rewards", i), reward)
@@ -384,6 +385,19 @@ def _check_quantization(loaded: LoadedRecipe) -> None:
     if launch.zero == 3 or launch.fsdp or launch.deepspeed_config:
         raise loaded.error(("model", "quantization"), "quantized loading with ZeRO-3, FSDP or one's own DeepSpeed "
                            "configuration is not supported by posttrain; use data parallelism (zero 0, 1 or 2)")
+
+
+def _check_teacher_device(loaded: LoadedRecipe) -> None:
+    """teacher.device: one process that holds both models (a launcher's ranks each hold their
+    own teacher, which ZeRO-3 shards instead)."""
+    spec = loaded.spec
+    if spec.teacher is None or spec.teacher.device is None:
+        return
+    launch = spec.launch
+    if launch.nodes * launch.gpus_per_node > 1 or launch.zero or launch.fsdp or launch.deepspeed_config:
+        raise loaded.error(("teacher", "device"), "a teacher device of its own needs one process holding both "
+                           "models; with several processes, or DeepSpeed/FSDP, remove teacher.device (launch.zero: 3 "
+                           "shards the teacher over the ranks instead)")
 
 
 def _check_deepspeed_config(loaded: LoadedRecipe) -> None:

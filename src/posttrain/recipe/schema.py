@@ -555,6 +555,10 @@ class TeacherSpec(_Block):
     revision: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     tiny: TinyModelSpec = TinyModelSpec()
+    # A device of its own for the teacher's layers (cuda:1 beside a student on cuda:0), one
+    # process only: the embeddings and output layer stay on the student's device, where TRL's
+    # loss compares the two heads chunk by chunk (trainers/distill.py). Unset: the student's.
+    device: str | None = Field(None, pattern=r"^(cpu|cuda:\d+)$")
 
 
 class DynamicSamplingSpec(_Block):

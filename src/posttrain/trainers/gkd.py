@@ -19,7 +19,7 @@ from posttrain.errors import UserError
 from posttrain.data.loading import apply_rows_template_kwargs, drop_long_prompts, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import sft
-from posttrain.trainers.distill import load_teacher, teacher_shard
+from posttrain.trainers.distill import load_teacher, one_student_device, teacher_shard
 from posttrain.trainers.skeleton import Context, TrainData
 
 
@@ -72,6 +72,7 @@ def build(context: Context, config, data: TrainData, callbacks: list):
     from trl.experimental.gkd import GKDTrainer
 
     teacher = load_teacher(context)
+    one_student_device(context, config)
     trainer = GKDTrainer(model=context.model, teacher_model=teacher, args=config, train_dataset=data.train,
                          eval_dataset=data.eval, processing_class=context.tokenizer, peft_config=context.peft_config,
                          callbacks=callbacks)
