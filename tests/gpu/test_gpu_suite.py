@@ -90,3 +90,27 @@ def test_the_suite_runs_its_cheapest_sections(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(out.with_suffix(".json").read_text())
     assert figures["qlora"]["steps"] >= 3 and figures["dpo_zero3"]["steps"] >= 3
+
+
+@pytest.mark.parametrize("teacher_device", ["cpu", "cuda:1"])
+def test_a_distillation_teacher_on_a_device_of_its_own_trains_like_one_beside_the_student(write_recipe, tmp_path,
+                                                                                        capsys, teacher_device):
+    """The student on cuda:0, the teacher's layers on the CPU (one GPU) or on a second GPU: the
+    losses match those of a teacher on cuda:0 (to bf16 rounding)."""
+    import torch
+
+    if teacher_device == "cuda:1" and torch.cuda.device_count() < 2:
+        pytest.skip("needs a second GPU")
+    losses = {}
+    for name, device in (("beside", ""), ("apart", f", device: '{teacher_device}'")):
+        path = write_recipe(f"method: distill\nmodel: {{name_or_path: tiny, tiny: {TINY}}}\n"
+                            f"teacher: {{name_or_path: tiny, tiny: {TINY}{device}}}\n"
+                            "data: {train: [{task: arithmetic, n: 64}]}\nbatch: {per_device: 8}\n"
+                            "trainer: {max_steps: 3, logging_steps: 1, max_completion_length: 8, seed: 0, "
+                            "save_strategy: 'no'}\n"
+                            f"run: {{name: {name}, dir: {tmp_path}}}\n")
+        assert main(["run", str(path)]) == 0
+        losses[name] = [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                        if '"loss"' in line]
+    assert f"teacher layers on {teacher_device}" in capsys.readouterr().out
+    assert losses["apart"] == pytest.approx(losses["beside"], rel=0.05)
