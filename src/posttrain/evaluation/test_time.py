@@ -361,7 +361,7 @@ def curves_over_seeds_markdown(stage: str, result: dict) -> list[str]:
                   + ", ".join(f"{100 * a:.1f}%" for a in aucs) + " of the time, per seed (50 %: it cannot tell them apart)."]
     return lines + ["", *differences_table(result["differences"]),
                     "", "Intervals count the spread over questions and over seeds (posttrain/evaluation/stats.py), "
-                    "an accuracy's clipped to [0, 100].", ""]
+                    "an accuracy's interval clipped to [0, 100].", ""]
 
 
 def report_markdown(report: dict) -> str:
