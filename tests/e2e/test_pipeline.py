@@ -210,3 +210,45 @@ def test_seeds_from_shares_the_stages_above_it_and_pairs_every_seed_against_them
     assert pairs[("rlvr", "dpo")]["difference"] == pytest.approx(rows["rlvr"]["accuracy_mean"] - rows["dpo"]["accuracy_mean"])
     table = (root / "comparison.md").read_text()
     assert "| dpo (one run, shared by every seed) |" in table and "counts the seeds of the other stage only" in table
+
+
+def test_seeded_test_time_curves_are_compared_over_the_seeds(tmp_path):
+    """A reward model per seed ranks the base model's samples; comparison.json holds the curves
+    over the seeds: each point the mean of the seeds' own, each seed with samples of its own."""
+    import statistics
+
+    recipe = tmp_path / "tt.yaml"
+    recipe.write_text(f"""\
+seeds: [0, 1]
+model: {{name_or_path: tiny, tiny: {{hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128}}}}
+eval:
+  data: [{{task: arithmetic, split: heldout, n: 8}}]
+  max_new_tokens: 8
+  test_time: {{budgets: [1, 4], strategies: [majority, best_of_n], batch_size: 8}}
+run: {{name: tt, dir: {tmp_path / 'runs'}}}
+stages:
+  - name: rm
+    method: reward
+    data: {{train: [{{task: arithmetic_pairs, n: 32}}]}}
+    batch: {{per_device: 8}}
+    trainer: {{max_steps: 2, max_length: 128}}
+""")
+    assert main(["run", str(recipe)]) == 0
+    root = tmp_path / "runs" / "tt"
+    result = json.loads((root / "comparison.json").read_text())["test_time"]["rm"]
+    assert result["questions"] == 8 and result["budgets"] == [1, 4] and result["seeds"] == 2
+    per_seed = [json.loads((root / f"rm-seed{s}" / "eval" / "test_time.json").read_text()) for s in (0, 1)]
+    assert [r["seed"] for r in per_seed] == [0, 1]  # test_time.seed follows trainer.seed
+    for strategy in ("majority", "best_of_n", "oracle"):
+        for i, point in enumerate(result["curves"][strategy]):
+            assert point["accuracy"] == pytest.approx(statistics.mean(r["curves"][strategy][i]["accuracy"]
+                                                                      for r in per_seed))
+            assert 0.0 <= point["low"] <= point["accuracy"] <= point["high"] <= 1.0
+    samples = [[json.loads(line)["samples"] for line in (root / f"rm-seed{s}" / "eval" / "test_time.jsonl").open()]
+               for s in (0, 1)]
+    assert samples[0] != samples[1]  # each seed drew its own
+    pairs = {(d["a"], d["b"]) for d in result["differences"]}
+    assert pairs == {("best_of_n@4", "majority@4"), ("majority@4", "majority@1"), ("best_of_n@4", "best_of_n@1"),
+                     ("oracle@4", "oracle@1")}
+    table = (root / "comparison.md").read_text()
+    assert "## Test-time compute of rm over 2 seeds" in table and "| rm | reward | - |" in table

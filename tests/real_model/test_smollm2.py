@@ -223,6 +223,9 @@ SHORT = {  # the shipped settings, fewer steps and records
     # one seed, one GRPO step (its preflight's 8 prompts), SFT for that step's FLOPs
     "grpo-vs-sft.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=16"],
     "dpo-self.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=8"],
+    "test-time.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=8",
+                       "eval.test_time.budgets=[1,2]"],
+    "tulu3-rlvr.yaml": ["seeds=[0]", "stages.0.trainer.max_steps=1", "stages.0.data.train.0.n=16"],
 }
 
 
@@ -240,10 +243,17 @@ def test_each_shipped_smollm2_recipe_runs_shortened(smollm2, recipe, tmp_path):
         report = json.loads(out.read_text())
         assert report["judgements"] == 4 and len(report["right_verdicts_interval"]) == 2
         return
-    if recipe.name in ("grpo-vs-sft.yaml", "dpo-self.yaml"):  # pipelines over seeds
+    if recipe.name in ("grpo-vs-sft.yaml", "dpo-self.yaml", "test-time.yaml", "tulu3-rlvr.yaml"):  # over seeds
         assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
-        comparison = json.loads((tmp_path / f"smollm2-{recipe.stem}" / "comparison.json").read_text())
+        root = tmp_path / f"smollm2-{recipe.stem}"
+        comparison = json.loads((root / "comparison.json").read_text())
         assert comparison  # every stage ran and was compared
+        if recipe.name == "test-time.yaml":
+            curves = json.loads((root / "rm-seed0" / "eval" / "test_time.json").read_text())["curves"]
+            assert [p["budget"] for p in curves["best_of_n"]] == [1, 2]
+        if recipe.name == "tulu3-rlvr.yaml":
+            report = json.loads((root / "grpo-seed0" / "eval" / "report.json").read_text())
+            assert report["trained"]["ifeval"]["prompts"] == 2
         return
     assert main(["run", str(recipe), *SHORT[recipe.name], *shorter]) == 0
     run = tmp_path / f"smollm2-{recipe.stem}"  # each recipe's run.name

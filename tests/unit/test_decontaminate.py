@@ -73,3 +73,28 @@ def test_decontaminate_needs_an_eval_set(tmp_path):
     path.write_text("method: sft\ndata:\n  train: [{task: arithmetic}]\n  decontaminate: {}\n")
     with pytest.raises(RecipeError, match="no evaluation set"):
         load_run(path)
+
+
+def test_every_method_that_loads_data_decontaminates_it(tmp_path, capsys):
+    """data.decontaminate is not SFT's alone: GRPO's prompts (and every trainer's build_mixture
+    call) are checked and dropped the same way, and the log says how many."""
+    from posttrain.trainers.rlvr import rlvr_data
+
+    path = _recipe(tmp_path, "  decontaminate: {action: drop}\n")
+    path.write_text(path.read_text().replace("method: sft", "method: rlvr\nrewards: [{name: numeric}]")
+                    .replace("- path: train.jsonl", "- path: prompts.jsonl"))
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": QUESTION, "ground_truth": "72"}, {"prompt": "Other question?", "ground_truth": "1"},
+        {"prompt": "And another one?", "ground_truth": "2"}]))
+    loaded = load_run(path)
+    train, _, fingerprints = rlvr_data(loaded, seed=0)
+    assert len(train) == 2 and QUESTION not in str(list(train))
+    (info,) = [v for k, v in fingerprints.items() if "prompts.jsonl" in k]
+    assert info["contaminated"] == 1 and info["dropped"] == 1
+    assert "decontamination: 1 of 3 records of" in capsys.readouterr().out
+    import inspect
+
+    from posttrain.trainers import dpo, kto, prm, reward, rlvr, sft
+    for module in (dpo, kto, prm, reward, rlvr, sft):  # each build_mixture of data.train passes it
+        source = inspect.getsource(module)
+        assert "build_mixture(" in source and "decontamination(loaded.spec" in source, module.__name__

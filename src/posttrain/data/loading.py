@@ -29,7 +29,7 @@ class LoadedSource:
     records: list[dict]
     fingerprint: str
     used: int = 0  # records taken after weighting
-    contaminated: int = 0  # records overlapping an evaluation set
+    contaminated: int | None = None  # records overlapping an evaluation set (None: not checked)
     dropped: int = 0
     instruction: str | None = None  # a generated task's answer-format instruction (a system turn)
     skipped: int = 0  # records skipped at load (empty_steps: skip)
@@ -393,11 +393,16 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
             index, threshold, drop = decontaminate
             flagged = set(contaminated(item.records, index, threshold))
             item.contaminated = len(flagged)
+            total = len(item.records)
             if drop and flagged:
                 item.records = [r for i, r in enumerate(item.records) if i not in flagged]
                 item.dropped = len(flagged)
                 if not item.records:
                     raise DataError(f"{item.label}: every record overlaps an evaluation set")
+            print(f"posttrain: decontamination: {len(flagged)} of {total} records of {item.label} overlap an "
+                  f"evaluation set ({index.n}-word runs, threshold {threshold:g})"
+                  + (f"; {item.dropped} dropped" if drop and flagged else "" if drop or not flagged
+                     else "; kept (data.decontaminate.action: report)"))
         capped = getattr(source, "max_samples", None)
         chosen = apply_weight(item.records[:capped] if capped else item.records, source.weight, rng)
         if getattr(source, "on_policy", None) is not None:
@@ -482,9 +487,19 @@ def to_dataset(records: list[dict]):
     return datasets.Dataset.from_list(records)
 
 
-def decontamination_index(spec, n: int) -> EvalIndex:
+def decontamination(spec, kind: str):
+    """What build_mixture checks training records with, when the recipe (`spec`, its schema)
+    asks for it (data.decontaminate): (index of every evaluation set, threshold, drop?); else
+    None. `kind`: the method's data kind, which data.eval is read as. Every trainer passes it."""
+    options = spec.data.decontaminate
+    if options is None:
+        return None
+    return decontamination_index(spec, options.n, kind), options.threshold, options.action == "drop"
+
+
+def decontamination_index(spec, n: int, kind: str = "sft") -> EvalIndex:
     """An n-gram index over every evaluation set of a recipe (`spec`, its schema): data.eval
-    (SFT records) and eval.data (task records)."""
-    sources = [(s, "sft") for s in spec.data.eval] + [(s, "task") for s in (spec.eval.data if spec.eval else [])]
+    (records of the method's `kind`) and eval.data (task records)."""
+    sources = [(s, kind) for s in spec.data.eval] + [(s, "task") for s in (spec.eval.data if spec.eval else [])]
     texts = [record_text(r) for source, kind in sources for r in load_source(source, kind).records]
     return EvalIndex.build(texts, n)

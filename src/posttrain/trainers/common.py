@@ -534,7 +534,7 @@ def check_lora_targets(loaded: LoadedRecipe, model) -> None:
                                f"{did_you_mean(target, leaves)} (its layers: {', '.join(leaves)}; or all-linear)")
 
 
-def source_records(sources, contamination: bool = False) -> dict:
+def source_records(sources) -> dict:
     """What the run records about each data source: fingerprint, size, records used (and,
     when decontamination ran, how many overlapped the evaluation sets and were dropped)."""
     records = {}
@@ -544,7 +544,7 @@ def source_records(sources, contamination: bool = False) -> dict:
             records[s.label]["instruction"] = s.instruction
         if s.skipped:
             records[s.label]["skipped_no_steps"] = s.skipped
-        if contamination:
+        if s.contaminated is not None:  # decontamination checked it
             records[s.label].update(contaminated=s.contaminated, dropped=s.dropped)
     return records
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 
 from posttrain.chat_templates import render
-from posttrain.data.loading import build_mixture, drop_long_prompts, held_out, to_dataset
+from posttrain.data.loading import build_mixture, decontamination, drop_long_prompts, held_out, to_dataset
 from posttrain.data.onpolicy import agree_across_ranks, sample_pairs
 from posttrain.errors import UserError
 from posttrain.recipe import LoadedRecipe
@@ -127,7 +127,7 @@ def data(context: Context) -> TrainData:
     if device.cuda and not any(hasattr(p, "ds_id") for p in model.parameters()):
         model.to("cuda")  # sampling on the GPU; ZeRO-3 shards stay where DeepSpeed put them
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
-                                     pair_sampler=pair_sampler)
+                                     decontamination(loaded.spec, context.data_kind), pair_sampler=pair_sampler)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
     records, evaluation, dropped, truncated = training_pairs(context, records, evaluation)
     fingerprints = common.source_records(sources + eval_sources)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from posttrain.data.loading import PASSED_ON, build_mixture, held_out, to_dataset
+from posttrain.data.loading import PASSED_ON, build_mixture, decontamination, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.numeric import completion_text
 from posttrain.trainers import common
@@ -50,7 +50,8 @@ def unpaired(records: list[dict], seed: int) -> tuple[list[dict], Counter]:
 
 def data(context: Context) -> TrainData:
     loaded = context.loaded
-    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed)
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
+                                     decontamination(loaded.spec, context.data_kind))
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
     if evaluation is not None:
         evaluation, _ = unpaired(evaluation, context.data_seed)

@@ -31,7 +31,8 @@ import json
 import math
 import time
 
-from posttrain.data.loading import build_mixture, drop_long_prompts, held_out, rows_rendering, to_dataset
+from posttrain.data.loading import (build_mixture, decontamination, drop_long_prompts, held_out, rows_rendering,
+                                    to_dataset)
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import PRM_HEAD_FILE, candidate_ids, encode, step_scores
 from posttrain.rundir import EvalDir, is_main_process, write_atomic
@@ -112,7 +113,8 @@ def data(context: Context) -> TrainData:
     loaded = context.loaded
     candidates_of(context.tokenizer, context.args)  # one token each, before anything is sampled or trained
     builder = tree_builder(context)
-    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed, tree_builder=builder)
+    records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
+                                     decontamination(loaded.spec, context.data_kind), tree_builder=builder)
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed,
                                                  tree_builder=builder)
     context.extra.pop("policy", None)  # sampling is over: free the causal LM

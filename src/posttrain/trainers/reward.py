@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from posttrain.data.loading import build_mixture, held_out, to_dataset
+from posttrain.data.loading import build_mixture, decontamination, held_out, to_dataset
 from posttrain.recipe import LoadedRecipe
 from posttrain.rewards.model_reward import sequence_scores, sequence_text
 from posttrain.rundir import EvalDir, write_atomic
@@ -52,7 +52,7 @@ def data(context: Context) -> TrainData:
         return pairs
 
     records, sources = build_mixture(loaded.spec.data.train, context.data_kind, context.data_seed,
-                                     pair_sampler=pair_sampler)
+                                     decontamination(loaded.spec, context.data_kind), pair_sampler=pair_sampler)
     context.extra.pop("policy", None)  # sampling is over: free the causal LM
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, context.data_kind, context.data_seed)
     records, evaluation, dropped, truncated = training_pairs(context, records, evaluation)

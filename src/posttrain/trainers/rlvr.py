@@ -11,7 +11,8 @@ trainers/skeleton.py's.
 
 from __future__ import annotations
 
-from posttrain.data.loading import apply_rows_template_kwargs, build_mixture, drop_long_prompts, held_out, to_dataset
+from posttrain.data.loading import (apply_rows_template_kwargs, build_mixture, decontamination, drop_long_prompts,
+                                    held_out, to_dataset)
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe, check_vllm_installed
 from posttrain.errors import UserError
@@ -24,7 +25,7 @@ def rlvr_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["rlvr"].data,
     """Task records without their reference completions (the policy writes its own): train, and
     eval (data.eval or data.eval_fraction; None without), and the fingerprints. With a
     tokenizer, prompts over data.max_prompt_length are dropped and counted."""
-    records, sources = build_mixture(loaded.spec.data.train, kind, seed)
+    records, sources = build_mixture(loaded.spec.data.train, kind, seed, decontamination(loaded.spec, kind))
     records, evaluation, eval_sources = held_out(loaded.spec.data, records, kind, seed)
     limit = loaded.spec.data.max_prompt_length if tokenizer is not None else None
     records, long_train = drop_long_prompts(records, tokenizer, limit, "data.train")

@@ -9,7 +9,7 @@ The order of a run is trainers/skeleton.py's; this module holds what is SFT's ow
 from __future__ import annotations
 
 from posttrain.chat_templates import render
-from posttrain.data.loading import build_mixture, decontamination_index, held_out, to_dataset
+from posttrain.data.loading import build_mixture, decontamination, held_out, to_dataset
 from posttrain.methods import METHODS
 from posttrain.recipe import LoadedRecipe
 from posttrain.trainers import common
@@ -23,10 +23,10 @@ def own_arguments(loaded: LoadedRecipe) -> dict:
 def sft_data(loaded: LoadedRecipe, seed: int, kind: str = METHODS["sft"].data):
     """Train and eval records, and a fingerprint per source for the run record."""
     spec = loaded.spec.data
-    train, sources = build_mixture(spec.train, kind, seed, decontamination(loaded))
+    train, sources = build_mixture(spec.train, kind, seed, decontamination(loaded.spec, kind))
     train, eval_records, eval_sources = held_out(spec, train, kind, seed)
     sources += eval_sources
-    fingerprints = common.source_records(sources, contamination=spec.decontaminate is not None)
+    fingerprints = common.source_records(sources)
     fingerprints.update(_traced(spec.train, sources))
     return train, eval_records, fingerprints
 
@@ -46,14 +46,6 @@ def report_trace_tokens(fingerprints: dict, tokenizer) -> None:
         fingerprints[label]["trace_tokens"] = tokens
         print(f"posttrain: {label}: {len(texts)} {kind} traces, {tokens:,} completion tokens "
               f"({tokens / max(1, len(texts)):.1f} per trace)")
-
-
-def decontamination(loaded: LoadedRecipe):
-    """(index of every evaluation set, threshold, drop?) when the recipe asks for it."""
-    spec = loaded.spec.data.decontaminate
-    if spec is None:
-        return None
-    return decontamination_index(loaded.spec, spec.n), spec.threshold, spec.action == "drop"
 
 
 def data(context: Context) -> TrainData:
