@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from posttrain.cli import main
 
@@ -231,7 +232,8 @@ SHORT = {  # the shipped settings, fewer steps and records
 
 @pytest.mark.parametrize("recipe", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_each_shipped_smollm2_recipe_runs_shortened(smollm2, recipe, tmp_path):
-    shorter = ["eval.data.0.n=4" if "task" in recipe.read_text().split("eval:")[1] else "eval.data.0.max_samples=2",
+    evaluated = (yaml.safe_load(recipe.read_text()).get("eval") or {}).get("data") or [{}]
+    shorter = ["eval.data.0.n=4" if "task" in evaluated[0] else "eval.data.0.max_samples=2",
                "eval.max_new_tokens=16", f"run.dir={tmp_path}"]
     if recipe.name == "ifeval.yaml":
         assert main(["eval", str(recipe), *shorter, "--model", NAME, "--output", str(tmp_path / "out")]) == 0

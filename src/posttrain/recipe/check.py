@@ -533,6 +533,9 @@ def _check_sources(loaded: LoadedRecipe, prefix: KeyPath, sources: list[DataSour
                 check_task_options(loaded.error, path, source)
             if source.split not in (None, "train", "heldout"):
                 raise loaded.error((*path, "split"), "a task split is 'train' or 'heldout'")
+        elif source.n is not None:  # n counts generated records; it would be ignored here
+            raise loaded.error((*path, "n"), "n is how many records a task generates; for a file or hub "
+                               "dataset, max_samples takes the first N")
         if source.on_policy is not None:
             check_reward(loaded.error, loaded.raw, (*path, "on_policy", "reward"), source.on_policy.reward)
         if source.build_trees is not None:
