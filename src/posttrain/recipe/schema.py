@@ -174,9 +174,7 @@ class TreeBuildSpec(_Block):
     # otherwise they are dropped and counted, as shortcut and journey traces need a correct path.
     keep_unsolved: bool = False
     batch_size: int = Field(64, gt=0)  # prompts per generate call
-    # the sampling seed; unset: the run's trainer.seed, so each seed of a `seeds:` pipeline draws
-    # its own samples
-    seed: int | None = None
+    seed: int = 0
 
 
 class DataSource(_Block):
