@@ -513,15 +513,15 @@ def seeds_comparison(pipeline: Pipeline) -> dict:
                             **result})
     test_time = {}
     for base, stages in by_base.items():  # eval.test_time's curves, over the seeds
-        files = [EvalDir(group.stage(s.name).eval_dir).test_time_questions for s in stages]
-        if len(stages) > 1 and all(f.is_file() for f in files):
-            runs = [[json.loads(line) for line in f.read_text().splitlines() if line.strip()] for f in files]
+        outputs = [EvalDir(group.stage(s.name).eval_dir) for s in stages]
+        if len(stages) > 1 and all(o.test_time_questions.is_file() for o in outputs):
+            runs = [[json.loads(line) for line in o.test_time_questions.read_text().splitlines() if line.strip()]
+                    for o in outputs]
             if all(rows and "outcomes" in rows[0] for rows in runs):  # older runs kept no outcomes
                 test_time[base] = curves_over_seeds(runs)
-                reports = [EvalDir(group.stage(s.name).eval_dir).test_time for s in stages]
-                aucs = [json.loads(r.read_text()).get("verifier_auc_within_questions") if r.is_file() else None
-                        for r in reports]
-                test_time[base]["verifier_auc_per_seed"] = aucs
+                test_time[base]["verifier_auc_per_seed"] = [
+                    json.loads(o.test_time.read_text()).get("verifier_auc_within_questions")
+                    if o.test_time.is_file() else None for o in outputs]
     return {"seeds": pipeline.seeds, "stages": rows, "differences": differences,
             "start": baseline and {"accuracy": baseline["accuracy"]}, "test_time": test_time}
 

@@ -399,10 +399,11 @@ def build_mixture(sources, kind: str, seed: int, decontaminate=None,
                 item.dropped = len(flagged)
                 if not item.records:
                     raise DataError(f"{item.label}: every record overlaps an evaluation set")
+            outcome = ""
+            if flagged:
+                outcome = f"; {item.dropped} dropped" if drop else "; kept (data.decontaminate.action: report)"
             print(f"posttrain: decontamination: {len(flagged)} of {total} records of {item.label} overlap an "
-                  f"evaluation set ({index.n}-word runs, threshold {threshold:g})"
-                  + (f"; {item.dropped} dropped" if drop and flagged else "" if drop or not flagged
-                     else "; kept (data.decontaminate.action: report)"))
+                  f"evaluation set ({index.n}-word runs, threshold {threshold:g}){outcome}")
         capped = getattr(source, "max_samples", None)
         chosen = apply_weight(item.records[:capped] if capped else item.records, source.weight, rng)
         if getattr(source, "on_policy", None) is not None:

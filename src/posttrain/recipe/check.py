@@ -394,7 +394,7 @@ def _check_teacher_device(loaded: LoadedRecipe) -> None:
     if spec.teacher is None or spec.teacher.device is None:
         return
     launch = spec.launch
-    if launch.nodes * launch.gpus_per_node > 1 or launch.zero or launch.fsdp or launch.deepspeed_config:
+    if loaded.world_size > 1 or launch.zero or launch.fsdp or launch.deepspeed_config:
         raise loaded.error(("teacher", "device"), "a teacher device of its own needs one process holding both "
                            "models; with several processes, or DeepSpeed/FSDP, remove teacher.device (launch.zero: 3 "
                            "shards the teacher over the ranks instead)")
